@@ -1,0 +1,15 @@
+"""igkit: Integrated Gradients for image classifiers, with completeness checked.
+
+``import igkit`` imports no deep-learning framework and no matplotlib: backends, model loaders
+and figures import theirs when first used.
+"""
+
+from igkit.api import gradients as gradients
+from igkit.api import integrated_gradients as integrated_gradients
+from igkit.core.engine import NotConvergedWarning as NotConvergedWarning
+from igkit.core.quadrature import available_methods as available_methods
+from igkit.core.quadrature import nodes_and_weights as nodes_and_weights
+from igkit.core.result import PathTrace as PathTrace
+from igkit.core.result import Result as Result
+
+__version__ = "0.1.0"

@@ -1,0 +1,205 @@
+"""PyTorch backend: interpolation, forward, backward and the weighted reduction, all on device."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+
+import numpy as np
+
+from igkit.backends.base import (
+    DisconnectedModelError,
+    OutOfMemory,
+    SessionOptions,
+    Taken,
+    check_output_shape,
+)
+from igkit.core.planner import RowBatch
+
+name = "torch"
+
+
+def matches(model: object) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(model, torch.nn.Module)
+
+
+def is_tensor(x: object) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def probe(model: object, example: np.ndarray) -> bool:
+    """True when ``model`` accepts a torch tensor and returns one."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return False
+    try:
+        with torch.no_grad():
+            out = model(torch.as_tensor(example[:1], dtype=torch.float32))
+    except Exception:  # noqa: BLE001 - a failed probe only means "not a torch callable"
+        return False
+    return isinstance(out, torch.Tensor)
+
+
+def to_numpy(x: object) -> np.ndarray:
+    return x.detach().cpu().numpy()  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def _eval_mode(model: object) -> Iterator[None]:
+    """Evaluates in eval mode (dropout off, batch-norm running stats), then restores the flags."""
+    torch = sys.modules["torch"]
+    if not isinstance(model, torch.nn.Module):
+        yield
+        return
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def _model_place(model: object) -> tuple[object, object | None]:
+    torch = sys.modules["torch"]
+    if isinstance(model, torch.nn.Module):
+        for p in model.parameters():
+            if p.is_floating_point():
+                return p.device, p.dtype
+        for b in model.buffers():
+            if b.is_floating_point():
+                return b.device, b.dtype
+    return torch.device("cpu"), None
+
+
+class TorchSession:
+    """A ``Session`` (see ``igkit.backends.base``) for torch modules and callables."""
+
+    default_channel_axis = 1
+
+    def __init__(self, model: object, options: SessionOptions) -> None:
+        import torch
+
+        self._torch = torch
+        self._model = model
+        self._opts = options
+        self.device, model_dtype = _model_place(model)
+        if options.dtype is not None:
+            self._tdtype = getattr(torch, np.dtype(options.dtype).name)
+        else:
+            self._tdtype = model_dtype or getattr(torch, options.fallback_dtype())
+        self.dtype = np.dtype(str(self._tdtype).removeprefix("torch."))
+        self._transform = _output_transform(options.output)
+        self._stack = contextlib.ExitStack()
+        self._stack.enter_context(_eval_mode(model))
+        self._sums = None
+        self._scores: list = []
+        self._grads: list = []
+        self._checked = False
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def _t(self, x: np.ndarray, dtype=None):
+        return self._torch.as_tensor(x, dtype=dtype or self._tdtype, device=self.device)
+
+    def _scores_of(self, x):
+        out = self._model(x)
+        if not isinstance(out, self._torch.Tensor):
+            raise TypeError(
+                f"the model returned {type(out).__name__}, not a tensor; pass output= a callable "
+                "that picks the class scores from it"
+            )
+        out = self._transform(out)
+        return check_output_shape(out, x.shape[0])
+
+    def outputs(self, x: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        chunks = []
+        bs = self._opts.batch_size
+        with torch.no_grad():
+            for start in range(0, x.shape[0], bs):
+                out = self._oom_guard(lambda s=start: self._scores_of(self._t(x[s : s + bs])))
+                chunks.append(out.to(torch.float64).cpu().numpy())
+        return np.concatenate(chunks, axis=0)
+
+    def set_paths(self, inputs, baselines, path_input, path_target) -> None:
+        self._base = self._t(baselines)
+        x = self._t(inputs)
+        self._diff = x[self._t(path_input, self._torch.long)] - self._base
+        self._target = self._t(path_target, self._torch.long)
+        self._sums = self._torch.zeros_like(self._base)
+        self._scores, self._grads = [], []
+
+    def _oom_guard(self, fn):
+        try:
+            return fn()
+        except self._torch.OutOfMemoryError as exc:
+            if self.device.type == "cuda":
+                self._torch.cuda.empty_cache()
+            raise OutOfMemory(str(exc)) from exc
+
+    def accumulate(self, batch: RowBatch) -> None:
+        self._oom_guard(lambda: self._accumulate(batch))
+
+    def _accumulate(self, batch: RowBatch) -> None:
+        torch = self._torch
+        idx = self._t(batch.path, torch.long)
+        shape = (-1,) + (1,) * (self._base.dim() - 1)
+        alpha = self._t(batch.alpha).view(shape)
+        weight = self._t(batch.weight).view(shape)
+        with torch.enable_grad():
+            xb = (self._base[idx] + alpha * self._diff[idx]).requires_grad_(True)
+            out = self._scores_of(xb)
+            s = out.gather(1, self._target[idx].view(-1, 1)).squeeze(1)
+            if not s.requires_grad:
+                raise DisconnectedModelError(_DISCONNECTED)
+            (g,) = torch.autograd.grad(s.sum(), xb, allow_unused=True)
+        if g is None:
+            raise DisconnectedModelError(_DISCONNECTED)
+        self._sums.index_add_(0, idx, g * weight)
+        self._scores.append(s.detach())
+        if self._opts.trace:
+            self._grads.append(g.detach().abs().flatten(1).mean(1))
+
+    def take(self) -> Taken:
+        torch = self._torch
+        sums = self._sums.cpu().numpy().astype(np.float64)
+        scores = (
+            torch.cat(self._scores).to(torch.float64).cpu().numpy()
+            if self._scores
+            else np.empty(0)
+        )
+        grads = (
+            torch.cat(self._grads).to(torch.float64).cpu().numpy()
+            if self._opts.trace and self._grads
+            else None
+        )
+        self._sums.zero_()
+        self._scores, self._grads = [], []
+        return Taken(sums, scores, grads)
+
+
+_DISCONNECTED = (
+    "the model's output does not depend on its input (no gradient reaches the input); "
+    "check that the model does not detach, round or convert the input to numpy"
+)
+
+
+def _output_transform(output: object):
+    import torch
+
+    if callable(output):
+        return output
+    return {
+        "raw": lambda y: y,
+        "softmax": lambda y: torch.softmax(y, dim=-1),
+        "sigmoid": torch.sigmoid,
+    }[output]
+
+
+def open_session(model: object, options: SessionOptions) -> TorchSession:
+    return TorchSession(model, options)

@@ -1,0 +1,35 @@
+"""The completeness check: attributions must add up to the change in the model's output."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["completeness", "relative_change"]
+
+
+def completeness(
+    attributions: np.ndarray, score: np.ndarray, baseline_score: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per example ``delta = sum(attr) - (F(x) - F(x'))`` and ``|delta| / |F(x) - F(x')|``.
+
+    Sums run in float64 whatever the attributions' dtype. When F(x) equals F(x') exactly the
+    relative error is 0 for a zero delta and infinite otherwise: there is nothing to be relative to.
+    """
+    n = attributions.shape[0]
+    total = attributions.reshape(n, -1).astype(np.float64).sum(axis=1)
+    gap = np.asarray(score, dtype=np.float64) - np.asarray(baseline_score, dtype=np.float64)
+    delta = total - gap
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.abs(delta) / np.abs(gap)
+    rel = np.where(gap == 0, np.where(delta == 0, 0.0, np.inf), rel)
+    return delta, rel
+
+
+def relative_change(new: np.ndarray, old: np.ndarray) -> float:
+    """``||new - old|| / ||new||`` (L2), the refinement's estimate of the attribution error."""
+    new = np.asarray(new, dtype=np.float64)
+    norm = float(np.linalg.norm(new))
+    diff = float(np.linalg.norm(new - np.asarray(old, dtype=np.float64)))
+    if norm == 0.0:
+        return 0.0 if diff == 0.0 else float("inf")
+    return diff / norm

@@ -1,0 +1,292 @@
+"""The Integrated Gradients loop, written once for every framework.
+
+It plans paths and rows, feeds batches to a backend ``Session`` and turns the per-path gradient
+sums into attributions and completeness numbers. It imports NumPy only: the backends do the
+framework work, and the same loop is tested on analytic models through a NumPy session.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from igkit.backends.base import OutOfMemory, Session, Taken
+from igkit.core.completeness import completeness, relative_change
+from igkit.core.planner import RowBatch, pack_rows
+from igkit.core.quadrature import Rule, get_rule, nodes_and_weights
+from igkit.core.result import PathTrace, Result
+
+__all__ = ["AutoSteps", "NotConvergedWarning", "resolve_targets", "run_integrated_gradients"]
+
+
+class NotConvergedWarning(RuntimeWarning):
+    """``steps="auto"`` reached ``max_steps`` before meeting its tolerance for some inputs."""
+
+
+@dataclass(frozen=True)
+class AutoSteps:
+    """How ``steps="auto"`` refines.
+
+    A path is done when its relative completeness error is at most ``tol`` AND its attributions
+    moved by at most ``tol`` (relative L2) in the last refinement. Completeness alone is a weak
+    stopping rule: on ReLU networks it can pass by luck at a step count whose attributions are
+    still far off, so the refinement's own change estimate has to agree.
+    """
+
+    tol: float
+    max_steps: int = 1024
+
+
+def resolve_targets(target: object, outputs: np.ndarray) -> np.ndarray:
+    """One class index per input from ``target=`` (None = the top-1 class), range-checked."""
+    n, classes = outputs.shape
+    if target is None:
+        return np.argmax(outputs, axis=1).astype(np.int64)
+    if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
+        t = np.full(n, int(target), dtype=np.int64)
+    else:
+        try:
+            t = np.asarray(target)
+        except Exception:  # noqa: BLE001
+            t = np.asarray([None])
+        if t.ndim != 1 or not np.issubdtype(t.dtype, np.integer):
+            raise ValueError(
+                f"target must be None, an int, or one int per input; got {target!r}"
+            )
+        if t.shape[0] != n:
+            raise ValueError(
+                f"target has {t.shape[0]} entries but there are {n} inputs; "
+                "pass one int per input, or a single int for all"
+            )
+        t = t.astype(np.int64)
+    bad = (t < 0) | (t >= classes)
+    if np.any(bad):
+        raise ValueError(
+            f"target {int(t[bad][0])} is out of range: the model has {classes} outputs "
+            f"(valid targets 0..{classes - 1})"
+        )
+    return t
+
+
+def _accumulate_all(session: Session, batches: Sequence[RowBatch] | object) -> None:
+    """Feeds batches to the session, halving a batch that runs out of device memory."""
+    for batch in batches:  # type: ignore[attr-defined]
+        pending = [batch]
+        while pending:
+            b = pending.pop()
+            try:
+                session.accumulate(b)
+            except OutOfMemory:
+                if len(b) == 1:
+                    raise
+                half = len(b) // 2
+                pending.append(RowBatch(b.path[half:], b.alpha[half:], b.weight[half:]))
+                pending.append(RowBatch(b.path[:half], b.alpha[:half], b.weight[:half]))
+
+
+def _level(
+    session: Session,
+    paths: np.ndarray,
+    alphas: np.ndarray,
+    weights: np.ndarray,
+    batch_size: int,
+) -> Taken:
+    plist = [int(p) for p in paths]
+    _accumulate_all(
+        session,
+        pack_rows(plist, [alphas] * len(plist), [weights] * len(plist), batch_size),
+    )
+    return session.take()
+
+
+def _nested_levels(rule: Rule, max_steps: int) -> list[int]:
+    assert rule.nested is not None
+    n = max(rule.min_steps, 8) + (1 if rule.includes_endpoints else 0)
+    levels = [n]
+    while n < max_steps:
+        n = rule.nested(n)
+        levels.append(n)
+    return levels
+
+
+def _doubling_levels(rule: Rule, max_steps: int) -> list[int]:
+    n = max(rule.min_steps, 8)
+    levels = [n]
+    while n < max_steps:
+        n *= 2
+        levels.append(n)
+    return levels
+
+
+def run_integrated_gradients(
+    session: Session,
+    inputs: np.ndarray,
+    baselines: list[tuple[str, np.ndarray]],
+    *,
+    target: object,
+    method: str,
+    steps: int | AutoSteps,
+    tol: float,
+    batch_size: int,
+    return_path: bool = False,
+) -> Result:
+    """Computes IG for a batch of inputs (shape ``(N, ...)``) against one or more baselines.
+
+    Path ``p = i * B + b`` runs from baseline ``b`` to input ``i``; with several baselines an input's
+    attribution is the mean of its paths' attributions, and its baseline score the mean of theirs.
+    """
+    rule = get_rule(method)
+    n_inputs = inputs.shape[0]
+    n_base = len(baselines)
+    outputs = session.outputs(inputs)
+    targets = resolve_targets(target, outputs)
+    score = outputs[np.arange(n_inputs), targets]
+
+    path_input = np.repeat(np.arange(n_inputs), n_base)
+    path_target = targets[path_input]
+    base_stack = np.stack([baselines[b][1][i] for i in range(n_inputs) for b in range(n_base)])
+    base_out = session.outputs(base_stack)
+    path_base_score = base_out[np.arange(path_input.shape[0]), path_target]
+    session.set_paths(inputs, base_stack, path_input, path_target)
+
+    diff = inputs[path_input].astype(np.float64) - base_stack.astype(np.float64)
+    n_paths = path_input.shape[0]
+    all_paths = np.arange(n_paths)
+    trace_rows: list[list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]] = [
+        [] for _ in range(n_paths)
+    ]
+
+    def record(paths: np.ndarray, alphas: np.ndarray, taken: Taken) -> None:
+        if not return_path:
+            return
+        k = alphas.shape[0]
+        for j, p in enumerate(paths):
+            sl = slice(j * k, (j + 1) * k)
+            grads = None if taken.mean_abs_gradient is None else taken.mean_abs_gradient[sl]
+            trace_rows[p].append((alphas, taken.scores[sl], grads))
+
+    if isinstance(steps, AutoSteps):
+        path_attr, path_steps = _auto(
+            session, rule, all_paths, diff, path_base_score, score[path_input], steps,
+            batch_size, record,
+        )
+    else:
+        alphas, weights = nodes_and_weights(method, steps)
+        taken = _level(session, all_paths, alphas, weights, batch_size)
+        record(all_paths, alphas, taken)
+        path_attr = diff * taken.sums
+        path_steps = np.full(n_paths, int(steps), dtype=np.int64)
+
+    attr = path_attr.reshape(n_inputs, n_base, *inputs.shape[1:]).mean(axis=1)
+    baseline_score = path_base_score.reshape(n_inputs, n_base).mean(axis=1)
+    delta, rel = completeness(attr, score, baseline_score)
+    in_steps = path_steps.reshape(n_inputs, n_base).max(axis=1)
+    trace = _make_trace(trace_rows, n_base, n_inputs) if return_path else None
+    return Result(
+        attributions=attr.astype(inputs.dtype, copy=False),
+        delta=delta,
+        relative_error=rel,
+        score=score,
+        baseline_score=baseline_score,
+        target=targets,
+        steps=in_steps,
+        method=method,
+        tol=float(tol),
+        converged=rel <= tol,
+        baselines=tuple(label for label, _ in baselines),
+        path=trace,
+    )
+
+
+def _auto(
+    session: Session,
+    rule: Rule,
+    paths: np.ndarray,
+    diff: np.ndarray,
+    base_score: np.ndarray,
+    score: np.ndarray,
+    auto: AutoSteps,
+    batch_size: int,
+    record,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Refines each path until it meets ``auto.tol`` (see AutoSteps) or ``auto.max_steps``.
+
+    Nested rules evaluate only the new nodes of each level: their weights are ``c(n) * r_k`` with
+    ``r_k`` fixed per node (1 inside, 1/2 at the trapezoid's ends), so the device accumulates
+    ``sum r_k g_k`` across levels and the level's integral is ``c(n)`` times that.
+    """
+    n_paths = paths.shape[0]
+    attr = np.zeros_like(diff)
+    steps_used = np.zeros(n_paths, dtype=np.int64)
+    raw = np.zeros_like(diff)
+    prev = np.zeros_like(diff)
+    active = paths.copy()
+    done = np.zeros(n_paths, dtype=bool)
+    levels = _nested_levels(rule, auto.max_steps) if rule.nested else _doubling_levels(
+        rule, auto.max_steps
+    )
+    old_alphas = np.empty(0)
+    gap = score - base_score
+    for li, n in enumerate(levels):
+        alphas, weights = nodes_and_weights(rule.name, n)
+        if rule.nested:
+            c = weights.max()
+            relw = weights / c
+            is_new = ~np.isclose(alphas[:, None], old_alphas[None, :], rtol=0, atol=1e-12).any(
+                axis=1
+            ) if old_alphas.size else np.ones(alphas.shape[0], dtype=bool)
+            taken = _level(session, active, alphas[is_new], relw[is_new], batch_size)
+            record(active, alphas[is_new], taken)
+            raw[active] += taken.sums[active]
+            integral = c * raw[active]
+            old_alphas = alphas
+        else:
+            taken = _level(session, active, alphas, weights, batch_size)
+            record(active, alphas, taken)
+            integral = taken.sums[active]
+        level_attr = diff[active] * integral
+        steps_used[active] = n
+        flat = level_attr.reshape(active.shape[0], -1).sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.abs(flat - gap[active]) / np.abs(gap[active])
+        rel = np.where(gap[active] == 0, np.where(flat == 0, 0.0, np.inf), rel)
+        finished = np.zeros(active.shape[0], dtype=bool)
+        if li > 0:
+            change = np.array(
+                [relative_change(level_attr[j], prev[p]) for j, p in enumerate(active)]
+            )
+            finished = (rel <= auto.tol) & (change <= auto.tol)
+        attr[active] = level_attr
+        prev[active] = level_attr
+        done[active[finished]] = True
+        active = active[~finished]
+        if active.size == 0:
+            break
+    if active.size:
+        warnings.warn(
+            f"steps='auto' reached {int(steps_used.max())} steps without meeting tol={auto.tol} "
+            f"on {active.size} of {n_paths} paths; their results are the finest level computed "
+            "(raise max_steps or tol)",
+            NotConvergedWarning,
+            stacklevel=4,
+        )
+    return attr, steps_used
+
+
+def _make_trace(rows, n_base: int, n_inputs: int) -> PathTrace:
+    alphas, scores, grads = [], [], []
+    for i in range(n_inputs):
+        parts = rows[i * n_base]
+        a = np.concatenate([p[0] for p in parts])
+        s = np.concatenate([p[1] for p in parts])
+        order = np.argsort(a, kind="stable")
+        alphas.append(a[order])
+        scores.append(s[order])
+        if parts and parts[0][2] is not None:
+            grads.append(np.concatenate([p[2] for p in parts])[order])
+        else:
+            grads.append(np.full(a.shape, np.nan))
+    return PathTrace(alphas, scores, grads)
