@@ -159,17 +159,21 @@ def run_integrated_gradients(
         [] for _ in range(n_paths)
     ]
 
-    def record(paths: np.ndarray, alphas: np.ndarray, taken: Taken) -> None:
+    def record(paths: np.ndarray, alphas: np.ndarray, taken: Taken, replace: bool = False) -> None:
+        """Keeps each path's scores (and mean |gradient|) when a trace was asked for; a
+        non-nested refinement replaces the coarser level instead of adding to it."""
         if not return_path:
             return
         k = alphas.shape[0]
         for j, p in enumerate(paths):
             sl = slice(j * k, (j + 1) * k)
             grads = None if taken.mean_abs_gradient is None else taken.mean_abs_gradient[sl]
+            if replace:
+                trace_rows[p].clear()
             trace_rows[p].append((alphas, taken.scores[sl], grads))
 
     if isinstance(steps, AutoSteps):
-        path_attr, path_steps = _auto(
+        path_attr, path_steps, path_evals = _auto(
             session, rule, all_paths, diff, path_base_score, score[path_input], steps,
             batch_size, record,
         )
@@ -179,14 +183,17 @@ def run_integrated_gradients(
         record(all_paths, alphas, taken)
         path_attr = diff * taken.sums
         path_steps = np.full(n_paths, int(steps), dtype=np.int64)
+        path_evals = path_steps
 
+    # Completeness is judged on the attributions handed back, after the cast to the input dtype.
     attr = path_attr.reshape(n_inputs, n_base, *inputs.shape[1:]).mean(axis=1)
+    attr = attr.astype(inputs.dtype, copy=False)
     baseline_score = path_base_score.reshape(n_inputs, n_base).mean(axis=1)
     delta, rel = completeness(attr, score, baseline_score)
     in_steps = path_steps.reshape(n_inputs, n_base).max(axis=1)
     trace = _make_trace(trace_rows, n_base, n_inputs) if return_path else None
     return Result(
-        attributions=attr.astype(inputs.dtype, copy=False),
+        attributions=attr,
         delta=delta,
         relative_error=rel,
         score=score,
@@ -196,6 +203,7 @@ def run_integrated_gradients(
         method=method,
         tol=float(tol),
         converged=rel <= tol,
+        evaluations=path_evals.reshape(n_inputs, n_base).sum(axis=1),
         baselines=tuple(label for label, _ in baselines),
         path=trace,
     )
@@ -211,7 +219,7 @@ def _auto(
     auto: AutoSteps,
     batch_size: int,
     record,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Refines each path until it meets ``auto.tol`` (see AutoSteps) or ``auto.max_steps``.
 
     Nested rules evaluate only the new nodes of each level: their weights are ``c(n) * r_k`` with
@@ -221,10 +229,10 @@ def _auto(
     n_paths = paths.shape[0]
     attr = np.zeros_like(diff)
     steps_used = np.zeros(n_paths, dtype=np.int64)
+    evals = np.zeros(n_paths, dtype=np.int64)
     raw = np.zeros_like(diff)
     prev = np.zeros_like(diff)
     active = paths.copy()
-    done = np.zeros(n_paths, dtype=bool)
     levels = _nested_levels(rule, auto.max_steps) if rule.nested else _doubling_levels(
         rule, auto.max_steps
     )
@@ -240,12 +248,14 @@ def _auto(
             ) if old_alphas.size else np.ones(alphas.shape[0], dtype=bool)
             taken = _level(session, active, alphas[is_new], relw[is_new], batch_size)
             record(active, alphas[is_new], taken)
+            evals[active] += int(is_new.sum())
             raw[active] += taken.sums[active]
             integral = c * raw[active]
             old_alphas = alphas
         else:
             taken = _level(session, active, alphas, weights, batch_size)
-            record(active, alphas, taken)
+            record(active, alphas, taken, replace=True)
+            evals[active] += n
             integral = taken.sums[active]
         level_attr = diff[active] * integral
         steps_used[active] = n
@@ -261,7 +271,6 @@ def _auto(
             finished = (rel <= auto.tol) & (change <= auto.tol)
         attr[active] = level_attr
         prev[active] = level_attr
-        done[active[finished]] = True
         active = active[~finished]
         if active.size == 0:
             break
@@ -273,7 +282,7 @@ def _auto(
             NotConvergedWarning,
             stacklevel=4,
         )
-    return attr, steps_used
+    return attr, steps_used, evals
 
 
 def _make_trace(rows, n_base: int, n_inputs: int) -> PathTrace:

@@ -35,10 +35,13 @@ class Result:
         score: Per input, F(x): the explained output of the target class.
         baseline_score: Per input, F(x'), averaged over the baselines when there are several.
         target: Per input, the class explained.
-        steps: Per input, gradient evaluations per path (for ``steps="auto"``, those it needed).
+        steps: Per input, the step count of the rule that produced the attributions (for
+            ``steps="auto"``, the finest level it needed).
         method: The quadrature rule.
         tol: The completeness tolerance the result is judged against.
         converged: Per input, ``relative_error <= tol``.
+        evaluations: Per input, gradient evaluations spent, over all its baselines and (for
+            ``steps="auto"``) all refinement levels.
         baselines: The baselines' labels ("black", "uniform", "custom", ...).
         path: The per-path trace when asked for, else None.
     """
@@ -53,6 +56,7 @@ class Result:
     method: str
     tol: float
     converged: np.ndarray
+    evaluations: np.ndarray
     baselines: tuple[str, ...] = ("black",)
     path: PathTrace | None = field(default=None, repr=False)
 

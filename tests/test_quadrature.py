@@ -1,0 +1,94 @@
+"""The rules themselves: exact weights, exact nodes, exact polynomial degree."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from igkit import available_methods, nodes_and_weights
+from igkit.core.quadrature import get_rule
+
+METHODS = ["riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gauss_legendre"]
+
+
+def test_every_documented_method_is_registered():
+    assert set(METHODS) <= set(available_methods())
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("n", [2, 3, 7, 50, 256])
+def test_weights_sum_to_one_and_nodes_lie_in_unit_interval(method, n):
+    a, w = nodes_and_weights(method, n)
+    assert a.shape == w.shape == (n,)
+    assert abs(w.sum() - 1.0) < 1e-13
+    assert np.all((a >= 0) & (a <= 1))
+    assert np.all(w > 0)
+
+
+@pytest.mark.parametrize("n", [1, 4, 9])
+def test_riemann_rules_match_their_definitions(n):
+    k = np.arange(n)
+    a, w = nodes_and_weights("riemann_left", n)
+    np.testing.assert_array_equal(a, k / n)
+    a, w = nodes_and_weights("riemann_right", n)
+    np.testing.assert_array_equal(a, (k + 1) / n)
+    a, w = nodes_and_weights("riemann_middle", n)
+    np.testing.assert_array_equal(a, (k + 0.5) / n)
+    np.testing.assert_array_equal(w, np.full(n, 1 / n))
+
+
+@pytest.mark.parametrize("n", [2, 3, 11])
+def test_trapezoid_gives_half_weight_to_the_ends(n):
+    a, w = nodes_and_weights("riemann_trapezoid", n)
+    h = 1 / (n - 1)
+    np.testing.assert_allclose(a, np.arange(n) * h, rtol=0, atol=1e-15)
+    assert w[0] == w[-1] == pytest.approx(h / 2, abs=1e-16)
+    np.testing.assert_allclose(w[1:-1], h, rtol=0, atol=1e-16)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 16])
+def test_gauss_legendre_is_exact_to_degree_2n_minus_1_and_not_beyond(n):
+    a, w = nodes_and_weights("gauss_legendre", n)
+    for degree in range(2 * n):
+        assert abs(w @ a**degree - 1 / (degree + 1)) < 1e-13, degree
+    # Degree 2n fails: the square of the polynomial whose roots are the nodes has a positive
+    # integral, which the rule sees as exactly zero.
+    fine_a, fine_w = nodes_and_weights("gauss_legendre", 2 * n + 2)
+    node_poly_sq = lambda t: np.prod(t[:, None] - a[None, :], axis=1) ** 2  # noqa: E731
+    assert w @ node_poly_sq(a) == 0.0
+    assert fine_w @ node_poly_sq(fine_a) > 0.0
+
+
+def test_integral_of_3t2_at_25_steps():
+    # PAIR saliency's rule gives 1.021 here; the exact value is 1.
+    f = lambda t: 3 * t**2  # noqa: E731
+    a, w = nodes_and_weights("gauss_legendre", 25)
+    assert w @ f(a) == pytest.approx(1.0, abs=1e-14)
+    a, w = nodes_and_weights("riemann_trapezoid", 25)
+    assert w @ f(a) == pytest.approx(1 + 1 / (2 * 24**2), abs=1e-14)  # trapezoid error h^2/2
+    a, w = nodes_and_weights("riemann_middle", 25)
+    assert w @ f(a) == pytest.approx(1 - 1 / (4 * 25**2), abs=1e-14)  # midpoint error -h^2/4
+
+
+@pytest.mark.parametrize("method", ["riemann_left", "riemann_right", "riemann_middle",
+                                    "riemann_trapezoid"])
+def test_nested_rules_contain_their_coarser_nodes(method):
+    rule = get_rule(method)
+    n = 9 if method == "riemann_trapezoid" else 8
+    coarse, _ = nodes_and_weights(method, n)
+    fine, _ = nodes_and_weights(method, rule.nested(n))
+    assert np.isclose(coarse[:, None], fine[None, :], rtol=0, atol=1e-14).any(axis=1).all()
+
+
+@pytest.mark.parametrize(
+    ("method", "steps", "message"),
+    [
+        ("simpson", 10, "unknown method 'simpson'"),
+        ("riemann_trapezoid", 1, "needs steps >= 2"),
+        ("gauss_legendre", 0, "needs steps >= 1"),
+        ("gauss_legendre", 2.5, "positive integer"),
+    ],
+)
+def test_bad_rule_requests_name_the_fix(method, steps, message):
+    with pytest.raises(ValueError, match=message):
+        nodes_and_weights(method, steps)
