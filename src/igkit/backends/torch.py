@@ -63,6 +63,25 @@ def _eval_mode(model: object) -> Iterator[None]:
             m.training = training
 
 
+@contextlib.contextmanager
+def _exact_float32() -> Iterator[None]:
+    """Turns TF32 off for convolutions and matmuls while IG runs, then restores the flags.
+
+    PyTorch lets cuDNN convolutions use TF32 by default. Its 10-bit mantissa puts noise of about
+    1e-3 into every gradient: on an H100 the Gauss-Legendre attribution error of EfficientNet-Lite0
+    then stalls near 2 % instead of falling as 1/n. Mixed precision is an explicit choice, never a
+    silent default.
+    """
+    torch = sys.modules["torch"]
+    flags = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
+
+
 def _model_place(model: object) -> tuple[object, object | None]:
     torch = sys.modules["torch"]
     if isinstance(model, torch.nn.Module):
@@ -95,6 +114,7 @@ class TorchSession:
         self._transform = _output_transform(options.output)
         self._stack = contextlib.ExitStack()
         self._stack.enter_context(_eval_mode(model))
+        self._stack.enter_context(_exact_float32())
         self._sums = None
         self._scores: list = []
         self._grads: list = []
