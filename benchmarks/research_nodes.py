@@ -100,12 +100,7 @@ def main() -> None:
     rough = np.zeros((P, nf - 1))
     fscore = np.zeros((P, nf))
     prev = None
-    for k0 in range(0, nf, max(1, bs // P)):
-        ks = list(range(k0, min(nf, k0 + max(1, bs // P))))
-        for k in ks:
-            pass
-        # one alpha per path per row; gradients per (path, alpha) need separate sums, so do one
-        # alpha at a time for all paths.
+    # One alpha at a time for all paths: each (path, alpha) gradient needs its own sum.
     for k in range(nf):
         s, sc = integrate(session, P, np.array([fine_a[k]]), np.array([1.0]), bs)
         g = (diff * s).reshape(P, -1)

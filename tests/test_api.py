@@ -308,3 +308,37 @@ def test_model_that_ignores_its_input_is_refused(images):
 def test_non_model_is_refused():
     with pytest.raises(TypeError, match="load it first"):
         igkit.integrated_gradients("efficientnet_lite0", np.zeros((1, 3, 4, 4)))
+
+
+class OomAbove(torch.nn.Module):
+    """Raises torch's out-of-memory error for batches larger than ``limit``, like a full GPU."""
+
+    def __init__(self, inner: torch.nn.Module, limit: int) -> None:
+        super().__init__()
+        self.inner, self.limit, self.sizes = inner, limit, []
+
+    def forward(self, x):
+        if x.shape[0] > self.limit and torch.is_grad_enabled():
+            raise torch.OutOfMemoryError("simulated: CUDA out of memory")
+        self.sizes.append(x.shape[0])
+        return self.inner(x)
+
+
+def test_out_of_memory_backs_off_to_smaller_batches(images):
+    model = small_cnn()
+    ref = igkit.integrated_gradients(model, images, steps=20, batch_size=64)
+    tight = OomAbove(model, 7)
+    res = igkit.integrated_gradients(tight, images, steps=20, batch_size=64)
+    np.testing.assert_allclose(res.attributions, ref.attributions, rtol=1e-5, atol=1e-9)
+    assert max(tight.sizes) <= 64
+
+
+@pytest.mark.parametrize("method", ["adaptive", "gauss_legendre"])
+def test_packed_images_equal_one_by_one(method, images):
+    model = small_cnn()
+    together = igkit.integrated_gradients(model, images, steps=24, method=method, batch_size=10)
+    for i in range(images.shape[0]):
+        alone = igkit.integrated_gradients(model, images[i : i + 1], steps=24, method=method,
+                                           batch_size=10)
+        np.testing.assert_allclose(together.attributions[i], alone.attributions[0], rtol=1e-5,
+                                   atol=1e-9)

@@ -165,12 +165,44 @@ class TorchSession:
     def accumulate(self, batch: RowBatch) -> None:
         self._oom_guard(lambda: self._accumulate(batch))
 
-    def _accumulate(self, batch: RowBatch) -> None:
+    def accumulate_rows(self, rows: RowBatch, batch_size: int) -> None:
+        """A whole level: one host-to-device copy of the plan, then batches sliced on device.
+
+        A copy from pageable host memory waits for the GPU to drain, so one copy per batch
+        would stall the device between batches. A batch that runs out of memory is retried in
+        halves (and later batches keep the smaller size).
+        """
         torch = self._torch
-        idx = self._t(batch.path, torch.long)
+        plan = torch.as_tensor(
+            np.stack([rows.path.astype(np.float64), rows.alpha, rows.weight]),
+            dtype=torch.float64, device=self.device,
+        )
+        idx_all = plan[0].long()
+        alpha_all, weight_all = plan[1].to(self._tdtype), plan[2].to(self._tdtype)
+        start, size = 0, batch_size
+        while start < len(rows):
+            stop = min(len(rows), start + size)
+            segments = int(np.count_nonzero(np.diff(rows.path[start:stop]))) + 1
+            try:
+                self._accumulate_t(idx_all[start:stop], alpha_all[start:stop],
+                                   weight_all[start:stop], segments)
+            except torch.OutOfMemoryError:
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                if size == 1:
+                    raise OutOfMemory("out of memory with a single path point") from None
+                size = max(1, (stop - start) // 2)
+                continue
+            start = stop
+
+    def _grad(self, batch: RowBatch):
+        torch = self._torch
+        return self._grad_t(self._t(batch.path, torch.long), self._t(batch.alpha))
+
+    def _grad_t(self, idx, alpha):
+        torch = self._torch
         shape = (-1,) + (1,) * (self._base.dim() - 1)
-        alpha = self._t(batch.alpha).view(shape)
-        weight = self._t(batch.weight).view(shape)
+        alpha = alpha.view(shape)
         with torch.enable_grad():
             xb = (self._base[idx] + alpha * self._diff[idx]).requires_grad_(True)
             out = self._scores_of(xb)
@@ -180,7 +212,37 @@ class TorchSession:
             (g,) = torch.autograd.grad(s.sum(), xb, allow_unused=True)
         if g is None:
             raise DisconnectedModelError(_DISCONNECTED)
-        self._sums.index_add_(0, idx, g * weight)
+        return idx, g, s
+
+    def row_gradients(self, batch: RowBatch) -> tuple[np.ndarray, np.ndarray]:
+        idx, g, s = self._oom_guard(lambda: self._grad(batch))
+        return g.cpu().numpy(), s.detach().to(self._torch.float64).cpu().numpy()
+
+    def _accumulate(self, batch: RowBatch) -> None:
+        torch = self._torch
+        segments = int(np.count_nonzero(np.diff(batch.path))) + 1 if len(batch) else 0
+        self._accumulate_t(self._t(batch.path, torch.long), self._t(batch.alpha),
+                           self._t(batch.weight), segments)
+
+    def _accumulate_t(self, idx, alpha, weight, segments: int) -> None:
+        """Adds ``weight * grad`` of each row into its path's sum.
+
+        Rows of one path are contiguous, so the batch splits into ``segments`` runs. The
+        reduction is one matrix product of a (segments x rows) weight matrix with the gradients:
+        an ``index_add_`` of 64 rows into the same path would make every element a 64-way
+        atomic collision on CUDA, and the order of atomics makes sums non-deterministic.
+        """
+        torch = self._torch
+        idx, g, s = self._grad_t(idx, alpha)
+        n = idx.shape[0]
+        seg = torch.zeros(n, dtype=torch.long, device=self.device)
+        if n > 1:
+            seg[1:] = (idx[1:] != idx[:-1]).cumsum(0)
+        mix = torch.zeros(segments, n, dtype=g.dtype, device=self.device)
+        mix[seg, torch.arange(n, device=self.device)] = weight
+        paths = torch.zeros(segments, dtype=torch.long, device=self.device).scatter_(0, seg, idx)
+        reduced = (mix @ g.reshape(n, -1)).view(segments, *g.shape[1:])
+        self._sums.index_add_(0, paths, reduced)
         self._scores.append(s.detach())
         if self._opts.trace:
             self._grads.append(g.detach().abs().flatten(1).mean(1))

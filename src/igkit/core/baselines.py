@@ -2,8 +2,8 @@
 
 Named baselines are registered (``@register_baseline``); every builder receives the batch of
 inputs, where its channels are, the input's value range and a seeded generator, and returns an
-array of the batch's shape. Random baselines draw from ``numpy.random.default_rng(seed)`` so the same
-seed gives the same attributions.
+array of the batch's shape. Random baselines draw from ``numpy.random.default_rng(seed)``, so the
+same seed gives the same attributions.
 """
 
 from __future__ import annotations

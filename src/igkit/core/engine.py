@@ -8,14 +8,14 @@ framework work, and the same loop is tested on analytic models through a NumPy s
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from igkit.backends.base import OutOfMemory, Session, Taken
+from igkit.core.adaptive import run_adaptive
 from igkit.core.completeness import completeness, relative_change
-from igkit.core.planner import RowBatch, pack_rows
+from igkit.core.planner import RowBatch, all_rows
 from igkit.core.quadrature import Rule, get_rule, nodes_and_weights
 from igkit.core.result import PathTrace, Result
 
@@ -71,10 +71,18 @@ def resolve_targets(target: object, outputs: np.ndarray) -> np.ndarray:
     return t
 
 
-def _accumulate_all(session: Session, batches: Sequence[RowBatch] | object) -> None:
-    """Feeds batches to the session, halving a batch that runs out of device memory."""
-    for batch in batches:  # type: ignore[attr-defined]
-        pending = [batch]
+def _accumulate_all(session: Session, rows: RowBatch, batch_size: int) -> None:
+    """Feeds all rows to the session in batches, halving a batch that runs out of memory.
+
+    A session with ``accumulate_rows`` takes the whole level at once, so it can move the plan
+    to the device in one copy instead of one blocking copy per batch.
+    """
+    whole = getattr(session, "accumulate_rows", None)
+    if whole is not None:
+        whole(rows, batch_size)
+        return
+    for start in range(0, len(rows), batch_size):
+        pending = [rows.slice(start, start + batch_size)]
         while pending:
             b = pending.pop()
             try:
@@ -83,8 +91,8 @@ def _accumulate_all(session: Session, batches: Sequence[RowBatch] | object) -> N
                 if len(b) == 1:
                     raise
                 half = len(b) // 2
-                pending.append(RowBatch(b.path[half:], b.alpha[half:], b.weight[half:]))
-                pending.append(RowBatch(b.path[:half], b.alpha[:half], b.weight[:half]))
+                pending.append(b.slice(half, len(b)))
+                pending.append(b.slice(0, half))
 
 
 def _level(
@@ -96,8 +104,7 @@ def _level(
 ) -> Taken:
     plist = [int(p) for p in paths]
     _accumulate_all(
-        session,
-        pack_rows(plist, [alphas] * len(plist), [weights] * len(plist), batch_size),
+        session, all_rows(plist, [alphas] * len(plist), [weights] * len(plist)), batch_size
     )
     return session.take()
 
@@ -135,20 +142,22 @@ def run_integrated_gradients(
 ) -> Result:
     """Computes IG for a batch of inputs (shape ``(N, ...)``) against one or more baselines.
 
-    Path ``p = i * B + b`` runs from baseline ``b`` to input ``i``; with several baselines an input's
-    attribution is the mean of its paths' attributions, and its baseline score the mean of theirs.
+    Path ``p = i * B + b`` runs from baseline ``b`` to input ``i``; with several baselines an
+    input's attribution is the mean of its paths' attributions, its baseline score the mean of
+    theirs.
     """
     rule = get_rule(method)
     n_inputs = inputs.shape[0]
     n_base = len(baselines)
-    outputs = session.outputs(inputs)
+    base_stack = np.stack([baselines[b][1][i] for i in range(n_inputs) for b in range(n_base)])
+    # F(x) and F(x') in one forward pass: one model call instead of two.
+    both = session.outputs(np.concatenate([inputs, base_stack.astype(inputs.dtype, copy=False)]))
+    outputs, base_out = both[:n_inputs], both[n_inputs:]
     targets = resolve_targets(target, outputs)
     score = outputs[np.arange(n_inputs), targets]
 
     path_input = np.repeat(np.arange(n_inputs), n_base)
     path_target = targets[path_input]
-    base_stack = np.stack([baselines[b][1][i] for i in range(n_inputs) for b in range(n_base)])
-    base_out = session.outputs(base_stack)
     path_base_score = base_out[np.arange(path_input.shape[0]), path_target]
     session.set_paths(inputs, base_stack, path_input, path_target)
 
@@ -172,7 +181,27 @@ def run_integrated_gradients(
                 trace_rows[p].clear()
             trace_rows[p].append((alphas, taken.scores[sl], grads))
 
-    if isinstance(steps, AutoSteps):
+    if rule.adaptive:
+
+        def record_one(p: int, a: np.ndarray, sc: np.ndarray, g: np.ndarray | None) -> None:
+            if return_path:
+                trace_rows[p].append((a, sc, g))
+
+        def run_rows(paths: np.ndarray, alphas: list, weights: list) -> Taken:
+            _accumulate_all(session, all_rows([int(p) for p in paths], alphas, weights),
+                            batch_size)
+            return session.take()
+
+        auto = steps if isinstance(steps, AutoSteps) else None
+        path_attr, path_steps, path_evals, met = run_adaptive(
+            session, diff, score[path_input] - path_base_score,
+            steps=None if auto else int(steps), tol=auto.tol if auto else tol,
+            max_steps=auto.max_steps if auto else 0, batch_size=batch_size,
+            accumulate=run_rows, record=record_one,
+        )
+        if auto is not None and not met.all():
+            _warn_not_converged(int((~met).sum()), n_paths, int(path_steps.max()), auto.tol)
+    elif isinstance(steps, AutoSteps):
         path_attr, path_steps, path_evals = _auto(
             session, rule, all_paths, diff, path_base_score, score[path_input], steps,
             batch_size, record,
@@ -275,14 +304,17 @@ def _auto(
         if active.size == 0:
             break
     if active.size:
-        warnings.warn(
-            f"steps='auto' reached {int(steps_used.max())} steps without meeting tol={auto.tol} "
-            f"on {active.size} of {n_paths} paths; their results are the finest level computed "
-            "(raise max_steps or tol)",
-            NotConvergedWarning,
-            stacklevel=4,
-        )
+        _warn_not_converged(active.size, n_paths, int(steps_used.max()), auto.tol)
     return attr, steps_used, evals
+
+
+def _warn_not_converged(missed: int, n_paths: int, steps: int, tol: float) -> None:
+    warnings.warn(
+        f"steps='auto' reached {steps} steps without meeting tol={tol} on {missed} of "
+        f"{n_paths} paths; their results are the finest level computed (raise max_steps or tol)",
+        NotConvergedWarning,
+        stacklevel=5,
+    )
 
 
 def _make_trace(rows, n_base: int, n_inputs: int) -> PathTrace:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["RowBatch", "pack_rows", "default_batch_size"]
+__all__ = ["RowBatch", "all_rows", "default_batch_size", "pack_rows"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,24 @@ class RowBatch:
 
     def __len__(self) -> int:
         return int(self.path.shape[0])
+
+    def slice(self, start: int, stop: int) -> RowBatch:
+        return RowBatch(self.path[start:stop], self.alpha[start:stop], self.weight[start:stop])
+
+
+def all_rows(
+    paths: Sequence[int], alphas: Sequence[np.ndarray], weights: Sequence[np.ndarray]
+) -> RowBatch:
+    """Every (path, alpha, weight) row of a level, path after path, as one ``RowBatch``."""
+    if not paths:
+        return RowBatch(np.empty(0, np.int64), np.empty(0), np.empty(0))
+    return RowBatch(
+        np.concatenate(
+            [np.full(len(a), p, dtype=np.int64) for p, a in zip(paths, alphas, strict=True)]
+        ),
+        np.concatenate([np.asarray(a, dtype=np.float64) for a in alphas]),
+        np.concatenate([np.asarray(w, dtype=np.float64) for w in weights]),
+    )
 
 
 def pack_rows(
@@ -47,16 +65,9 @@ def pack_rows(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if not paths:
-        return
-    path_col = np.concatenate(
-        [np.full(len(a), p, dtype=np.int64) for p, a in zip(paths, alphas, strict=True)]
-    )
-    alpha_col = np.concatenate([np.asarray(a, dtype=np.float64) for a in alphas])
-    weight_col = np.concatenate([np.asarray(w, dtype=np.float64) for w in weights])
-    for start in range(0, path_col.shape[0], batch_size):
-        stop = start + batch_size
-        yield RowBatch(path_col[start:stop], alpha_col[start:stop], weight_col[start:stop])
+    rows = all_rows(paths, alphas, weights)
+    for start in range(0, len(rows), batch_size):
+        yield rows.slice(start, start + batch_size)
 
 
 def default_batch_size(example_size: int, *, budget: int = 2_500_000, cap: int = 256) -> int:

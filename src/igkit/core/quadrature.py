@@ -1,9 +1,9 @@
 """Quadrature rules on [0, 1]: where along the path to evaluate gradients, and how to weigh them.
 
-Integrated Gradients is ``(x - x') * integral_0^1 grad F(x' + a (x - x')) da``. Every rule here turns
-that integral into ``sum_k w_k grad F(x' + a_k (x - x'))`` with ``steps`` gradient evaluations.
-Rules are registered by name (no ``if method == ...`` chains), so a new rule is one decorated
-function.
+Integrated Gradients is ``(x - x') * integral_0^1 grad F(x' + a (x - x')) da``. Every rule here
+turns that integral into ``sum_k w_k grad F(x' + a_k (x - x'))`` with ``steps`` gradient
+evaluations. Rules are registered by name (no ``if method == ...`` chains), so a new rule is one
+decorated function.
 
 The weights are exact, not conventional: every rule's weights sum to 1 (a constant integrand is
 integrated exactly), the trapezoid rule gives its two end points half weight, and Gauss-Legendre
@@ -32,6 +32,8 @@ class Rule:
             refinement re-uses every gradient already computed; ``None`` if the rule is not nested.
         includes_endpoints: The nodes contain alpha = 0 and alpha = 1, so the scores there (the
             completeness check's F(x') and F(x)) come free with the gradients.
+        adaptive: The nodes depend on the model and input (``igkit.core.adaptive``); ``build``
+            is not used.
     """
 
     name: str
@@ -39,6 +41,7 @@ class Rule:
     min_steps: int = 1
     nested: Callable[[int], int] | None = None
     includes_endpoints: bool = False
+    adaptive: bool = False
 
 
 _RULES: dict[str, Rule] = {}
@@ -81,6 +84,11 @@ def nodes_and_weights(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     """Alphas in [0, 1] and their weights for ``steps`` gradient evaluations of ``method``."""
     rule = get_rule(method)
     check_steps(rule, steps)
+    if rule.adaptive:
+        raise ValueError(
+            f"method {method!r} places its nodes per input from a pilot pass, so it has no fixed "
+            "nodes; call igkit.integrated_gradients(..., method='adaptive')"
+        )
     alphas, weights = rule.build(int(steps))
     return np.asarray(alphas, dtype=np.float64), np.asarray(weights, dtype=np.float64)
 
@@ -128,3 +136,12 @@ def _gauss_legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
     x, w = np.polynomial.legendre.leggauss(n)
     # Map [-1, 1] to [0, 1]: alpha = (x + 1) / 2, weights halve with the interval.
     return (x + 1.0) / 2.0, w / 2.0
+
+
+def _no_fixed_nodes(n: int) -> tuple[np.ndarray, np.ndarray]:
+    raise ValueError("the adaptive method has no fixed nodes")
+
+
+_RULES["adaptive"] = Rule(
+    "adaptive", _no_fixed_nodes, min_steps=2, includes_endpoints=True, adaptive=True
+)

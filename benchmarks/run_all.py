@@ -1,0 +1,337 @@
+"""igkit beside Captum and hand-written IG on EfficientNet-Lite0, in one process. Prints ratios.
+
+    python benchmarks/run_all.py            # everything, on CUDA if present, else CPU
+    python benchmarks/run_all.py --quick    # fewer rounds and a coarser sweep
+
+Sections (each prints a markdown table; ``--out FILE`` also writes them):
+1. overhead: igkit at n steps / n hand-written forward+backward passes of the same model (and
+   Captum's ratio), medians over interleaved rounds;
+2. evaluations: gradient evaluations each method needs to reach relative completeness error
+   <= 1 % AND attribution error <= 1 % (relative L2 to a Gauss-Legendre reference), per photo;
+   igkit ``steps="auto"`` is run as a user would, stopping by itself;
+3. throughput: images/s at that accuracy, several photos per call;
+4. memory: peak at steps=1024 / peak at steps=32, same batch size, fresh processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+import igkit  # noqa: E402
+from igkit.models.efficientnet_lite import build_efficientnet_lite0_torch  # noqa: E402
+from igkit.models.photos import demo_photos  # noqa: E402
+
+NAMES = ("chelsea", "coffee", "astronaut")
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def sync(dev: str) -> None:
+    if dev == "cuda":
+        _torch().cuda.synchronize()
+
+
+def hand_ig(model, x, target: int, n: int, bs: int):
+    """IG with n Gauss-Legendre nodes, written by hand: the floor igkit is measured against."""
+    torch = _torch()
+    a, w = np.polynomial.legendre.leggauss(n)
+    alphas = torch.as_tensor((a + 1) / 2, dtype=x.dtype, device=x.device)
+    weights = torch.as_tensor(w / 2, dtype=x.dtype, device=x.device)
+    total = torch.zeros_like(x)
+    for s in range(0, n, bs):
+        al = alphas[s : s + bs].view(-1, 1, 1, 1)
+        xb = (al * x).requires_grad_(True)
+        p = torch.softmax(model(xb), -1)[:, target]
+        (g,) = torch.autograd.grad(p.sum(), xb)
+        total += (g * weights[s : s + bs].view(-1, 1, 1, 1)).sum(0, keepdim=True)
+    return total * x
+
+
+def captum_ig(model, x, target: int, n: int, bs: int, tf32: bool = False):
+    """Captum's IG; ``tf32=True`` runs it under PyTorch's default CUDA flags (TF32 convs)."""
+    from captum.attr import IntegratedGradients
+
+    torch = _torch()
+    if tf32:
+        torch.backends.cudnn.allow_tf32 = True
+        try:
+            return captum_ig(model, x, target, n, bs)
+        finally:
+            torch.backends.cudnn.allow_tf32 = False
+    ig = IntegratedGradients(lambda t: torch.softmax(model(t), -1))
+    return ig.attribute(x, target=target, n_steps=n, method="gausslegendre",
+                        internal_batch_size=bs)
+
+
+def section_overhead(model, photos, dev, n, bs, rounds):
+    torch = _torch()
+    x_np = photos["chelsea"][None].transpose(0, 3, 1, 2).copy()
+    x = torch.as_tensor(x_np, device=dev)
+    target = int(torch.softmax(model(x), -1).argmax())
+    configs = {
+        "hand": lambda: hand_ig(model, x, target, n, bs),
+        "igkit": lambda: igkit.integrated_gradients(model, x, target=target, steps=n,
+                                                    output="softmax", batch_size=bs),
+        "captum": lambda: captum_ig(model, x, target, n, bs),
+    }
+    for f in configs.values():  # warm-up
+        f()
+    times = {k: [] for k in configs}
+    for _ in range(rounds):
+        for k, f in configs.items():
+            sync(dev)
+            t0 = time.perf_counter()
+            f()
+            sync(dev)
+            times[k].append(time.perf_counter() - t0)
+    ratio = {k: statistics.median(t / h for t, h in zip(times[k], times["hand"], strict=True))
+             for k in ("igkit", "captum")}
+    lines = [
+        f"## Overhead: n={n} Gauss-Legendre steps, batch {bs}, chelsea, "
+        f"{rounds} interleaved rounds",
+        "",
+        "| config | median s | min s | median ratio to hand-written |",
+        "|---|---|---|---|",
+    ]
+    for k in configs:
+        r = 1.0 if k == "hand" else ratio[k]
+        lines.append(f"| {k} | {statistics.median(times[k]):.3f} | {min(times[k]):.3f} | {r:.3f} |")
+    return lines, ratio
+
+
+def rel_l2(a, b) -> float:
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def section_evaluations(model, photos, dev, ref_steps, grid, bs, tol):
+    torch = _torch()
+    needs = {}
+    results = {}
+    for name in NAMES:
+        x = photos[name][None].transpose(0, 3, 1, 2).copy()
+        ref = igkit.integrated_gradients(model, torch.as_tensor(x, device=dev), steps=ref_steps,
+                                         output="softmax", batch_size=bs)
+        t = int(ref.target[0])
+        gap = float(ref.score[0] - ref.baseline_score[0])
+
+        def errs(attr, gap=gap, ref=ref):
+            attr = np.asarray(attr)
+            return rel_l2(attr, ref.attributions), abs(float(attr.sum()) - gap) / abs(gap)
+
+        per = {}
+        for n in grid:
+            theirs = captum_ig(model, torch.as_tensor(x, device=dev), t, n, bs)
+            per[("captum gausslegendre", n)] = errs(theirs.detach().cpu().numpy())
+            if dev == "cuda":
+                theirs = captum_ig(model, torch.as_tensor(x, device=dev), t, n, bs, tf32=True)
+                per[("captum gausslegendre, default TF32", n)] = errs(
+                    theirs.detach().cpu().numpy())
+            for method in ("gauss_legendre", "adaptive"):
+                r = igkit.integrated_gradients(model, x, target=t, steps=n, method=method,
+                                               output="softmax", batch_size=bs)
+                per[(f"igkit {method}", n)] = errs(r.attributions)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", igkit.NotConvergedWarning)
+            t0 = time.perf_counter()
+            auto = igkit.integrated_gradients(model, x, target=t, steps="auto", method="adaptive",
+                                              output="softmax", batch_size=bs, tol=tol,
+                                              max_steps=1024)
+            auto_s = time.perf_counter() - t0
+        a_err = errs(auto.attributions)
+        results[name] = {"per": per, "auto": (int(auto.evaluations[0]), a_err, auto_s)}
+        for label in sorted({k[0] for k in per}):
+            hit = next((n for n in grid if max(per[(label, n)]) <= tol), None)
+            needs.setdefault(label, {})[name] = hit
+        needs.setdefault("igkit adaptive, steps='auto' (stops by itself)", {})[name] = (
+            int(auto.evaluations[0]) if max(a_err) <= tol else None
+        )
+    lines = [
+        f"## Gradient evaluations to reach attribution error <= {tol:.0%} AND completeness "
+        f"error <= {tol:.0%}",
+        "",
+        f"Reference: igkit Gauss-Legendre {ref_steps}. Fixed-step methods: first n of the sweep "
+        f"{list(grid)} meeting both (an oracle choice a user cannot make); auto: what it used.",
+        "",
+        "| method | " + " | ".join(NAMES) + " | median |",
+        "|---|" + "---|" * (len(NAMES) + 1),
+    ]
+    medians = {}
+    for label, per_img in needs.items():
+        vals = [per_img[nm] for nm in NAMES]
+        known = [v if v is not None else float("inf") for v in vals]
+        med = statistics.median(known)
+        medians[label] = med
+        cells = [str(v) if v is not None else f">{grid[-1]}" for v in vals]
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {med} |")
+    base = medians["captum gausslegendre"]
+    lines += ["", "| ratio (median evaluations) | value |", "|---|---|"]
+    for label, med in medians.items():
+        if label != "captum gausslegendre":
+            lines.append(f"| {label} / captum gausslegendre | {med / base:.3f} |")
+    lines += ["", "Errors per photo and n (attribution % / completeness %):", "",
+              "| method | n | " + " | ".join(NAMES) + " |", "|---|---|" + "---|" * len(NAMES)]
+    for label in sorted({k[0] for k in results[NAMES[0]]["per"]}):
+        for n in grid:
+            cells = [
+                f"{100 * results[nm]['per'][(label, n)][0]:.2f} / "
+                f"{100 * results[nm]['per'][(label, n)][1]:.2f}"
+                for nm in NAMES
+            ]
+            lines.append(f"| {label} | {n} | " + " | ".join(cells) + " |")
+    cells = [f"{results[nm]['auto'][0]} evals: {100 * results[nm]['auto'][1][0]:.2f} / "
+             f"{100 * results[nm]['auto'][1][1]:.2f}" for nm in NAMES]
+    lines.append("| igkit adaptive auto | - | " + " | ".join(cells) + " |")
+    return lines, medians, results
+
+
+def section_throughput(model, photos, dev, bs, tol, n_gl):
+    """Images/s at the accuracy: all photos in one call (packed batches) vs one by one."""
+    torch = _torch()
+    x = np.stack([photos[nm].transpose(2, 0, 1) for nm in NAMES])
+    out = []
+    configs = {
+        f"captum gausslegendre n={n_gl}, one image per call": lambda: [
+            captum_ig(model, torch.as_tensor(x[i : i + 1], device=dev),
+                      int(torch.softmax(model(torch.as_tensor(x[i : i + 1], device=dev)), -1)
+                          .argmax()), n_gl, bs)
+            for i in range(len(x))
+        ],
+        f"igkit gauss_legendre n={n_gl}, all images in one call": lambda: (
+            igkit.integrated_gradients(model, x, steps=n_gl, output="softmax", batch_size=bs)
+        ),
+        "igkit adaptive steps='auto', all images in one call": lambda: (
+            igkit.integrated_gradients(model, x, steps="auto", method="adaptive", tol=tol,
+                                       output="softmax", batch_size=bs)
+        ),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", igkit.NotConvergedWarning)
+        for label, f in configs.items():
+            sync(dev)
+            t0 = time.perf_counter()
+            f()
+            sync(dev)
+            dt = time.perf_counter() - t0
+            out.append((label, len(x) / dt))
+    lines = ["## Throughput at the accuracy above (images/s, 3 photos)", "",
+             "| config | images/s |", "|---|---|"]
+    lines += [f"| {label} | {v:.3f} |" for label, v in out]
+    return lines, out
+
+
+MEM_CHILD = """
+import resource, sys, json, numpy as np, torch
+sys.path.insert(0, {src!r})
+import igkit
+from igkit.models.efficientnet_lite import build_efficientnet_lite0_torch
+from igkit.models.photos import demo_photos
+dev = {dev!r}
+model = build_efficientnet_lite0_torch({weights!r}).to(dev)
+x = demo_photos()["chelsea"][None].transpose(0, 3, 1, 2).copy()
+if dev == "cuda":
+    torch.cuda.reset_peak_memory_stats()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+igkit.integrated_gradients(model, x, steps={steps}, output="softmax", batch_size={bs},
+                           method="gauss_legendre")
+peak = (torch.cuda.max_memory_allocated() / 2**20 if dev == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+print(json.dumps({{"peak_mib": peak}}))
+"""
+
+
+def section_memory(dev, bs, weights):
+    vals = {}
+    for steps in (32, 1024):
+        code = MEM_CHILD.format(src=str(ROOT / "src"), dev=dev, steps=steps, bs=bs,
+                                weights=weights)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True)
+        vals[steps] = json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
+    kind = "CUDA max allocated" if dev == "cuda" else "process peak RSS"
+    lines = [f"## Memory: {kind}, batch {bs}, fresh process per run", "",
+             "| steps | peak MiB |", "|---|---|"]
+    lines += [f"| {s} | {v:.0f} |" for s, v in vals.items()]
+    lines.append(f"| ratio 1024 / 32 | {vals[1024] / vals[32]:.3f} |")
+    return lines, vals[1024] / vals[32]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--weights", default=None, help="EfficientNet-Lite0 .pth (default: packaged)")
+    ap.add_argument("--out", default=None, help="also write the tables to this markdown file")
+    ap.add_argument("--sections", default="overhead,evaluations,throughput,memory")
+    args = ap.parse_args()
+    torch = _torch()
+    dev = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    bs = 64 if dev == "cuda" else 16
+    model = build_efficientnet_lite0_torch(args.weights).to(dev)
+    photos = demo_photos()
+    import captum
+
+    header = [
+        f"# igkit benchmarks, {time.strftime('%Y-%m-%d')}",
+        "",
+        f"device: {torch.cuda.get_device_name() if dev == 'cuda' else 'CPU'}"
+        f" ({os.cpu_count()} CPUs visible, torch threads {torch.get_num_threads()}); "
+        f"torch {torch.__version__}, captum {captum.__version__}, igkit {igkit.__version__}, "
+        f"numpy {np.__version__}, Python {sys.version.split()[0]}",
+        "",
+    ]
+    # Every configuration computes in exact float32 (PyTorch's CUDA default lets convolutions use
+    # TF32, which floors IG's attribution error near 2 %; igkit turns it off while it runs).
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    header.append("All configurations run in exact float32 (TF32 off) unless marked.")
+    header.append("")
+    print("\n".join(header), flush=True)
+    report = list(header)
+    sections = args.sections.split(",")
+    tol = 0.01
+    if "overhead" in sections:
+        lines, _ = section_overhead(model, photos, dev, 64 if dev == "cpu" else 256, bs,
+                                    3 if args.quick else 7)
+        print("\n".join(lines), "\n", flush=True)
+        report += lines + [""]
+    if "evaluations" in sections:
+        if args.quick:
+            grid = (64, 128, 256, 512)
+        else:
+            grid = (64, 96, 128, 160, 192, 256, 320, 384, 512)
+        ref = 1024 if (args.quick or dev == "cpu") else 2048
+        lines, _, _ = section_evaluations(model, photos, dev, ref, grid, bs, tol)
+        print("\n".join(lines), "\n", flush=True)
+        report += lines + [""]
+    if "throughput" in sections:
+        lines, _ = section_throughput(model, photos, dev, bs, tol, 256)
+        print("\n".join(lines), "\n", flush=True)
+        report += lines + [""]
+    if "memory" in sections:
+        # Batch 16: at steps=32 a batch of 64 would be half empty, flattering the small run.
+        lines, _ = section_memory(dev, 16, args.weights)
+        print("\n".join(lines), "\n", flush=True)
+        report += lines + [""]
+    if args.out:
+        Path(args.out).write_text("\n".join(report) + "\n")
+
+
+if __name__ == "__main__":
+    main()
