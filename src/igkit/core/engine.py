@@ -192,12 +192,16 @@ def run_integrated_gradients(
                             batch_size)
             return session.take()
 
+        def split_paths(k: int) -> None:
+            session.set_paths(inputs, np.repeat(base_stack, k, axis=0),
+                              np.repeat(path_input, k), np.repeat(path_target, k))
+
         auto = steps if isinstance(steps, AutoSteps) else None
         path_attr, path_steps, path_evals, met = run_adaptive(
             session, diff, score[path_input] - path_base_score,
             steps=None if auto else int(steps), tol=auto.tol if auto else tol,
             max_steps=auto.max_steps if auto else 0, batch_size=batch_size,
-            accumulate=run_rows, record=record_one,
+            accumulate=run_rows, record=record_one, split_paths=split_paths,
         )
         if auto is not None and not met.all():
             _warn_not_converged(int((~met).sum()), n_paths, int(path_steps.max()), auto.tol)
