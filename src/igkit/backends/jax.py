@@ -1,0 +1,465 @@
+"""JAX backend: Keras-on-JAX models, jitted functions, Flax ``apply`` and plain JAX functions.
+
+The per-batch step ``(sums, base, diff, target, idx, alpha, weight) -> (sums, scores,
+mean_abs_grad)`` is written with ``jax.grad`` and ``.at[idx].add`` and jitted once per session.
+Every batch is padded to ``batch_size`` rows (repeating its last row with weight 0, scores
+dropped), so shapes are static and XLA compiles the step once per session. For models whose
+trace cannot go stale (``jax.jit`` functions, partials of JAX/Flax functions over JAX arrays) the
+jitted step is also shared between sessions, so repeated calls on one model compile once.
+
+Dtype: JAX computes in float32 unless 64-bit mode is on (``jax.config.update("jax_enable_x64",
+True)``); with it on, a session computes in float64 when the inputs are float64 or the model's
+weights (a Keras model's, or the arrays bound into a ``functools.partial``) are float64. Asking
+for ``dtype=float64`` without 64-bit mode is an error rather than a silent float32.
+
+JAX never returns "no gradient": a function that ignores its input has gradient zero. To tell
+such a model apart from one whose gradient merely vanishes at some points (dead ReLUs), the
+session reads the Jacobian-vector-product program of the first batch and checks that the input's
+tangent reaches the explained score.
+
+Like every backend, this module imports nothing itself: it reads ``sys.modules``.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import sys
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from igkit.backends.base import (
+    DisconnectedModelError,
+    OutOfMemory,
+    SessionOptions,
+    Taken,
+    check_output_shape,
+)
+from igkit.core.planner import RowBatch
+
+__all__ = ["JaxSession", "is_tensor", "matches", "name", "open_session", "probe", "to_numpy"]
+
+name = "jax"
+
+_DISCONNECTED = (
+    "the model's output does not depend on its input (its gradient is structurally zero); "
+    "check that the model does not apply jax.lax.stop_gradient, round or convert the input to "
+    "numpy, and that it does not build its output from the input's shape alone"
+)
+
+_JAX_PACKAGES = ("jax", "jaxlib", "flax")
+
+
+def _keras_on_jax_layer() -> type | None:
+    """``keras.layers.Layer`` when Keras 3 is imported and runs on JAX, else None."""
+    keras = sys.modules.get("keras")
+    if keras is None:
+        return None
+    try:
+        if keras.backend.backend() != "jax":
+            return None
+        return keras.layers.Layer
+    except Exception:  # noqa: BLE001 - a half-imported or unusual keras is simply not ours
+        return None
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+@functools.lru_cache(maxsize=1)
+def _jit_type(jax: Any) -> type:
+    """The type ``jax.jit`` returns (private to jaxlib, so found by jitting a function)."""
+    return type(jax.jit(_identity))
+
+
+def _from_jax_package(obj: object) -> bool:
+    """True when ``obj`` is defined in JAX or Flax, or is a method of a JAX/Flax object."""
+    module = getattr(obj, "__module__", None) or ""
+    if module.split(".")[0] in _JAX_PACKAGES:
+        return True
+    owner = getattr(obj, "__self__", None)
+    if owner is None:
+        return False
+    return any(
+        (getattr(c, "__module__", "") or "").split(".")[0] in _JAX_PACKAGES
+        for c in type(owner).__mro__
+    )
+
+
+def matches(model: object) -> bool:
+    """True for Keras-on-JAX models, ``jax.jit`` functions, Flax NNX modules, and
+    ``functools.partial`` objects wrapping a JAX/Flax function (e.g. ``partial(m.apply, params)``).
+
+    A plain Python function that uses ``jax.numpy`` is found by ``probe`` instead.
+    """
+    layer = _keras_on_jax_layer()
+    if layer is not None and isinstance(model, layer):
+        return True
+    jax = sys.modules.get("jax")
+    if jax is None:
+        return False
+    jit_type = _jit_type(jax)
+    if isinstance(model, jit_type):
+        return True
+    nnx = sys.modules.get("flax.nnx")
+    if nnx is not None and isinstance(model, nnx.Module):
+        return True
+    func = model
+    while isinstance(func, functools.partial):
+        func = func.func
+        if isinstance(func, jit_type) or _from_jax_package(func):
+            return True
+    return False
+
+
+def is_tensor(x: object) -> bool:
+    """True for JAX arrays."""
+    jax = sys.modules.get("jax")
+    return jax is not None and isinstance(x, jax.Array)
+
+
+def to_numpy(x: object) -> np.ndarray:
+    """A JAX array as a NumPy array (copied to the host)."""
+    return np.asarray(x)
+
+
+def _is_jax_output(out: object, jax: Any) -> bool:
+    """An array, or a container of arrays (which the session then rejects with a clear error)."""
+    leaves = jax.tree_util.tree_leaves(out)
+    return bool(leaves) and all(isinstance(v, jax.Array) for v in leaves)
+
+
+def probe(model: object, example: np.ndarray) -> bool:
+    """True when ``model`` accepts a JAX array and returns JAX arrays."""
+    jax = sys.modules.get("jax")
+    if jax is None:
+        return False
+    wanted = example.dtype if example.dtype.kind == "f" else np.dtype(np.float32)
+    dtype = jax.dtypes.canonicalize_dtype(wanted)
+    try:
+        out = model(jax.numpy.asarray(example[:1], dtype=dtype))
+    except Exception:  # noqa: BLE001 - a failed probe only means "not a JAX callable"
+        return False
+    return _is_jax_output(out, jax)
+
+
+def _weight_dtype(model: object, jax: Any) -> np.dtype | None:
+    """The first floating dtype among a Keras model's weights or a partial's bound arrays."""
+    layer = _keras_on_jax_layer()
+    if layer is not None and isinstance(model, layer):
+        leaves: list[Any] = list(model.weights)
+    elif isinstance(model, functools.partial):
+        leaves = jax.tree_util.tree_leaves((model.args, model.keywords))
+    else:
+        return None
+    for leaf in leaves:
+        try:
+            dt = np.dtype(leaf.dtype)
+        except (AttributeError, TypeError):
+            continue
+        if dt.kind == "f":
+            return dt
+    return None
+
+
+def _session_dtype(model: object, options: SessionOptions, jax: Any) -> np.dtype:
+    x64 = jax.dtypes.canonicalize_dtype(np.float64) == np.float64
+    if options.dtype is not None:
+        dt = np.dtype(options.dtype)
+        if dt == np.float64 and not x64:
+            raise ValueError(
+                "dtype=float64 needs JAX's 64-bit mode: call "
+                'jax.config.update("jax_enable_x64", True) before creating the model'
+            )
+        return dt
+    if not x64:
+        return np.dtype(np.float32)
+    if options.fallback_dtype() == "float64" or _weight_dtype(model, jax) == np.float64:
+        return np.dtype(np.float64)
+    return np.dtype(np.float32)
+
+
+def _sub_jaxpr(eqn: Any, core: Any) -> Any | None:
+    """The inner program of a call-like equation (e.g. a nested ``jit``) whose inputs and outputs
+    line up with the equation's, or None."""
+    for key in ("jaxpr", "call_jaxpr"):
+        inner = eqn.params.get(key)
+        if isinstance(inner, core.ClosedJaxpr):
+            inner = inner.jaxpr
+        if (
+            isinstance(inner, core.Jaxpr)
+            and len(inner.invars) == len(eqn.invars)
+            and len(inner.outvars) == len(eqn.outvars)
+        ):
+            return inner
+    return None
+
+
+def _reaches(jaxpr: Any, flags: Sequence[bool], core: Any) -> list[bool]:
+    """For each output of ``jaxpr``: does it depend on an input flagged True?
+
+    A forward pass over the equations; nested call programs are followed, any other equation
+    with a flagged input flags all its outputs (so the answer errs towards "depends").
+    """
+    dep = {v for v, f in zip(jaxpr.invars, flags, strict=True) if f}
+
+    def hit(v: Any) -> bool:
+        return not isinstance(v, core.Literal) and v in dep
+
+    for eqn in jaxpr.eqns:
+        ins = [hit(v) for v in eqn.invars]
+        if not any(ins):
+            continue
+        inner = _sub_jaxpr(eqn, core)
+        outs = _reaches(inner, ins, core) if inner is not None else [True] * len(eqn.outvars)
+        dep.update(v for v, o in zip(eqn.outvars, outs, strict=True) if o)
+    return [hit(v) for v in jaxpr.outvars]
+
+
+def _pad_rows(batch: RowBatch, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(path, alpha, weight)`` of ``batch`` padded to ``rows`` rows by repeating its last row
+    with weight 0: the sums are unchanged and the padded gradient is one the real row already
+    has (no new NaN or Inf)."""
+    extra = rows - len(batch)
+    if extra <= 0:
+        return batch.path, batch.alpha, batch.weight
+    return (
+        np.concatenate([batch.path, np.full(extra, batch.path[-1])]),
+        np.concatenate([batch.alpha, np.full(extra, batch.alpha[-1])]),
+        np.concatenate([batch.weight, np.zeros(extra)]),
+    )
+
+
+class _Program:
+    """The traced computations of a session: forward, explained scores and the jitted step.
+
+    It holds the model only through ``call`` (a weak reference for shared programs) and never the
+    session, so a program cached for later sessions keeps no device arrays alive.
+    """
+
+    def __init__(self, jax: Any, call: Callable[[Any], Any], output: object) -> None:
+        self._jax = jax
+        self._call = call
+        self._user_output = output if callable(output) else None
+        self._named = _output_transform(output, jax)
+        self.step = jax.jit(self._step)
+
+    def scores_of(self, x: Any) -> Any:
+        """The transformed ``(n, classes)`` output of the model at ``x``."""
+        out = self._call(x)
+        if self._user_output is not None:
+            out = self._user_output(out)  # type: ignore[operator]
+        if not isinstance(out, self._jax.Array):
+            raise TypeError(
+                f"the model returned {type(out).__name__}, not an array; pass output= a callable "
+                "that picks the class scores from it (e.g. output=lambda y: y['logits'])"
+            )
+        if self._named is not None:
+            out = self._named(out)
+        return check_output_shape(out, int(x.shape[0]))
+
+    def target_scores(self, x: Any, rows: Any) -> tuple[Any, Any]:
+        """``(sum of the explained scores, the scores)`` at the points ``x``."""
+        out = self.scores_of(x)
+        s = self._jax.numpy.take_along_axis(out, rows[:, None], axis=1)[:, 0]
+        return s.sum(), s
+
+    @staticmethod
+    def points(base: Any, diff: Any, idx: Any, alpha: Any) -> Any:
+        """The path points ``base[idx] + alpha * diff[idx]``."""
+        return base[idx] + alpha.reshape((-1,) + (1,) * (base.ndim - 1)) * diff[idx]
+
+    def _step(
+        self, sums: Any, base: Any, diff: Any, target: Any, idx: Any, alpha: Any, weight: Any
+    ) -> tuple[Any, Any, Any]:
+        """One batch: ``sums[idx] += weight * grad``; returns the new sums, scores, mean |grad|."""
+        x = self.points(base, diff, idx, alpha)
+        g, s = self._jax.grad(self.target_scores, has_aux=True)(x, target[idx])
+        w = weight.reshape((-1,) + (1,) * (g.ndim - 1)).astype(g.dtype)
+        sums = sums.at[idx].add(g * w)
+        mag = self._jax.numpy.abs(g).reshape(g.shape[0], -1).mean(axis=1)
+        return sums, s, mag
+
+    def check_connected(self, x: Any, rows: Any) -> None:
+        """Raises DisconnectedModelError when the input's tangent cannot reach the score."""
+        jax = self._jax
+
+        def tangent_out(xb: Any, t: Any) -> Any:
+            return jax.jvp(lambda v: self.target_scores(v, rows)[0], (xb,), (t,))[1]
+
+        # jax is loaded (a session exists); its jax.extend.core submodule may not be yet.
+        core = importlib.import_module("jax.extend.core")
+        closed = jax.make_jaxpr(tangent_out)(x, x)
+        (reached,) = _reaches(closed.jaxpr, [False, True], core)
+        if not reached:
+            raise DisconnectedModelError(_DISCONNECTED)
+
+
+# Programs shared by every session of an immutable model (see ``_shareable``), so a loop of calls
+# on one model compiles the step once, not once per call. Weak keys: the model can be collected.
+_SHARED: weakref.WeakKeyDictionary[Any, dict[str, _Program]] = weakref.WeakKeyDictionary()
+_IMMUTABLE_SCALARS = (bool, int, float, complex, str, type(None))
+
+
+def _shareable(model: object, jax: Any) -> bool:
+    """True when a program traced from ``model`` cannot go stale: a ``jax.jit`` function (JAX
+    caches its traces the same way), or a partial of a JAX/Flax function whose bound values are
+    all JAX arrays or scalars. Keras and NNX models hold mutable weights and are never shared."""
+    if isinstance(model, _jit_type(jax)):
+        return True
+    if not (isinstance(model, functools.partial) and matches(model)):
+        return False
+    leaves = jax.tree_util.tree_leaves((model.args, model.keywords))
+    return all(isinstance(v, (jax.Array, *_IMMUTABLE_SCALARS)) for v in leaves)
+
+
+def _program_for(model: object, output: object, jax: Any) -> _Program:
+    """The session's program: a shared one for shareable models and named outputs, else new."""
+    layer = _keras_on_jax_layer()
+    if layer is not None and isinstance(model, layer):
+        keras_model: Any = model
+        return _Program(jax, lambda x: keras_model(x, training=False), output)
+    if callable(output) or not _shareable(model, jax):
+        return _Program(jax, model, output)  # type: ignore[arg-type]
+    try:
+        programs = _SHARED.setdefault(model, {})
+    except TypeError:  # not weakly referenceable
+        return _Program(jax, model, output)  # type: ignore[arg-type]
+    key = str(output)
+    if key not in programs:
+        ref = weakref.ref(model)
+        programs[key] = _Program(jax, lambda x: ref()(x), output)  # type: ignore[misc]
+    return programs[key]
+
+
+class JaxSession:
+    """A ``Session`` (see ``igkit.backends.base``) for JAX functions and Keras-on-JAX models."""
+
+    default_channel_axis = -1
+
+    def __init__(self, model: object, options: SessionOptions) -> None:
+        """Binds ``model`` (a model ``matches`` accepted, or a callable on JAX arrays)."""
+        jax = sys.modules["jax"]
+        self._jax = jax
+        self._jnp = jax.numpy
+        self._opts = options
+        self.dtype = _session_dtype(model, options, jax)
+        self._program: _Program | None = _program_for(model, options.output, jax)
+        self._pad_to = options.batch_size
+        self._checked = False
+        self._sums: Any = None
+        self._scores: list[tuple[Any, int]] = []
+        self._grads: list[tuple[Any, int]] = []
+
+    def close(self) -> None:
+        """Drops the device arrays and the session's hold on the program."""
+        self._sums = self._base = self._diff = self._target = None
+        self._program = None
+
+    def _prog(self) -> _Program:
+        if self._program is None:
+            raise RuntimeError("the session is closed")
+        return self._program
+
+    def _a(self, x: np.ndarray, dtype: Any = None) -> Any:
+        return self._jnp.asarray(np.asarray(x), dtype=dtype or self.dtype)
+
+    def _oom_guard(self, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except self._jax.errors.JaxRuntimeError as exc:
+            if "RESOURCE_EXHAUSTED" not in str(exc):
+                raise
+            raise OutOfMemory(str(exc)) from exc
+
+    def outputs(self, x: np.ndarray) -> np.ndarray:
+        """Forward only: the transformed outputs ``(N, classes)`` as float64, in batches.
+
+        Not jitted: it runs twice per call (inputs, baselines), where compiling a second program
+        costs more than it saves.
+        """
+        prog = self._prog()
+        chunks = []
+        bs = self._opts.batch_size
+        for start in range(0, x.shape[0], bs):
+            out = self._oom_guard(lambda s=start: prog.scores_of(self._a(x[s : s + bs])))
+            chunks.append(np.asarray(out, dtype=np.float64))
+        return np.concatenate(chunks, axis=0)
+
+    def set_paths(
+        self,
+        inputs: np.ndarray,
+        baselines: np.ndarray,
+        path_input: np.ndarray,
+        path_target: np.ndarray,
+    ) -> None:
+        """Moves the paths to the device and zeroes the sums (see ``Session.set_paths``)."""
+        jnp = self._jnp
+        self._base = self._a(baselines)
+        self._diff = self._a(inputs)[self._a(path_input, jnp.int32)] - self._base
+        self._target = self._a(path_target, jnp.int32)
+        self._sums = jnp.zeros_like(self._base)
+        self._scores, self._grads = [], []
+
+    def accumulate(self, batch: RowBatch) -> None:
+        """Evaluates one batch of rows and adds ``weight * grad`` into each row's path sum."""
+        try:
+            self._oom_guard(lambda: self._accumulate(batch))
+        except OutOfMemory:
+            # The engine retries with halves; pad those to no more than that (one more compile).
+            self._pad_to = max(1, len(batch) // 2)
+            raise
+
+    def _accumulate(self, batch: RowBatch) -> None:
+        prog = self._prog()
+        n = len(batch)
+        path, alpha, weight = _pad_rows(batch, max(n, self._pad_to))
+        idx, alpha_a = self._a(path, self._jnp.int32), self._a(alpha)
+        if not self._checked:
+            prog.check_connected(
+                prog.points(self._base, self._diff, idx, alpha_a), self._target[idx]
+            )
+            self._checked = True
+        self._sums, s, mag = prog.step(
+            self._sums, self._base, self._diff, self._target, idx, alpha_a, self._a(weight)
+        )
+        self._scores.append((s, n))
+        if self._opts.trace:
+            self._grads.append((mag, n))
+
+    def take(self) -> Taken:
+        """Returns the sums and scores gathered since the last take and zeroes the sums."""
+        sums = np.asarray(self._sums, dtype=np.float64)
+        scores = (
+            np.concatenate([np.asarray(s, dtype=np.float64)[:n] for s, n in self._scores])
+            if self._scores
+            else np.empty(0)
+        )
+        grads = (
+            np.concatenate([np.asarray(g, dtype=np.float64)[:n] for g, n in self._grads])
+            if self._opts.trace and self._grads
+            else None
+        )
+        self._sums = self._jnp.zeros_like(self._sums)
+        self._scores, self._grads = [], []
+        return Taken(sums, scores, grads)
+
+
+def _output_transform(output: object, jax: Any) -> Callable[[Any], Any] | None:
+    """The named output transform, or None for a user callable (applied to the raw output)."""
+    if callable(output):
+        return None
+    return {
+        "raw": _identity,
+        "softmax": lambda y: jax.nn.softmax(y, axis=-1),
+        "sigmoid": jax.nn.sigmoid,
+    }[output]  # type: ignore[index]
+
+
+def open_session(model: object, options: SessionOptions) -> JaxSession:
+    """Binds ``model`` for one Integrated Gradients computation."""
+    return JaxSession(model, options)
