@@ -1,0 +1,232 @@
+"""What a model loader hands back: the model plus everything needed to feed and read it.
+
+A :class:`LoadedModel` is the contract between :mod:`igkit.models.loaders` and the command line.
+Its callable always takes RGB pixel values in [0, 1] (any normalisation the network needs is
+inside it), so baselines live in pixel space: the TF tutorial's black baseline is black pixels,
+whatever mean/std or ``preprocess_input`` the network was trained with.
+
+Only numpy is imported here; the framework of a model is imported when the model is run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+__all__ = [
+    "FRAMEWORKS",
+    "PREPROCESS_MODES",
+    "Framework",
+    "LoadedModel",
+    "PreprocessMode",
+    "find_label",
+    "guess_labels",
+    "transform_outputs",
+]
+
+Framework = Literal["torch", "tensorflow", "jax"]
+PreprocessMode = Literal["pad", "resize", "center_crop"]
+
+#: Frameworks a loaded model may run on (the names of igkit's backends).
+FRAMEWORKS: tuple[str, ...] = ("torch", "tensorflow", "jax")
+#: Image preprocessing presets: the TF tutorial's aspect-preserving resize with black padding,
+#: the Keras example's plain resize, and a centre crop (see :func:`igkit.io.images.preprocess`).
+PREPROCESS_MODES: tuple[str, ...] = ("pad", "resize", "center_crop")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A classifier ready to explain, with what the command line needs to know about it.
+
+    Attributes:
+        model: The callable to differentiate: a ``torch.nn.Module``, a Keras model or
+            ``tf.Module``, or a JAX function. It takes a batch of RGB pixels in [0, 1] in its
+            own layout (see ``channels_first``) and returns per-class outputs ``(N, classes)``.
+        framework: "torch", "tensorflow" or "jax": which igkit backend runs it.
+        channels_first: True for NCHW input (PyTorch), False for NHWC (TensorFlow, JAX).
+        input_size: ``(height, width)`` of the images the model was trained on.
+        preprocess: How an arbitrary photo becomes an ``input_size`` image: "pad", "resize" or
+            "center_crop".
+        labels: Class names indexed like the outputs, or None when unknown.
+        name: A short name for messages and output files, e.g. "efficientnet_lite0".
+        default_output: What to explain by default: "softmax" for classifiers returning logits,
+            "raw" for models that already return probabilities.
+        description: One line about where the model and its weights came from.
+    """
+
+    model: Callable[..., object]
+    framework: Framework
+    channels_first: bool
+    input_size: tuple[int, int]
+    preprocess: PreprocessMode
+    labels: list[str] | None = None
+    name: str = "model"
+    default_output: str = "softmax"
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.framework not in FRAMEWORKS:
+            raise ValueError(
+                f"framework must be one of {', '.join(FRAMEWORKS)}, got {self.framework!r}"
+            )
+        if self.preprocess not in PREPROCESS_MODES:
+            raise ValueError(
+                f"preprocess must be one of {', '.join(PREPROCESS_MODES)}, got {self.preprocess!r}"
+            )
+        height, width = self.input_size
+        if not (int(height) > 0 and int(width) > 0):
+            raise ValueError(f"input_size must be two positive ints, got {self.input_size!r}")
+        if not callable(self.model):
+            raise TypeError(f"model must be callable, got {type(self.model).__name__}")
+
+    @property
+    def channel_axis(self) -> int:
+        """Axis of a model-layout batch that holds the colour channels."""
+        return 1 if self.channels_first else 3
+
+    def to_model_layout(self, images_nhwc: np.ndarray) -> np.ndarray:
+        """A batch of HWC images ``(N, H, W, 3)`` in the model's own layout, C-contiguous."""
+        images_nhwc = np.asarray(images_nhwc, dtype=np.float32)
+        if images_nhwc.ndim != 4:
+            raise ValueError(f"expected an (N, H, W, C) batch, got shape {images_nhwc.shape}")
+        if self.channels_first:
+            return np.ascontiguousarray(images_nhwc.transpose(0, 3, 1, 2))
+        return np.ascontiguousarray(images_nhwc)
+
+    def to_hwc(self, array: np.ndarray) -> np.ndarray:
+        """One example or a batch in the model's layout, back to channels-last."""
+        array = np.asarray(array)
+        if not self.channels_first:
+            return array
+        if array.ndim == 3:
+            return array.transpose(1, 2, 0)
+        return array.transpose(0, 2, 3, 1)
+
+    def predict(self, images_nhwc: np.ndarray, batch_size: int = 16) -> np.ndarray:
+        """Raw model outputs ``(N, classes)`` as float64 for a batch of HWC images in [0, 1].
+
+        Forward only (no gradients), in batches of ``batch_size``.
+
+        Raises:
+            ValueError: If the model does not return one row of class scores per image.
+        """
+        x = self.to_model_layout(images_nhwc)
+        forward = _FORWARD[self.framework]
+        chunks = [forward(self.model, x[s : s + batch_size]) for s in range(0, len(x), batch_size)]
+        out = np.concatenate(chunks, axis=0) if chunks else np.empty((0, 0))
+        if out.ndim == 1 and out.shape[0] == x.shape[0]:
+            out = out[:, None]
+        if out.ndim != 2 or out.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"model {self.name!r} returned outputs of shape {out.shape} for {x.shape[0]} "
+                "images; igkit needs one row of class scores per image, (N, classes)"
+            )
+        return out
+
+
+def transform_outputs(raw: np.ndarray, output: str) -> np.ndarray:
+    """Apply the named output transform ("raw", "softmax", "sigmoid") to raw outputs in numpy.
+
+    The same transforms the backends differentiate, so printed probabilities and the explained
+    score agree.
+    """
+    raw = np.asarray(raw, dtype=np.float64)
+    if output == "raw":
+        return raw
+    if output == "softmax":
+        z = np.exp(raw - raw.max(axis=-1, keepdims=True))
+        return z / z.sum(axis=-1, keepdims=True)
+    if output == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-raw))
+    raise ValueError(f"unknown output {output!r}; choose raw, softmax or sigmoid")
+
+
+def guess_labels(num_classes: int) -> list[str] | None:
+    """Class names for a model whose labels are not known, from its number of outputs.
+
+    1000 outputs are read as ImageNet-1k; 1001 as ImageNet with a "background" class at 0
+    (the TF-Slim / TF-Hub convention of the TF tutorial's Inception V1). Anything else: None.
+    """
+    from igkit.models.imagenet import imagenet_labels
+
+    if num_classes == 1000:
+        return imagenet_labels()
+    if num_classes == 1001:
+        return ["background", *imagenet_labels()]
+    return None
+
+
+def find_label(labels: Sequence[str], query: str) -> int:
+    """The index of the class ``query`` names, case-insensitively.
+
+    Tried in order, the first rule with a match decides: the full name ("Egyptian cat"), one of
+    its comma-separated synonyms ("bobsleigh"), a prefix of the full name ("bobs").
+
+    Raises:
+        KeyError: If no class matches.
+        ValueError: If the deciding rule matches several classes.
+    """
+    wanted = query.strip().casefold()
+    if not wanted:
+        raise KeyError("empty class name")
+    names = [label.casefold() for label in labels]
+    rules: tuple[Callable[[str], bool], ...] = (
+        lambda name: name == wanted,
+        lambda name: wanted in (part.strip() for part in name.split(",")),
+        lambda name: name.startswith(wanted),
+    )
+    for rule in rules:
+        hits = [i for i, name in enumerate(names) if rule(name)]
+        if len(hits) == 1:
+            return hits[0]
+        if hits:
+            shown = ", ".join(f"{i} {labels[i]!r}" for i in hits[:6])
+            more = f" and {len(hits) - 6} more" if len(hits) > 6 else ""
+            raise ValueError(f"class name {query!r} is ambiguous: {shown}{more}")
+    raise KeyError(f"no class matches {query!r}")
+
+
+# ------------------------------------------------------------------------------ forward passes
+
+
+def _forward_torch(model: Callable[..., object], x: np.ndarray) -> np.ndarray:
+    import torch
+
+    device, dtype = torch.device("cpu"), torch.float32
+    if isinstance(model, torch.nn.Module):
+        for tensor in (*model.parameters(), *model.buffers()):
+            if tensor.is_floating_point():
+                device, dtype = tensor.device, tensor.dtype
+                break
+        if model.training:  # dropout and batch statistics would make predictions random
+            model.eval()
+    with torch.no_grad():
+        out = model(torch.as_tensor(x, dtype=dtype, device=device))
+    if not isinstance(out, torch.Tensor):
+        raise ValueError(f"the model returned {type(out).__name__}, not a tensor")
+    return out.detach().to(torch.float64).cpu().numpy()
+
+
+def _forward_tensorflow(model: Callable[..., object], x: np.ndarray) -> np.ndarray:
+    import tensorflow as tf
+
+    out = model(tf.constant(x))
+    if isinstance(out, dict) and len(out) == 1:
+        out = next(iter(out.values()))
+    return np.asarray(out, dtype=np.float64)
+
+
+def _forward_jax(model: Callable[..., object], x: np.ndarray) -> np.ndarray:
+    import jax.numpy as jnp
+
+    return np.asarray(model(jnp.asarray(x)), dtype=np.float64)
+
+
+_FORWARD: dict[str, Callable[[Callable[..., object], np.ndarray], np.ndarray]] = {
+    "torch": _forward_torch,
+    "tensorflow": _forward_tensorflow,
+    "jax": _forward_jax,
+}
