@@ -83,16 +83,6 @@ class NumpySession:
         np.add.at(self.sums, batch.path, g * batch.weight[:, None])
         self.scores.append(self.model.f(xb)[np.arange(len(batch)), t])
 
-    def row_gradients(self, batch: RowBatch) -> tuple[np.ndarray, np.ndarray]:
-        if self.oom_above is not None and len(batch) > self.oom_above:
-            self.oom_raised += 1
-            raise OutOfMemory("simulated")
-        self.calls.append(len(batch))
-        xb = self.base[batch.path] + batch.alpha[:, None] * self.diff[batch.path]
-        t = self.target[batch.path]
-        g = self.model.grad(xb, t).reshape(len(batch), *self.shape)
-        return g, self.model.f(xb)[np.arange(len(batch)), t]
-
     def take(self) -> Taken:
         sums = self.sums.reshape(-1, *self.shape).copy()
         scores = np.concatenate(self.scores) if self.scores else np.empty(0)

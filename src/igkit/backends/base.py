@@ -122,12 +122,3 @@ class Session(Protocol):
     def take(self) -> Taken:
         """Returns the sums and scores gathered since the last take and zeroes the sums."""
         ...
-
-    def row_gradients(self, batch: RowBatch) -> tuple[np.ndarray, np.ndarray]:
-        """Evaluates one batch and returns each row's own gradient ``(rows, *example_shape)``
-        (unweighted, in the compute dtype) and score ``(rows,)``, adding nothing to the sums.
-
-        For the few rows whose gradients the caller must keep (plain saliency, the adaptive
-        rule's pilot); the hot loop uses ``accumulate``.
-        """
-        ...

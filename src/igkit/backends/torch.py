@@ -195,10 +195,6 @@ class TorchSession:
                 continue
             start = stop
 
-    def _grad(self, batch: RowBatch):
-        torch = self._torch
-        return self._grad_t(self._t(batch.path, torch.long), self._t(batch.alpha))
-
     def _grad_t(self, idx, alpha):
         torch = self._torch
         shape = (-1,) + (1,) * (self._base.dim() - 1)
@@ -213,10 +209,6 @@ class TorchSession:
         if g is None:
             raise DisconnectedModelError(_DISCONNECTED)
         return idx, g, s
-
-    def row_gradients(self, batch: RowBatch) -> tuple[np.ndarray, np.ndarray]:
-        idx, g, s = self._oom_guard(lambda: self._grad(batch))
-        return g.cpu().numpy(), s.detach().to(self._torch.float64).cpu().numpy()
 
     def _accumulate(self, batch: RowBatch) -> None:
         torch = self._torch

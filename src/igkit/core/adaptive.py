@@ -29,7 +29,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from igkit.backends.base import Session, Taken
-from igkit.core.planner import RowBatch, pack_rows
 
 __all__ = ["AdaptivePlan", "allocate", "pilot_cells", "run_adaptive"]
 
@@ -109,33 +108,24 @@ class AdaptivePlan:
 
 
 def _pilot(
-    session: Session, paths: np.ndarray, grid: np.ndarray, batch_size: int
+    accumulate: Callable[[np.ndarray, list, list], Taken],
+    split_paths: Callable[[int], None],
+    n_paths: int,
+    grid: np.ndarray,
+    dtype: np.dtype,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-node gradients ``(P, m + 1, ...)`` and scores ``(P, m + 1)`` on ``grid``."""
-    grads: list[np.ndarray] = []
-    scores: list[np.ndarray] = []
-    for batch in pack_rows(list(paths), [grid] * len(paths), [np.ones_like(grid)] * len(paths),
-                           batch_size):
-        g, s = _row_gradients(session, batch)
-        grads.append(g)
-        scores.append(s)
+    """Per-node gradients ``(P, m + 1, ...)`` in the compute dtype and scores ``(P, m + 1)``.
+
+    Each (path, node) pair becomes its own virtual path with its own sum, so every backend's
+    ordinary batched, on-device accumulation returns the single gradients.
+    """
     k = grid.shape[0]
-    g_all = np.concatenate(grads)
-    return g_all.reshape(len(paths), k, *g_all.shape[1:]), np.concatenate(scores).reshape(-1, k)
-
-
-def _row_gradients(session: Session, batch: RowBatch) -> tuple[np.ndarray, np.ndarray]:
-    from igkit.backends.base import OutOfMemory
-
-    try:
-        return session.row_gradients(batch)
-    except OutOfMemory:
-        if len(batch) == 1:
-            raise
-        h = len(batch) // 2
-        a = _row_gradients(session, RowBatch(batch.path[:h], batch.alpha[:h], batch.weight[:h]))
-        b = _row_gradients(session, RowBatch(batch.path[h:], batch.alpha[h:], batch.weight[h:]))
-        return np.concatenate([a[0], b[0]]), np.concatenate([a[1], b[1]])
+    split_paths(k)
+    vpaths = np.arange(n_paths * k)
+    taken = accumulate(vpaths, [grid[v % k : v % k + 1] for v in vpaths],
+                       [np.ones(1)] * (n_paths * k))
+    grads = taken.sums.astype(dtype).reshape(n_paths, k, *taken.sums.shape[1:])
+    return grads, taken.scores.reshape(n_paths, k)
 
 
 def run_adaptive(
@@ -176,7 +166,7 @@ def run_adaptive(
     budget = steps if steps is not None else max(8, min(max_steps, AUTO_PILOT_BUDGET))
     m = pilot_cells(budget)
     grid = np.linspace(0.0, 1.0, m + 1)
-    pilot_g, pilot_s = _pilot(session, paths, grid, batch_size)
+    pilot_g, pilot_s = _pilot(accumulate, split_paths, n_paths, grid, np.dtype(session.dtype))
     for p in paths:
         record(int(p), grid, pilot_s[p],
                np.abs(pilot_g[p]).reshape(m + 1, -1).mean(axis=1).astype(np.float64))
@@ -185,6 +175,7 @@ def run_adaptive(
     rough = (jumps / m) ** ROUGHNESS_POWER  # (P, m)
 
     if steps is not None:
+        split_paths(1)
         ks = [allocate(rough[p], steps - (m + 1)) for p in paths]
         plans = [AdaptivePlan(grid, k + 1) for k in ks]
         alphas, weights = [], []
