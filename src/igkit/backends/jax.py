@@ -220,20 +220,6 @@ def _reaches(jaxpr: Any, flags: Sequence[bool], core: Any) -> list[bool]:
     return [hit(v) for v in jaxpr.outvars]
 
 
-def _pad_rows(batch: RowBatch, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(path, alpha, weight)`` of ``batch`` padded to ``rows`` rows by repeating its last row
-    with weight 0: the sums are unchanged and the padded gradient is one the real row already
-    has (no new NaN or Inf)."""
-    extra = rows - len(batch)
-    if extra <= 0:
-        return batch.path, batch.alpha, batch.weight
-    return (
-        np.concatenate([batch.path, np.full(extra, batch.path[-1])]),
-        np.concatenate([batch.alpha, np.full(extra, batch.alpha[-1])]),
-        np.concatenate([batch.weight, np.zeros(extra)]),
-    )
-
-
 class _Program:
     """The traced computations of a session: forward, explained scores and the jitted step.
 
@@ -417,7 +403,8 @@ class JaxSession:
     def _accumulate(self, batch: RowBatch) -> None:
         prog = self._prog()
         n = len(batch)
-        path, alpha, weight = _pad_rows(batch, max(n, self._pad_to))
+        padded = batch.padded(max(n, self._pad_to))
+        path, alpha, weight = padded.path, padded.alpha, padded.weight
         idx, alpha_a = self._a(path, self._jnp.int32), self._a(alpha)
         if not self._checked:
             prog.check_connected(

@@ -220,20 +220,6 @@ def _output_transform(output: object) -> Callable[[Any], Any] | None:
     }[output]  # type: ignore[index]
 
 
-def _pad_rows(batch: RowBatch, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(path, alpha, weight)`` of ``batch`` padded to ``rows`` rows by repeating its last row
-    with weight 0: the sums are unchanged and the padded gradient is one the real row already
-    has (no new NaN or Inf)."""
-    extra = rows - len(batch)
-    if extra <= 0:
-        return batch.path, batch.alpha, batch.weight
-    return (
-        np.concatenate([batch.path, np.full(extra, batch.path[-1])]),
-        np.concatenate([batch.alpha, np.full(extra, batch.alpha[-1])]),
-        np.concatenate([batch.weight, np.zeros(extra)]),
-    )
-
-
 class _Program:
     """The traced computations of a session: forward, explained scores and the step.
 
@@ -419,11 +405,8 @@ class TensorFlowSession:
         prog = self._prog()
         n = len(batch)
         graph = prog.graph if self._graph else None
-        path, alpha, weight = (
-            _pad_rows(batch, max(n, self._pad_to))
-            if graph is not None
-            else (batch.path, batch.alpha, batch.weight)
-        )
+        rows = batch.padded(max(n, self._pad_to)) if graph is not None else batch
+        path, alpha, weight = rows.path, rows.alpha, rows.weight
         args = (
             self._sums, self._base, self._diff, self._target,
             self._t(path, tf.int64), self._t(alpha), self._t(weight),

@@ -30,6 +30,21 @@ class RowBatch:
     def slice(self, start: int, stop: int) -> RowBatch:
         return RowBatch(self.path[start:stop], self.alpha[start:stop], self.weight[start:stop])
 
+    def padded(self, rows: int) -> RowBatch:
+        """This batch grown to ``rows`` rows by repeating its last row with weight 0.
+
+        Compiled steps (tf.function, jax.jit) need a fixed batch shape. The padding leaves the
+        sums unchanged, and the padded gradient is one a real row already has (no new NaN/Inf).
+        """
+        extra = rows - len(self)
+        if extra <= 0:
+            return self
+        return RowBatch(
+            np.concatenate([self.path, np.full(extra, self.path[-1])]),
+            np.concatenate([self.alpha, np.full(extra, self.alpha[-1])]),
+            np.concatenate([self.weight, np.zeros(extra)]),
+        )
+
 
 def all_rows(
     paths: Sequence[int], alphas: Sequence[np.ndarray], weights: Sequence[np.ndarray]
