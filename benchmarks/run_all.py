@@ -10,7 +10,8 @@ Sections (each prints a markdown table; ``--out FILE`` also writes them):
    <= 1 % AND attribution error <= 1 % (relative L2 to a Gauss-Legendre reference), per photo;
    igkit ``steps="auto"`` is run as a user would, stopping by itself;
 3. throughput: images/s at that accuracy, several photos per call;
-4. memory: peak at steps=1024 / peak at steps=32, same batch size, fresh processes.
+4. precision: float32 / tf32 / bf16 / fp16 speed beside their attribution and completeness error;
+5. memory: peak at steps=1024 / peak at steps=32, same batch size, fresh processes.
 """
 
 from __future__ import annotations
@@ -240,6 +241,40 @@ def section_throughput(model, photos, dev, bs, tol, n_gl, rounds):
     return lines, out
 
 
+def section_precision(model, photos, dev, bs, n, ref_steps, rounds):
+    """Reduced precision: its speed beside its cost in completeness and attribution error."""
+    torch = _torch()
+    rows = []
+    precisions = ("float32", "tf32", "bf16", "fp16") if dev == "cuda" else ("float32", "bf16")
+    for name in NAMES:
+        x = torch.as_tensor(photos[name][None].transpose(0, 3, 1, 2).copy(), device=dev)
+        ref = igkit.integrated_gradients(model, x, steps=ref_steps, output="softmax",
+                                         batch_size=bs)
+        t = int(ref.target[0])
+        for prec in precisions:
+            run = lambda prec=prec, x=x, t=t: igkit.integrated_gradients(  # noqa: E731
+                model, x, target=t, steps=n, output="softmax", batch_size=bs, precision=prec)
+            run()
+            times = []
+            for _ in range(rounds):
+                sync(dev)
+                t0 = time.perf_counter()
+                res = run()
+                sync(dev)
+                times.append(time.perf_counter() - t0)
+            rows.append((name, prec, statistics.median(times),
+                         rel_l2(res.attributions, ref.attributions), float(res.relative_error[0])))
+    base = {name: s for name, prec, s, _, _ in rows if prec == "float32"}
+    lines = [f"## Precision: n={n} Gauss-Legendre steps, batch {bs}; reference float32 "
+             f"GL{ref_steps}", "",
+             "| photo | precision | median s | speed-up | attribution error % | completeness % |",
+             "|---|---|---|---|---|---|"]
+    for name, prec, s, err, comp in rows:
+        lines.append(f"| {name} | {prec} | {s:.3f} | {base[name] / s:.2f} | {100 * err:.2f} | "
+                     f"{100 * comp:.2f} |")
+    return lines, rows
+
+
 MEM_CHILD = """
 import resource, sys, json, numpy as np, torch
 sys.path.insert(0, {src!r})
@@ -282,7 +317,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--weights", default=None, help="EfficientNet-Lite0 .pth (default: packaged)")
     ap.add_argument("--out", default=None, help="also write the tables to this markdown file")
-    ap.add_argument("--sections", default="overhead,evaluations,throughput,memory")
+    ap.add_argument("--sections", default="overhead,evaluations,throughput,precision,memory")
     args = ap.parse_args()
     torch = _torch()
     dev = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
@@ -326,6 +361,12 @@ def main() -> None:
         report += lines + [""]
     if "throughput" in sections:
         lines, _ = section_throughput(model, photos, dev, bs, tol, 256, 1 if args.quick else 3)
+        print("\n".join(lines), "\n", flush=True)
+        report += lines + [""]
+    if "precision" in sections:
+        lines, _ = section_precision(model, photos, dev, bs, 256 if dev == "cuda" else 64,
+                                     1024 if (args.quick or dev == "cpu") else 2048,
+                                     3 if args.quick else 5)
         print("\n".join(lines), "\n", flush=True)
         report += lines + [""]
     if "memory" in sections:

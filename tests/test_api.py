@@ -342,3 +342,23 @@ def test_packed_images_equal_one_by_one(method, images):
                                            batch_size=10)
         np.testing.assert_allclose(together.attributions[i], alone.attributions[0], rtol=1e-5,
                                    atol=1e-9)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "tf32"])
+def test_reduced_precision_is_close_and_keeps_float32_sums(precision, images):
+    # On the CPU "tf32" changes nothing and bf16 autocast runs the convolutions in bfloat16:
+    # the attributions stay close to exact ones, in float32, and completeness is still reported
+    # against exact scores.
+    model = small_cnn()
+    exact = igkit.integrated_gradients(model, images, steps=32, output="softmax")
+    fast = igkit.integrated_gradients(model, images, steps=32, output="softmax",
+                                      precision=precision)
+    assert fast.attributions.dtype == np.float32
+    err = np.linalg.norm(fast.attributions - exact.attributions) / np.linalg.norm(
+        exact.attributions)
+    assert err < (1e-6 if precision == "tf32" else 0.1), err
+
+
+def test_unknown_precision_is_refused(images):
+    with pytest.raises(ValueError, match="unknown precision 'int8'"):
+        igkit.integrated_gradients(small_cnn(), images, precision="int8")

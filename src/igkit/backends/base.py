@@ -18,6 +18,7 @@ from igkit.core.planner import RowBatch
 
 __all__ = [
     "OUTPUT_NAMES",
+    "PRECISIONS",
     "DisconnectedModelError",
     "OutOfMemory",
     "Session",
@@ -27,6 +28,9 @@ __all__ = [
 ]
 
 OUTPUT_NAMES = ("raw", "softmax", "sigmoid")
+# "float32": exact arithmetic in the compute dtype (the default). "tf32": TF32 convolutions and
+# matmuls on CUDA. "bf16" / "fp16": forward and backward under autocast, sums in float32.
+PRECISIONS = ("float32", "tf32", "bf16", "fp16")
 
 
 class DisconnectedModelError(ValueError):
@@ -49,6 +53,8 @@ class SessionOptions:
         input_dtype: The inputs' dtype: a model without floating parameters computes in float64
             when its inputs are float64.
         trace: Also record the mean |gradient| of every row (for the saturation plots).
+        precision: One of ``PRECISIONS``; anything but "float32" trades completeness for speed
+            and is supported by the torch backend only.
     """
 
     output: object = "raw"
@@ -56,6 +62,7 @@ class SessionOptions:
     dtype: np.dtype | None = None
     input_dtype: np.dtype | None = None
     trace: bool = False
+    precision: str = "float32"
 
     def fallback_dtype(self) -> str:
         """The dtype name for a model that has no floating parameters to take it from."""
