@@ -2,11 +2,17 @@
 
 ``igkit.viz.transforms`` holds pure NumPy transforms (masks, polarity, mass-based clipping,
 outlines, sign masks, RGBY blending, overlays) that return arrays; ``igkit.viz.figures`` draws
-the tutorial, Keras and HPA figures from them and returns matplotlib Figures. Importing this
+the tutorial, Keras and HPA figures from them and returns matplotlib Figures;
+``igkit.viz.report`` renders a chosen set of them for one explanation
+(:func:`explain_figures`, what ``igkit explain --figure`` writes); ``igkit.viz.augment`` makes
+the rotated, flipped and zoomed inputs of the tutorial's debugging use case. Importing this
 package imports neither matplotlib nor SciPy nor any deep-learning framework: each is imported
 by the function that needs it. Arrays are channels-last ``(H, W, C)``; see :func:`to_hwc`.
 """
 
+from .augment import Augmentation as Augmentation
+from .augment import augment_image as augment_image
+from .augment import parse_augment as parse_augment
 from .figures import compare_grid as compare_grid
 from .figures import gradvis_figure as gradvis_figure
 from .figures import ig_panel as ig_panel
@@ -14,7 +20,14 @@ from .figures import path_strip as path_strip
 from .figures import rgby_figure as rgby_figure
 from .figures import riemann_illustration as riemann_illustration
 from .figures import saturation_plots as saturation_plots
+from .figures import saturation_trace as saturation_trace
 from .figures import sign_mask_figure as sign_mask_figure
+from .report import FIGURE_STYLES as FIGURE_STYLES
+from .report import augment_figure as augment_figure
+from .report import channel_figure as channel_figure
+from .report import explain_figures as explain_figures
+from .report import figure_filename as figure_filename
+from .report import parse_figure_styles as parse_figure_styles
 from .transforms import SignMasks as SignMasks
 from .transforms import attribution_mask as attribution_mask
 from .transforms import channel_views as channel_views
@@ -38,14 +51,21 @@ from .transforms import sign_masks as sign_masks
 from .transforms import to_hwc as to_hwc
 
 __all__ = [
+    "FIGURE_STYLES",
+    "Augmentation",
     "SignMasks",
     "attribution_mask",
+    "augment_figure",
+    "augment_image",
+    "channel_figure",
     "channel_views",
     "clip_by_mass",
     "compare_grid",
     "component_outlines",
     "cumulative_threshold",
     "display_rgb",
+    "explain_figures",
+    "figure_filename",
     "gradvis_figure",
     "gradvis_image",
     "ig_panel",
@@ -56,6 +76,8 @@ __all__ = [
     "morphological_cleanup",
     "normalize_for_display",
     "overlay",
+    "parse_augment",
+    "parse_figure_styles",
     "path_strip",
     "polarity",
     "rgby_figure",
@@ -64,6 +86,7 @@ __all__ = [
     "riemann_nodes",
     "riemann_sum",
     "saturation_plots",
+    "saturation_trace",
     "sign_mask_figure",
     "sign_masks",
     "to_hwc",

@@ -54,6 +54,7 @@ __all__ = [
     "rgby_figure",
     "riemann_illustration",
     "saturation_plots",
+    "saturation_trace",
     "sign_mask_figure",
 ]
 
@@ -188,7 +189,11 @@ def _shared_range(*arrays: np.ndarray) -> tuple[float, float]:
 
 
 def _wrap(text: str, width: int = 28) -> str:
-    return "\n".join(textwrap.wrap(text, width)) if len(text) > width else text
+    """Wrap each line of ``text`` to ``width`` characters, keeping the line breaks given."""
+    return "\n".join(
+        "\n".join(textwrap.wrap(line, width)) if len(line) > width else line
+        for line in text.split("\n")
+    )
 
 
 # --------------------------------------------------------------------------------- figures
@@ -469,12 +474,50 @@ def path_strip(
     return _finish(fig, path)
 
 
+def saturation_trace(result: Result, index: int = 0) -> PathTrace:
+    """One input's path trace with the path's two ends added: what the saturation plots draw.
+
+    The engine records the score and mean ``|gradient|`` at the alphas its rule evaluates; rules
+    such as Gauss-Legendre never evaluate the ends. The Result knows the score at both anyway,
+    ``F(x')`` at alpha 0 and ``F(x)`` at alpha 1, so they are added where missing, with a NaN
+    mean gradient (not evaluated there; the plots skip it). With several baselines the trace is
+    the first baseline's path while ``baseline_score`` is their average, so alpha 0 is then
+    added only if the rule evaluated it.
+
+    Args:
+        result: A Result computed with ``return_path=True``.
+        index: Which input.
+
+    Returns:
+        A :class:`~igkit.PathTrace` of one input, alphas increasing from 0 to 1.
+
+    Raises:
+        ValueError: If the Result has no path trace.
+    """
+    if result.path is None:
+        raise ValueError("this Result has no path trace; compute it with return_path=True")
+    alphas = np.asarray(result.path.alphas[index], dtype=np.float64)
+    scores = np.asarray(result.path.scores[index], dtype=np.float64)
+    grads = np.asarray(result.path.mean_abs_gradient[index], dtype=np.float64)
+    ends = [(1.0, float(np.asarray(result.score).reshape(-1)[index]))]
+    if len(result.baselines) == 1:
+        ends.append((0.0, float(np.asarray(result.baseline_score).reshape(-1)[index])))
+    for alpha, score in ends:
+        if not np.any(np.isclose(alphas, alpha, rtol=0.0, atol=1e-9)):
+            alphas = np.append(alphas, alpha)
+            scores = np.append(scores, score)
+            grads = np.append(grads, np.nan)
+    order = np.argsort(alphas, kind="stable")
+    return PathTrace([alphas[order]], [scores[order]], [grads[order]])
+
+
 def saturation_plots(
     trace: PathTrace | Result,
     index: int = 0,
     *,
     score_label: str | None = None,
     title: str | None = None,
+    label: str | None = None,
     path: PathLike | None = None,
 ) -> Figure:
     """The tutorial's saturation plots: target score and mean gradient over alpha.
@@ -485,11 +528,14 @@ def saturation_plots(
     saturation that makes plain gradients miss features and that IG integrates over.
 
     Args:
-        trace: A :class:`~igkit.PathTrace`, or a Result computed with ``return_path=True``.
+        trace: A :class:`~igkit.PathTrace`, or a Result computed with ``return_path=True``; a
+            Result's curves also get the path's ends (:func:`saturation_trace`) and its class,
+            score and completeness go into the title.
         index: Which input's path to draw.
         score_label: y-axis label of the score; "model p(target class)" for scores in
             ``[0, 1]``, else "target score F".
         title: Figure title.
+        label: Class name, for the title when a Result is given.
         path: Where to save the figure.
 
     Returns:
@@ -498,10 +544,12 @@ def saturation_plots(
     Raises:
         ValueError: If a Result without a path trace is given.
     """
+    result: Result | None = None
+    result_index = index
     if isinstance(trace, Result):
-        if trace.path is None:
-            raise ValueError("this Result has no path trace; compute it with return_path=True")
-        trace = trace.path
+        result = trace
+        trace = saturation_trace(trace, index)
+        index = 0
     alphas = np.asarray(trace.alphas[index], dtype=np.float64)
     scores = np.asarray(trace.scores[index], dtype=np.float64)
     grads = np.asarray(trace.mean_abs_gradient[index], dtype=np.float64)
@@ -509,8 +557,10 @@ def saturation_plots(
     alphas, scores, grads = alphas[order], scores[order], grads[order]
     is_prob = bool(scores.size and scores.min() >= 0.0 and scores.max() <= 1.0)
     marker = "o" if alphas.size <= 64 else None
+    # Gradients may be missing (NaN) where only the score is known, e.g. at the path's ends.
+    known = np.isfinite(grads)
 
-    fig = _new_figure(10.0, 4.2)
+    fig = _new_figure(10.0, 4.2 if result is None else 4.7)
     ax1, ax2 = fig.subplots(1, 2)
     ax1.plot(alphas, scores, marker=marker, markersize=3)
     ax1.set_title("Target class score over alpha", fontsize=_TITLE_SIZE)
@@ -519,7 +569,10 @@ def saturation_plots(
     ax1.set_xlim(0.0, 1.0)
     if is_prob:
         ax1.set_ylim(0.0, 1.0)
-    ax2.plot(alphas, normalize_for_display(grads), marker=marker, markersize=3, color="C1")
+    ax2.plot(
+        alphas[known], normalize_for_display(grads[known]), marker=marker, markersize=3,
+        color="C1",
+    )
     ax2.set_title("Mean |gradient| (normalised) over alpha", fontsize=_TITLE_SIZE)
     ax2.set_xlabel("alpha")
     ax2.set_ylabel("mean |dF/dx|, min-max scaled")
@@ -527,7 +580,7 @@ def saturation_plots(
     ax2.set_ylim(-0.02, 1.02)
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
-    _title(fig, title)
+    _title(fig, title, result, result_index, label)
     return _finish(fig, path)
 
 
@@ -622,6 +675,7 @@ def compare_grid(
     shared_scale: bool = False,
     title: str | None = None,
     index: int = 0,
+    baselines: ArrayLike | Sequence[ArrayLike] | None = None,
     channel_axis: int | None = None,
     path: PathLike | None = None,
 ) -> Figure:
@@ -629,20 +683,24 @@ def compare_grid(
 
     Use it for several inputs or target classes, for one input under several baselines, or for
     an input and its augmentations (rotated, flipped, zoomed). Rows, chosen by ``rows``: the
-    image, the attribution mask ``sum_c |a|`` and the overlay. With ``shared_scale`` all masks use
-    one colour scale (with one colour bar), so columns can be compared by brightness; otherwise
-    each is scaled to its own maximum, which shows each map's shape best.
+    image, the baseline (when ``baselines`` are given, drawn on the image's value range so
+    black looks black), the attribution mask ``sum_c |a|`` and the overlay. With
+    ``shared_scale`` all masks use one colour scale (with one colour bar), so columns can be
+    compared by brightness; otherwise each is scaled to its own maximum, which shows each map's
+    shape best.
 
     Args:
         images: One image per column, or one image for every column.
         attributions: One attribution array (``(H, W, C)``) or Result per column.
         titles: Column titles.
-        rows: Any of ``"image"``, ``"mask"``, ``"overlay"``, in the order to draw.
+        rows: Any of ``"image"``, ``"baseline"``, ``"mask"``, ``"overlay"``, in the order to
+            draw (``"baseline"`` needs ``baselines``).
         cmap: Colormap of masks and overlays.
         alpha: Image weight in the overlays.
         shared_scale: One colour scale for all masks.
         title: Figure title.
         index: Which example of each batched Result to draw.
+        baselines: One baseline per column, or one for every column, for the baseline row.
         channel_axis: Channel axis of the arrays; None means channels-last.
         path: Where to save the figure.
 
@@ -658,10 +716,21 @@ def compare_grid(
         raise ValueError(f"{len(image_list)} images for {n} attribution maps")
     if titles is not None and len(titles) != n:
         raise ValueError(f"{len(titles)} titles for {n} columns")
-    unknown = [r for r in rows if r not in ("image", "mask", "overlay")]
+    unknown = [r for r in rows if r not in ("image", "baseline", "mask", "overlay")]
     if unknown or not rows:
-        raise ValueError(f"rows must be drawn from 'image', 'mask', 'overlay'; got {rows!r}")
+        raise ValueError(
+            f"rows must be drawn from 'image', 'baseline', 'mask', 'overlay'; got {rows!r}"
+        )
+    base_list: list[ArrayLike] = []
+    if baselines is not None:
+        one = isinstance(baselines, np.ndarray) and baselines.ndim in (2, 3)
+        base_list = [baselines] * n if one else list(baselines)  # type: ignore[arg-type]
+        if len(base_list) != n:
+            raise ValueError(f"{len(base_list)} baselines for {n} columns")
+    elif "baseline" in rows:
+        raise ValueError("the 'baseline' row needs baselines=")
     imgs = [_hwc(im, channel_axis, "image") for im in image_list]
+    bases = [_hwc(b, channel_axis, "baseline") for b in base_list]
     masks = [attribution_mask(_hwc(_example(a, index)[0], channel_axis, "attributions"))
              for a in attributions]
     vmax = max(float(m.max()) for m in masks) if shared_scale else None
@@ -669,7 +738,9 @@ def compare_grid(
 
     fig = _new_figure(3.0 * n + (0.8 if shared_scale else 0.0), 3.0 * len(rows) + 0.7)
     axs = np.array(fig.subplots(len(rows), n, squeeze=False))
-    row_names = {"image": "input", "mask": "attribution mask", "overlay": "overlay"}
+    row_names = {
+        "image": "input", "baseline": "baseline", "mask": "attribution mask", "overlay": "overlay"
+    }
     im = None
     for j in range(n):
         img_rgb = display_rgb(imgs[j])
@@ -677,6 +748,14 @@ def compare_grid(
             ax = axs[i, j]
             if row == "image":
                 _show(ax, img_rgb)
+            elif row == "baseline":
+                _show(ax, display_rgb(bases[j], _shared_range(imgs[j], bases[j])))
+                # A thin frame, so a white baseline is seen against the white page.
+                ax.set_axis_on()
+                ax.set_xticks([])
+                ax.set_yticks([])
+                for spine in ax.spines.values():
+                    spine.set_edgecolor("0.6")
             elif row == "mask":
                 kwargs = {"vmin": 0.0, "vmax": vmax} if vrange else {}
                 im = _show(ax, masks[j], cmap=cmap, **kwargs)
@@ -690,8 +769,9 @@ def compare_grid(
         ax.set_axis_on()
         ax.set_xticks([])
         ax.set_yticks([])
-        for spine in ax.spines.values():
-            spine.set_visible(False)
+        if row != "baseline":  # baselines keep their frame
+            for spine in ax.spines.values():
+                spine.set_visible(False)
         ax.set_ylabel(row_names[row], fontsize=_TITLE_SIZE)
     if shared_scale and im is not None:
         fig.colorbar(im, ax=axs.ravel().tolist(), shrink=0.6, label="sum |attribution|")
