@@ -16,10 +16,11 @@ import numpy as np
 
 from igkit.backends.base import OUTPUT_NAMES, PRECISIONS, SessionOptions
 from igkit.core.baselines import BaselineContext, make_baselines
-from igkit.core.engine import AutoSteps, resolve_targets, run_integrated_gradients
+from igkit.core.engine import AutoSteps, run_integrated_gradients
 from igkit.core.planner import RowBatch, default_batch_size
 from igkit.core.quadrature import check_steps, get_rule
 from igkit.core.result import Result
+from igkit.core.targets import resolve_target_plan
 
 __all__ = ["gradients", "integrated_gradients", "resolve_backend"]
 
@@ -223,7 +224,11 @@ def integrated_gradients(
         inputs: One example or a batch (numpy or framework tensor) in the model's own layout.
             Ranks 1 and 3 are read as one example, 2, 4 and 5 as a batch (``batched=`` decides
             otherwise). Integer images become floats with the same values.
-        target: None (the top-1 class of each input), an int, or one int per input.
+        target: None (the top-1 class of each input), an int, or one int per input; or, for
+            several classes per input, a 2-D int array ``(N, T)``, a list of per-input lists
+            of classes (ragged), ``"all"``, or a callable from the explained outputs to any of
+            these (e.g. ``igkit.labels_above(0.4)``: every predicted label). All (input, class)
+            pairs share the model calls' batches.
         baseline: "black", "white", "uniform", "gaussian", "blur", a number, an array of one
             example's or the batch's shape, or a list of these (attributions are averaged).
         steps: Gradient evaluations per path, or "auto" to refine until ``tol`` is met.
@@ -244,7 +249,10 @@ def integrated_gradients(
             faster on GPUs at the cost of completeness; see benchmarks/RESULTS.md.
 
     Returns:
-        A ``Result``; ``attributions`` has the shape of ``inputs``.
+        A ``Result``; ``attributions`` has the shape of ``inputs``. With several classes per
+        input it is multi-target: ``attributions`` is ``(N, T, *example_shape)`` (the batch axis
+        kept even for one unbatched example) and the per-input fields are ``(N, T)``; see
+        ``Result`` for ragged targets, ``Result.pairs`` and ``Result.per_target``.
     """
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol > 0:
         raise ValueError(f"tol must be a positive number, got {tol!r}")
@@ -270,7 +278,7 @@ def integrated_gradients(
         )
     finally:
         session.close()
-    if not prep.batched:
+    if not prep.batched and not result.multi_target:
         result = _unbatch(result)
     return result
 
@@ -291,7 +299,12 @@ def gradients(
     batched: bool | None = None,
     dtype: object = None,
 ) -> np.ndarray:
-    """Plain gradient saliency: dF_target/dx at the inputs, shaped like ``inputs``."""
+    """Plain gradient saliency: dF_target/dx at the inputs, shaped like ``inputs``.
+
+    ``target`` takes the same forms as in :func:`integrated_gradients`; with several classes per
+    input the gradients are ``(N, T, *example_shape)`` (zeros in the empty slots of ragged
+    targets).
+    """
     prep = _prepare(
         model, inputs, output=output, batch_size=batch_size, channel_axis=None,
         input_range=(0.0, 1.0), batched=batched, dtype=dtype,
@@ -299,15 +312,15 @@ def gradients(
     session = prep.backend.open_session(model, prep.options)
     try:
         x = prep.x.astype(session.dtype, copy=False)
-        targets = resolve_targets(target, session.outputs(x))
-        n = x.shape[0]
+        plan = resolve_target_plan(target, session.outputs(x))
+        n = len(plan)
         # A path from 0 to x evaluated at alpha = 1 with weight 1 is the gradient at x itself.
-        session.set_paths(x, np.zeros_like(x), np.arange(n), targets)
+        session.set_paths(x, np.zeros_like(x[plan.pair_input]), plan.pair_input, plan.pair_target)
         bs = prep.options.batch_size
         for start in range(0, n, bs):
             rows = np.arange(start, min(n, start + bs))
             session.accumulate(RowBatch(rows, np.ones(rows.shape[0]), np.ones(rows.shape[0])))
-        grads = session.take().sums.astype(x.dtype)
+        grads = plan.scatter(session.take().sums.astype(x.dtype), 0)
     finally:
         session.close()
-    return grads if prep.batched else grads[0]
+    return grads if prep.batched or plan.multi else grads[0]

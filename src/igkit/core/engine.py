@@ -18,8 +18,16 @@ from igkit.core.completeness import completeness, relative_change
 from igkit.core.planner import RowBatch, all_rows
 from igkit.core.quadrature import Rule, get_rule, nodes_and_weights
 from igkit.core.result import PathTrace, Result
+from igkit.core.targets import TargetPlan, resolve_target_plan, resolve_targets
 
-__all__ = ["AutoSteps", "NotConvergedWarning", "resolve_targets", "run_integrated_gradients"]
+__all__ = [
+    "AutoSteps",
+    "NotConvergedWarning",
+    "TargetPlan",
+    "resolve_target_plan",
+    "resolve_targets",
+    "run_integrated_gradients",
+]
 
 
 class NotConvergedWarning(RuntimeWarning):
@@ -38,37 +46,6 @@ class AutoSteps:
 
     tol: float
     max_steps: int = 1024
-
-
-def resolve_targets(target: object, outputs: np.ndarray) -> np.ndarray:
-    """One class index per input from ``target=`` (None = the top-1 class), range-checked."""
-    n, classes = outputs.shape
-    if target is None:
-        return np.argmax(outputs, axis=1).astype(np.int64)
-    if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
-        t = np.full(n, int(target), dtype=np.int64)
-    else:
-        try:
-            t = np.asarray(target)
-        except Exception:  # noqa: BLE001
-            t = np.asarray([None])
-        if t.ndim != 1 or not np.issubdtype(t.dtype, np.integer):
-            raise ValueError(
-                f"target must be None, an int, or one int per input; got {target!r}"
-            )
-        if t.shape[0] != n:
-            raise ValueError(
-                f"target has {t.shape[0]} entries but there are {n} inputs; "
-                "pass one int per input, or a single int for all"
-            )
-        t = t.astype(np.int64)
-    bad = (t < 0) | (t >= classes)
-    if np.any(bad):
-        raise ValueError(
-            f"target {int(t[bad][0])} is out of range: the model has {classes} outputs "
-            f"(valid targets 0..{classes - 1})"
-        )
-    return t
 
 
 def _accumulate_all(session: Session, rows: RowBatch, batch_size: int) -> None:
@@ -142,9 +119,12 @@ def run_integrated_gradients(
 ) -> Result:
     """Computes IG for a batch of inputs (shape ``(N, ...)``) against one or more baselines.
 
-    Path ``p = i * B + b`` runs from baseline ``b`` to input ``i``; with several baselines an
-    input's attribution is the mean of its paths' attributions, its baseline score the mean of
-    theirs.
+    ``target`` takes every form of :func:`igkit.core.targets.resolve_target_plan`: the inputs'
+    (input, class) pairs are the explanations, and pair ``r`` with baseline ``b`` is path
+    ``p = r * B + b``, running from baseline ``b`` of the pair's input to that input. All paths
+    share the row batches, so several classes of one input cost no extra model calls beyond
+    their rows. With several baselines a pair's attribution is the mean of its paths'
+    attributions, its baseline score the mean of theirs.
     """
     rule = get_rule(method)
     n_inputs = inputs.shape[0]
@@ -153,12 +133,19 @@ def run_integrated_gradients(
     # F(x) and F(x') in one forward pass: one model call instead of two.
     both = session.outputs(np.concatenate([inputs, base_stack.astype(inputs.dtype, copy=False)]))
     outputs, base_out = both[:n_inputs], both[n_inputs:]
-    targets = resolve_targets(target, outputs)
-    score = outputs[np.arange(n_inputs), targets]
+    plan = resolve_target_plan(target, outputs)
+    n_pairs = len(plan)
+    pair_score = outputs[plan.pair_input, plan.pair_target]
 
-    path_input = np.repeat(np.arange(n_inputs), n_base)
-    path_target = targets[path_input]
-    path_base_score = base_out[np.arange(path_input.shape[0]), path_target]
+    path_pair = np.repeat(np.arange(n_pairs), n_base)
+    path_input = plan.pair_input[path_pair]
+    path_target = plan.pair_target[path_pair]
+    # Baseline b of input i is row i * B + b of base_stack.
+    path_base_row = path_input * n_base + np.tile(np.arange(n_base), n_pairs)
+    path_base_score = base_out[path_base_row, path_target]
+    path_score = pair_score[path_pair]
+    if n_pairs != n_inputs or plan.multi:
+        base_stack = base_stack[path_base_row]
     session.set_paths(inputs, base_stack, path_input, path_target)
 
     diff = inputs[path_input].astype(np.float64) - base_stack.astype(np.float64)
@@ -198,7 +185,7 @@ def run_integrated_gradients(
 
         auto = steps if isinstance(steps, AutoSteps) else None
         path_attr, path_steps, path_evals, met = run_adaptive(
-            session, diff, score[path_input] - path_base_score,
+            session, diff, path_score - path_base_score,
             steps=None if auto else int(steps), tol=auto.tol if auto else tol,
             max_steps=auto.max_steps if auto else 0, batch_size=batch_size,
             accumulate=run_rows, record=record_one, split_paths=split_paths,
@@ -207,7 +194,7 @@ def run_integrated_gradients(
             _warn_not_converged(int((~met).sum()), n_paths, int(path_steps.max()), auto.tol)
     elif isinstance(steps, AutoSteps):
         path_attr, path_steps, path_evals = _auto(
-            session, rule, all_paths, diff, path_base_score, score[path_input], steps,
+            session, rule, all_paths, diff, path_base_score, path_score, steps,
             batch_size, record,
         )
     else:
@@ -219,26 +206,29 @@ def run_integrated_gradients(
         path_evals = path_steps
 
     # Completeness is judged on the attributions handed back, after the cast to the input dtype.
-    attr = path_attr.reshape(n_inputs, n_base, *inputs.shape[1:]).mean(axis=1)
+    attr = path_attr.reshape(n_pairs, n_base, *inputs.shape[1:]).mean(axis=1)
     attr = attr.astype(inputs.dtype, copy=False)
-    baseline_score = path_base_score.reshape(n_inputs, n_base).mean(axis=1)
-    delta, rel = completeness(attr, score, baseline_score)
-    in_steps = path_steps.reshape(n_inputs, n_base).max(axis=1)
-    trace = _make_trace(trace_rows, n_base, n_inputs) if return_path else None
+    baseline_score = path_base_score.reshape(n_pairs, n_base).mean(axis=1)
+    delta, rel = completeness(attr, pair_score, baseline_score)
+    pair_steps = path_steps.reshape(n_pairs, n_base).max(axis=1)
+    trace = _make_trace(trace_rows, n_base, n_pairs) if return_path else None
     return Result(
-        attributions=attr,
-        delta=delta,
-        relative_error=rel,
-        score=score,
-        baseline_score=baseline_score,
-        target=targets,
-        steps=in_steps,
+        attributions=plan.scatter(attr, 0),
+        delta=plan.scatter(delta, np.nan),
+        relative_error=plan.scatter(rel, np.nan),
+        score=plan.scatter(pair_score, np.nan),
+        baseline_score=plan.scatter(baseline_score, np.nan),
+        target=plan.scatter(plan.pair_target, -1),
+        steps=plan.scatter(pair_steps.astype(np.int64), 0),
         method=method,
         tol=float(tol),
-        converged=rel <= tol,
-        evaluations=path_evals.reshape(n_inputs, n_base).sum(axis=1),
+        converged=plan.scatter(rel <= tol, False),
+        evaluations=plan.scatter(
+            path_evals.reshape(n_pairs, n_base).sum(axis=1).astype(np.int64), 0
+        ),
         baselines=tuple(label for label, _ in baselines),
         path=trace,
+        target_mask=plan.mask,
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -28,8 +28,20 @@ class PathTrace:
 class Result:
     """Integrated Gradients attributions and the numbers that show they are right.
 
+    One result type for one or several classes per input. With one class per input
+    (``target=None``, an int or one int per input) the per-input fields below are ``(N,)`` and
+    ``attributions`` has the inputs' shape. With several (a 2-D ``target``, per-input lists,
+    ``"all"`` or a callable such as :func:`igkit.labels_above`) the result is *multi-target*:
+    every per-input field gains a target axis, ``(N, T)``, ``attributions`` is
+    ``(N, T, *example_shape)`` (the batch axis is kept even for one unbatched example), and
+    ``target_mask`` says which slots hold an explanation. With ragged targets (inputs with
+    different numbers of classes) the empty slots hold ``target = -1``, zero attributions, NaN
+    scores and errors, ``steps = evaluations = 0`` and ``converged = False``; :meth:`pairs` and
+    :meth:`per_target` walk the filled slots only.
+
     Attributes:
-        attributions: Same shape as the inputs given (one example or a batch).
+        attributions: Same shape as the inputs given (one example or a batch); with a target
+            axis after the batch axis for multi-target results.
         delta: Per input, ``sum(attributions) - (score - baseline_score)``: the completeness gap.
         relative_error: Per input, ``|delta| / |score - baseline_score|``.
         score: Per input, F(x): the explained output of the target class.
@@ -43,7 +55,10 @@ class Result:
         evaluations: Per input, gradient evaluations spent, over all its baselines and (for
             ``steps="auto"``) all refinement levels.
         baselines: The baselines' labels ("black", "uniform", "custom", ...).
-        path: The per-path trace when asked for, else None.
+        path: The per-path trace when asked for, else None. For multi-target results its
+            lists hold one entry per explanation, in :meth:`pairs` order.
+        target_mask: ``(N, T)`` True where input ``i`` has a ``k``-th target, for multi-target
+            results; None for single-target ones.
     """
 
     attributions: np.ndarray
@@ -59,13 +74,80 @@ class Result:
     evaluations: np.ndarray
     baselines: tuple[str, ...] = ("black",)
     path: PathTrace | None = field(default=None, repr=False)
+    target_mask: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.delta.shape[0])
 
-    def completeness_report(self, index: int = 0) -> str:
-        """The completeness check in words, as the TF tutorial states it."""
-        i = index
+    @property
+    def multi_target(self) -> bool:
+        """Whether the per-input fields have a target axis (see the class docstring)."""
+        return self.target_mask is not None
+
+    def pairs(self) -> list[tuple[int, int]]:
+        """``(input, slot)`` of every explanation held, input-major.
+
+        For single-target results the slot is always 0 and there is one pair per input.
+        """
+        if self.target_mask is None:
+            return [(i, 0) for i in range(len(self))]
+        return [(int(i), int(k)) for i, k in zip(*np.nonzero(self.target_mask), strict=True)]
+
+    def per_target(self) -> list[Result]:
+        """One single-target Result per explanation, in :meth:`pairs` order.
+
+        Each holds one input (``attributions`` of shape ``(1, *example_shape)``, per-input
+        fields of shape ``(1,)``), so it can go wherever a single-target result goes (figures,
+        ``completeness_report``). The empty slots of ragged targets are skipped. A
+        single-target result of one input is returned as it is.
+        """
+        if self.target_mask is None:
+            if len(self) == 1:
+                # Already one explanation (its attributions may lack the batch axis).
+                return [self]
+            singles: list[tuple[int, tuple[int, ...]]] = [(i, (i,)) for i in range(len(self))]
+        else:
+            singles = list(enumerate(self.pairs()))
+        out = []
+        for j, where in singles:
+            attr = self.attributions[where]
+            trace = None
+            if self.path is not None:
+                trace = PathTrace(
+                    [self.path.alphas[j]],
+                    [self.path.scores[j]],
+                    [self.path.mean_abs_gradient[j]],
+                )
+            out.append(
+                replace(
+                    self,
+                    attributions=np.asarray(attr)[None],
+                    delta=self.delta[where][None],
+                    relative_error=self.relative_error[where][None],
+                    score=self.score[where][None],
+                    baseline_score=self.baseline_score[where][None],
+                    target=self.target[where][None],
+                    steps=self.steps[where][None],
+                    converged=self.converged[where][None],
+                    evaluations=self.evaluations[where][None],
+                    path=trace,
+                    target_mask=None,
+                )
+            )
+        return out
+
+    def completeness_report(self, index: int = 0, slot: int | None = None) -> str:
+        """The completeness check in words, as the TF tutorial states it.
+
+        Args:
+            index: The input.
+            slot: For multi-target results, which of the input's targets (default the first).
+        """
+        i: tuple[int, ...] = (index,)
+        if self.target_mask is not None:
+            i = (index, 0 if slot is None else slot)
+            if not self.target_mask[i]:
+                raise IndexError(f"input {index} has no target in slot {i[1]}")
         gap = self.score[i] - self.baseline_score[i]
         total = gap + self.delta[i]
         verdict = "within" if self.relative_error[i] <= self.tol else "NOT within"
