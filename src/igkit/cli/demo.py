@@ -29,6 +29,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     add_model_arguments(parser)
     add_ig_arguments(parser)
+    # --- microscopy (issue 5): ``igkit demo --microscopy``; see igkit.cli.microscopy.
+    from igkit.cli import microscopy
+
+    microscopy.add_demo_argument(parser)
+    # --- end microscopy
 
 
 def _explain_args(args: argparse.Namespace, inputs: Path) -> argparse.Namespace:
@@ -36,7 +41,12 @@ def _explain_args(args: argparse.Namespace, inputs: Path) -> argparse.Namespace:
     settings = vars(args).copy()
     settings.pop("_run", None)
     settings.update(
-        images=[str(inputs)], target=None, top_k=DEFAULT_TOP_K, preprocess=None, input_size=None
+        images=[str(inputs)],
+        target=None,
+        top_k=DEFAULT_TOP_K,
+        preprocess=None,
+        input_size=None,
+        augment=None,
     )
     return argparse.Namespace(**settings)
 
@@ -71,6 +81,12 @@ def run(args: argparse.Namespace) -> int:
     """Save the photos, run explain on them, and say where everything is."""
     from igkit.cli import explain
 
+    # --- microscopy (issue 5): synthetic cells instead of the photos.
+    if getattr(args, "microscopy", False):
+        from igkit.cli import microscopy
+
+        return microscopy.run_demo(args)
+    # --- end microscopy
     out = Path(args.out)
     inputs = out / "inputs"
     explain_args = _explain_args(args, inputs)

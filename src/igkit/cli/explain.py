@@ -10,7 +10,11 @@ atomically, so an image that fails there (it should not) leaves the other images
 Per image and target it writes ``NAME.npz`` and ``NAME.png`` (``NAME_TARGET.*`` when several
 targets are asked for), and at the end ``summary.csv`` with one row per image and target
 (:data:`SUMMARY_FIELDS`). The PNG is the TF tutorial's panel (baseline, image, attribution mask,
-overlay). The npz holds plain arrays (``np.load(..., allow_pickle=False)`` reads it):
+overlay); ``--figure`` chooses more figures, written as ``NAME.STYLE.png`` (see
+:mod:`igkit.cli.figures`). ``--augment`` also explains rotated / flipped / zoomed versions of each
+image for the same targets: ``NAME.VARIANT.npz`` (the keys below plus ``variant``), one more
+summary row each (column ``variant``; ``original`` for the image itself) and the comparison
+``NAME.augment.png``. The npz holds plain arrays (``np.load(..., allow_pickle=False)`` reads it):
 
 * ``attributions``, ``image`` (the model input) and ``baseline_image`` (the first baseline), all
   ``(H, W, 3)`` float32 in pixel space;
@@ -40,6 +44,17 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from igkit.cli._base import EXIT_FAILED, EXIT_OK, Command, UsageError
+from igkit.cli.figures import (
+    Variant,
+    add_augment_argument,
+    add_figure_argument,
+    check_figure_dependencies,
+    make_variants,
+    requested_styles,
+    write_augment_figure,
+    write_image_figures,
+    write_riemann_figure,
+)
 
 if TYPE_CHECKING:
     from igkit.core.result import Result
@@ -90,6 +105,7 @@ SUMMARY_FIELDS: tuple[str, ...] = (
     "seconds",
     "npz",
     "png",
+    "variant",
 )
 
 
@@ -285,6 +301,7 @@ def add_ig_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="skip the PNG figures (no matplotlib needed)",
     )
+    add_figure_argument(parser)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -322,12 +339,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "(default: the model's own, else 224)",
     )
     add_ig_arguments(parser)
+    add_augment_argument(parser)
     parser.add_argument(
         "--out",
         default=DEFAULT_OUT,
         metavar="DIR",
         help=f"output folder (default: {DEFAULT_OUT})",
     )
+    # --- microscopy (issue 5): multi-channel, multi-label options; see igkit.cli.microscopy.
+    from igkit.cli import microscopy
+
+    microscopy.add_explain_arguments(parser)
+    # --- end microscopy
 
 
 # ---------------------------------------------------------------------------------- validation
@@ -349,6 +372,7 @@ def check_options(args: argparse.Namespace) -> None:
             check_steps(rule, args.steps)
     except ValueError as exc:
         raise UsageError(f"--steps/--max-steps: {exc}") from None
+    requested_styles(args)  # --figure with --no-figures is a contradiction
     _check_out_dir(Path(args.out))
 
 
@@ -394,8 +418,7 @@ def _prepare(args: argparse.Namespace) -> _Job:
         paths = list_images(args.images)
     except ImageError as exc:
         raise UsageError(str(exc)) from None
-    if not args.no_figures:
-        _check_figures()
+    _check_figures(args)
     try:
         model = load_model(args.model, trust=args.trust, weights=args.weights)
     except ModelLoadError as exc:
@@ -454,16 +477,10 @@ def _prepare(args: argparse.Namespace) -> _Job:
     return _Job(model, labels, mode, output, images, one_target)
 
 
-def _check_figures() -> None:
-    try:
-        import matplotlib  # noqa: F401 - only checking that it is there
-
-        from igkit.viz.figures import ig_panel  # noqa: F401
-    except ImportError as exc:
-        raise UsageError(
-            f"PNG figures need matplotlib and igkit.viz ({exc}); install them with "
-            "`pip install igkit[viz]`, or pass --no-figures"
-        ) from None
+def _check_figures(args: argparse.Namespace) -> None:
+    styles = requested_styles(args)
+    if styles:
+        check_figure_dependencies(styles)
 
 
 def _fixed_target(
@@ -518,6 +535,12 @@ def _output_names(paths: Sequence[Path]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """``igkit explain``: validate everything, then explain image by image."""
+    # --- microscopy (issue 5): multi-channel examples run in igkit.cli.microscopy.
+    from igkit.cli import microscopy
+
+    if microscopy.requested(args):
+        return microscopy.run(args)
+    # --- end microscopy
     check_options(args)
     job = _prepare(args)
     return _execute(job, args)
@@ -539,17 +562,44 @@ def _execute(job: _Job, args: argparse.Namespace) -> int:
                 message = " ".join(str(exc).split())
                 progress.error(f"igkit: error: {image.path}: {type(exc).__name__}: {message}")
             progress.advance()
+    riemann_failed = False
+    if "riemann" in requested_styles(args):
+        try:  # the one figure that does not depend on the input: once per run
+            write_riemann_figure(out, [i.name for i in job.images], args.method, args.steps)
+        except Exception as exc:  # noqa: BLE001 - report, keep the images' outputs
+            riemann_failed = True
+            print(f"igkit: error: Riemann figure: {type(exc).__name__}: {exc}", file=sys.stderr)
     write_csv(out / "summary.csv", rows, SUMMARY_FIELDS)
     done = len(job.images) - failures
     print(f"wrote {len(rows)} explanations of {done} image(s) and summary.csv to {out}")
     if failures:
         print(f"igkit: {failures} image(s) failed; see the errors above", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
+    return EXIT_FAILED if failures or riemann_failed else EXIT_OK
 
 
 def _label(job: _Job, index: int) -> str:
     return job.labels[index] if job.labels is not None else f"class {index}"
+
+
+def _say_predictions(
+    job: _Job, what: str, scores: np.ndarray, top_k: int, say: Callable[[str], None]
+) -> None:
+    """Print the top-k predictions of one input (or variant)."""
+    ranked = np.argsort(-scores, kind="stable")
+    kind = {"softmax": "probability", "sigmoid": "sigmoid", "raw": "score"}[job.output]
+    say(f"{what}: top-{top_k} predictions of {job.model.name} ({kind}):")
+    for rank, index in enumerate(ranked[:top_k], start=1):
+        say(f"  {rank}. {_label(job, int(index))} ({int(index)})  {scores[index]:.4f}")
+
+
+@dataclass(frozen=True)
+class _Explained:
+    """One variant's explanation of one target: the Result, HWC attributions and summary row."""
+
+    result: Result
+    attributions: np.ndarray
+    baseline_hwc: np.ndarray
+    row: dict[str, Any]
 
 
 def _explain_one(
@@ -559,93 +609,143 @@ def _explain_one(
     out: Path,
     say: Callable[[str], None],
 ) -> list[dict[str, Any]]:
-    """Predictions, then IG, npz, PNG and a summary row for each target of one image."""
-    import igkit
-    from igkit.core.engine import NotConvergedWarning
+    """Predictions, then IG, npz, figures and a summary row for each target of one image.
+
+    With ``--augment`` the variants' predictions are printed too, each variant is explained for
+    the same targets, and ``NAME.augment.png`` compares them.
+    """
     from igkit.io.images import load_image, preprocess
 
     model = job.model
     pixels = preprocess(load_image(image.path), model.input_size, job.preprocess)  # type: ignore[arg-type]
-    x = model.to_model_layout(pixels[None])
-    ranked = np.argsort(-image.scores, kind="stable")
-    top_k = min(args.top_k, len(ranked))
-    kind = {"softmax": "probability", "sigmoid": "sigmoid", "raw": "score"}[job.output]
-    say(f"{image.path}: top-{top_k} predictions of {model.name} ({kind}):")
-    for rank, index in enumerate(ranked[:top_k], start=1):
-        say(f"  {rank}. {_label(job, int(index))} ({int(index)})  {image.scores[index]:.4f}")
+    top_k = min(args.top_k, len(image.scores))
+    _say_predictions(job, str(image.path), image.scores, top_k, say)
+    variants = [Variant("original", "", pixels, image.scores)]
+    if args.augment:
+        for variant in make_variants(model, pixels, args.augment, job.output, args.batch_size):
+            _say_predictions(job, f"{image.path} ({variant.name})", variant.scores, top_k, say)
+            variants.append(variant)
+    styles = requested_styles(args)
     rows = []
     for target in image.targets:
-        started = time.perf_counter()
-        with warnings.catch_warnings():
-            # The completeness report below says the same in words.
-            warnings.simplefilter("ignore", NotConvergedWarning)
-            result = igkit.integrated_gradients(
-                model.model,
-                x,
-                target=target,
-                baseline=list(args.baseline),
-                steps=args.steps,
-                method=args.method,
-                output=job.output,
-                batch_size=args.batch_size,
-                tol=args.tol,
-                seed=args.seed,
-                max_steps=args.max_steps,
-                channel_axis=model.channel_axis,
-                input_range=(0.0, 1.0),
-                batched=True,
-            )
-        seconds = time.perf_counter() - started
-        attributions = model.to_hwc(result.attributions[0]).astype(np.float32)
-        baseline_hwc = _first_baseline(model, x, args.baseline, args.seed)
         stem = image.name if job.one_target else f"{image.name}_{target}"
-        rank = int(np.flatnonzero(ranked == target)[0]) + 1
-        say(
-            f"  IG of {_label(job, target)} ({target}), rank {rank}: "
-            f"{result.completeness_report(0)}; {seconds:.1f} s"
-        )
-        npz_path = out / f"{stem}.npz"
-        png_path = out / f"{stem}.png" if not args.no_figures else None
-        _write_npz(
-            npz_path,
-            job,
-            image,
-            args,
-            result,
-            target,
-            attributions,
-            pixels,
-            baseline_hwc,
-            seconds,
-            ranked[:top_k],
-        )
-        if png_path is not None:
-            _write_png(png_path, job, image, result, target, pixels, attributions, baseline_hwc)
-        rows.append(
-            {
-                "image": str(image.path),
-                "name": image.name,
-                "model": model.name,
-                "target": target,
-                "label": _label(job, target),
-                "rank": rank,
-                "score": f"{result.score[0]:.6g}",
-                "baseline_score": f"{result.baseline_score[0]:.6g}",
-                "delta": f"{result.delta[0]:.6g}",
-                "relative_error": f"{result.relative_error[0]:.6g}",
-                "completeness": "within" if result.converged[0] else "NOT within",
-                "steps": int(result.steps[0]),
-                "evaluations": int(result.evaluations[0]),
-                "method": result.method,
-                "baseline": _baseline_text(args.baseline),
-                "output": job.output,
-                "tol": result.tol,
-                "seconds": f"{seconds:.3f}",
-                "npz": npz_path.name,
-                "png": png_path.name if png_path is not None else "",
-            }
-        )
+        done = [
+            _explain_variant(
+                job, image, args, out, say, variant, target, stem, top_k,
+                trace=variant is variants[0] and "saturation" in styles,
+            )
+            for variant in variants
+        ]
+        original = done[0]
+        if styles:
+            written = write_image_figures(
+                out, stem, styles, model=model, pixels=pixels, result=original.result,
+                baseline_hwc=original.baseline_hwc, label=_label(job, target),
+                output=job.output, batch_size=args.batch_size, seed=args.seed,
+            )
+            original.row["png"] = f"{stem}.png" if f"{stem}.png" in written else ""
+        if styles and len(variants) > 1:
+            comparison = f"{stem}.augment.png"
+            write_augment_figure(
+                out / comparison, variants, [d.result for d in done],
+                [d.attributions for d in done], label_of=lambda i: _label(job, i),
+                label=_label(job, target), title=f"{stem} ({model.name}, {job.output})",
+            )
+            for d in done[1:]:
+                d.row["png"] = comparison
+        rows.extend(d.row for d in done)
     return rows
+
+
+def _explain_variant(
+    job: _Job,
+    image: _Image,
+    args: argparse.Namespace,
+    out: Path,
+    say: Callable[[str], None],
+    variant: Variant,
+    target: int,
+    stem: str,
+    top_k: int,
+    *,
+    trace: bool,
+) -> _Explained:
+    """IG of one target on one variant of an image; writes its npz, returns its summary row."""
+    import igkit
+    from igkit.core.engine import NotConvergedWarning
+
+    model = job.model
+    x = model.to_model_layout(variant.pixels[None])
+    ranked = np.argsort(-variant.scores, kind="stable")
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        # The completeness report below says the same in words.
+        warnings.simplefilter("ignore", NotConvergedWarning)
+        result = igkit.integrated_gradients(
+            model.model,
+            x,
+            target=target,
+            baseline=list(args.baseline),
+            steps=args.steps,
+            method=args.method,
+            output=job.output,
+            batch_size=args.batch_size,
+            tol=args.tol,
+            seed=args.seed,
+            max_steps=args.max_steps,
+            channel_axis=model.channel_axis,
+            input_range=(0.0, 1.0),
+            batched=True,
+            return_path=trace,
+        )
+    seconds = time.perf_counter() - started
+    attributions = model.to_hwc(result.attributions[0]).astype(np.float32)
+    baseline_hwc = _first_baseline(model, x, args.baseline, args.seed)
+    rank = int(np.flatnonzero(ranked == target)[0]) + 1
+    on = f" on the {variant.name} image" if variant.slug else ""
+    say(
+        f"  IG of {_label(job, target)} ({target}){on}, rank {rank}: "
+        f"{result.completeness_report(0)}; {seconds:.1f} s"
+    )
+    npz_path = out / (f"{stem}.{variant.slug}.npz" if variant.slug else f"{stem}.npz")
+    _write_npz(
+        npz_path,
+        job,
+        dataclasses.replace(image, scores=variant.scores),
+        args,
+        result,
+        target,
+        attributions,
+        variant.pixels,
+        baseline_hwc,
+        seconds,
+        ranked[:top_k],
+        extra={"variant": variant.name} if variant.slug else None,
+    )
+    row = {
+        "image": str(image.path),
+        "name": image.name,
+        "model": model.name,
+        "target": target,
+        "label": _label(job, target),
+        "rank": rank,
+        "score": f"{result.score[0]:.6g}",
+        "baseline_score": f"{result.baseline_score[0]:.6g}",
+        "delta": f"{result.delta[0]:.6g}",
+        "relative_error": f"{result.relative_error[0]:.6g}",
+        "completeness": "within" if result.converged[0] else "NOT within",
+        "steps": int(result.steps[0]),
+        "evaluations": int(result.evaluations[0]),
+        "method": result.method,
+        "baseline": _baseline_text(args.baseline),
+        "output": job.output,
+        "tol": result.tol,
+        "seconds": f"{seconds:.3f}",
+        "npz": npz_path.name,
+        "png": "",
+        "variant": variant.name,
+    }
+    return _Explained(result, attributions, baseline_hwc, row)
 
 
 def _baseline_text(baselines: Sequence[str | float]) -> str:
@@ -683,6 +783,7 @@ def _write_npz(
     baseline_hwc: np.ndarray,
     seconds: float,
     top: np.ndarray,
+    extra: dict[str, Any] | None = None,
 ) -> None:
     import igkit
     from igkit.io.writers import write_npz
@@ -722,30 +823,9 @@ def _write_npz(
             "top_k_labels": np.asarray([_label(job, int(i)) for i in top], dtype=str),
             "seconds": seconds,
             "igkit_version": igkit.__version__,
+            **(extra or {}),
         },
     )
-
-
-def _write_png(
-    path: Path,
-    job: _Job,
-    image: _Image,
-    result: Result,
-    target: int,
-    pixels: np.ndarray,
-    attributions: np.ndarray,
-    baseline_hwc: np.ndarray,
-) -> None:
-    from igkit.io.writers import write_figure_png
-    from igkit.viz.figures import ig_panel
-
-    title = (
-        f"{image.name}: {_label(job, target)} ({target}), {job.output} "
-        f"{result.score[0]:.3f}; IG {result.method}, {int(result.steps[0])} steps, "
-        f"relative error {result.relative_error[0]:.2%}"
-    )
-    # igkit.viz draws on an Agg canvas without pyplot: nothing to close afterwards.
-    write_figure_png(path, ig_panel(pixels, attributions, baseline_hwc, title=title))
 
 
 class _Progress:
@@ -796,9 +876,10 @@ COMMAND = Command(
     help="explain a model's predictions on image files with Integrated Gradients",
     description=(
         "Print the top-k predictions for each image, compute Integrated Gradients for the "
-        "target class(es), check completeness, and write NAME.npz, NAME.png and summary.csv "
-        "to the output folder. Everything is validated before the first attribution is "
-        "computed; a mistake writes nothing."
+        "target class(es), check completeness, and write NAME.npz, NAME.png (plus the "
+        "--figure styles as NAME.STYLE.png) and summary.csv to the output folder. "
+        "Everything is validated before the first attribution is computed; a mistake writes "
+        "nothing."
     ),
     configure=configure,
     run=run,

@@ -313,6 +313,38 @@ def _efficientnet_lite0_torch(options: LoadOptions) -> LoadedModel:
     )
 
 
+# ---------------------------------------------------------- synthetic HPA microscopy (torch)
+
+
+@register_model("hpa_synthetic")
+def _hpa_synthetic_torch(options: LoadOptions) -> LoadedModel:
+    """The multi-label cell classifier trained on igkit's synthetic HPA cells (PyTorch).
+
+    It takes the red, green and blue stains (yellow is dropped, as in the HPA notebook) and is
+    read through a sigmoid; see :mod:`igkit.microscopy`.
+    """
+    _require("torch", "torch", "the model hpa_synthetic")
+    from igkit.microscopy import model as cells
+    from igkit.microscopy.synthetic import CLASSES, MODEL_CHANNELS
+
+    try:
+        net = cells.build_model(options.weights or cells.shipped_weights())
+    except ValueError as exc:
+        raise ModelLoadError(str(exc)) from exc
+    return LoadedModel(
+        model=net,
+        framework="torch",
+        channels_first=True,
+        input_size=(cells.INPUT_SIZE, cells.INPUT_SIZE),
+        preprocess="resize",
+        labels=list(CLASSES),
+        name="hpa_synthetic",
+        default_output="sigmoid",
+        description="small multi-label CNN trained on igkit's synthetic HPA cells (PyTorch)",
+        channels=MODEL_CHANNELS,
+    )
+
+
 # ------------------------------------------------------------------------------------- Keras
 
 

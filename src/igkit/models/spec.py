@@ -55,6 +55,9 @@ class LoadedModel:
         default_output: What to explain by default: "softmax" for classifiers returning logits,
             "raw" for models that already return probabilities.
         description: One line about where the model and its weights came from.
+        channels: Names of the input channels in order, for models of multi-channel images
+            (e.g. ``("red", "green", "blue")`` for stains of a microscopy model); None for
+            models of RGB photos.
     """
 
     model: Callable[..., object]
@@ -66,6 +69,7 @@ class LoadedModel:
     name: str = "model"
     default_output: str = "softmax"
     description: str = ""
+    channels: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.framework not in FRAMEWORKS:
@@ -88,7 +92,7 @@ class LoadedModel:
         return 1 if self.channels_first else 3
 
     def to_model_layout(self, images_nhwc: np.ndarray) -> np.ndarray:
-        """A batch of HWC images ``(N, H, W, 3)`` in the model's own layout, C-contiguous."""
+        """A batch of HWC images ``(N, H, W, C)`` in the model's own layout, C-contiguous."""
         images_nhwc = np.asarray(images_nhwc, dtype=np.float32)
         if images_nhwc.ndim != 4:
             raise ValueError(f"expected an (N, H, W, C) batch, got shape {images_nhwc.shape}")
