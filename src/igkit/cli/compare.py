@@ -1,0 +1,107 @@
+"""``igkit compare STORE_A STORE_B``: where the attributions of two runs differ, per class.
+
+The data-skew use case: explain two splits (or the same split at two times) into two stores,
+then compare per class the normalised mean |attribution| maps (B - A) and the channel shares.
+Prints one line per class and writes ``compare.csv``, ``map_differences.png`` and
+``channel_share_differences.png`` to ``--out``. See :func:`igkit.runner.aggregate.compare_rows`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from igkit.cli._base import Command, UsageError
+from igkit.cli.summarize import _channel_names, _print_table, bar_figure, map_grid, open_store
+
+__all__ = ["COMMAND", "run"]
+
+DEFAULT_OUT = "igkit-compare"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``igkit compare``."""
+    parser.add_argument("store_a", metavar="STORE_A", help="the reference store")
+    parser.add_argument("store_b", metavar="STORE_B", help="the store compared with it")
+    parser.add_argument(
+        "--out", default=DEFAULT_OUT, metavar="DIR", help=f"output folder (default: {DEFAULT_OUT})"
+    )
+    parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Aggregate both stores, print and write the per-class differences."""
+    from igkit.io.writers import write_csv, write_figure_png
+    from igkit.runner.aggregate import compare_rows, summarize_store
+
+    store_a, store_b = open_store(args.store_a), open_store(args.store_b)
+    if store_a.shape != store_b.shape:
+        raise UsageError(
+            f"{args.store_a} and {args.store_b} hold attributions of different sizes "
+            f"({store_a.shape} vs {store_b.shape}); compare runs with the same --input-size"
+        )
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a folder")
+    if not args.no_figures:
+        from igkit.cli.summarize import _require_matplotlib
+
+        _require_matplotlib()
+    summaries_a, _ = summarize_store(store_a)
+    summaries_b, _ = summarize_store(store_b)
+    compared = compare_rows(summaries_a, summaries_b)
+    rows = [row for *_, row in compared]
+    fields: list[str] = []
+    for row in rows:
+        fields.extend(k for k in row if k not in fields)
+    _print_table([{k: row.get(k, "") for k in fields} for row in rows])
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / "compare.csv", [{k: row.get(k, "") for k in fields} for row in rows], fields)
+    both = [
+        (name, a, b)
+        for name, a, b, _ in compared
+        if a is not None and b is not None and a.count > a.failed and b.count > b.failed
+    ]
+    if not args.no_figures and both:
+        diffs = []
+        for _, a, b in both:
+            na = a.mean_map / np.nansum(a.mean_map) if np.nansum(a.mean_map) > 0 else a.mean_map
+            nb = b.mean_map / np.nansum(b.mean_map) if np.nansum(b.mean_map) > 0 else b.mean_map
+            diffs.append(nb - na)
+        write_figure_png(
+            out / "map_differences.png",
+            map_grid(
+                [name for name, *_ in both], diffs, diverging=True,
+                title="normalised mean |attribution|: B - A (red: more in B)",
+            ),
+        )
+        channels = _channel_names(store_a.shape[2])
+        delta = np.stack([b.channel_share - a.channel_share for _, a, b in both])
+        write_figure_png(
+            out / "channel_share_differences.png",
+            bar_figure(
+                [name for name, *_ in both],
+                {name: delta[:, c] for c, name in enumerate(channels)},
+                ylabel="share in B - share in A",
+                title="change of per-channel share of attribution",
+            ),
+        )
+    only = [name for name, a, b, _ in compared if a is None or b is None]
+    if only:
+        print(f"classes in only one store: {', '.join(only)}")
+    print(f"wrote the comparison to {out}")
+    return 0
+
+
+COMMAND = Command(
+    name="compare",
+    help="compare two explain-dataset stores per class (data skew)",
+    description=(
+        "Per class present in both stores: the difference of the normalised mean |attribution| "
+        "maps and of the per-channel shares (B - A), with figures, written to --out."
+    ),
+    configure=configure,
+    run=run,
+)
