@@ -440,9 +440,14 @@ def test_keras_xception_has_its_preprocess_input_inside(keras, tmp_path: Path) -
         direct = reference(scaled)[:, 0]
     grad_scaled = tape.gradient(direct, scaled).numpy()
     np.testing.assert_allclose(through_loader.numpy(), direct.numpy(), rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(
-        grad_pixels, 2.0 * grad_scaled, rtol=1e-4, atol=1e-4 * np.abs(grad_scaled).max()
-    )
+    # The chain rule through preprocess_input multiplies every gradient by exactly 2. Compared as
+    # a whole: this randomly initialised Xception sits on ReLU kinks, and TF's multithreaded
+    # float32 convolutions are not bitwise repeatable, so in some runs ~1 % of pixels flip (seen:
+    # 5e-9 absolute on values near 1e-7); without the wrapper the difference would be O(1).
+    ratio = np.linalg.norm(grad_pixels) / np.linalg.norm(grad_scaled)
+    assert abs(ratio - 2.0) < 2e-2, ratio
+    rel = np.linalg.norm(grad_pixels - 2.0 * grad_scaled) / np.linalg.norm(2.0 * grad_scaled)
+    assert rel < 5e-2, rel
     assert not np.allclose(np.asarray(reference(pixels)), through_loader.numpy()[:, None])
     if _tf_backend_ready():
         # IG is unchanged by an affine change of input variables: IG of the wrapped model from
@@ -462,9 +467,9 @@ def test_keras_xception_has_its_preprocess_input_inside(keras, tmp_path: Path) -
                 tape.watch(point)
                 score = reference(point)[:, 0]
             expected += weight * (scaled.numpy() + 1.0) * tape.gradient(score, point).numpy()
-        np.testing.assert_allclose(
-            on_pixels.attributions, expected, rtol=1e-3, atol=1e-4 * np.abs(expected).max()
-        )
+        # Compared as a whole, for the same reason as the gradients above.
+        rel = np.linalg.norm(on_pixels.attributions - expected) / np.linalg.norm(expected)
+        assert rel < 5e-2, rel
 
 
 # -------------------------------------------------------------------------------- SavedModel
