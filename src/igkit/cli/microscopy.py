@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from igkit.cli._base import EXIT_FAILED, EXIT_OK, UsageError
+from igkit.cli.explain import _baseline_text, _first_baseline
 
 if TYPE_CHECKING:
     from igkit.core.result import Result
@@ -471,26 +472,6 @@ def _explain_example(
     return rows
 
 
-def _baseline_text(baselines: Sequence[str | float]) -> str:
-    return ",".join(b if isinstance(b, str) else f"{b:g}" for b in baselines)
-
-
-def _first_baseline(
-    model: LoadedModel, x: np.ndarray, baselines: Sequence[str | float], seed: int
-) -> np.ndarray:
-    """The first baseline (HWC) exactly as the engine builds it (same builder, context, seed)."""
-    from igkit.core.baselines import BaselineContext, make_baselines
-
-    context = BaselineContext(
-        inputs=x.astype(np.float32),
-        channel_axis=model.channel_axis,
-        input_range=(0.0, 1.0),
-        rng=np.random.default_rng(seed),
-    )
-    _, first = make_baselines(list(baselines), context)[0]
-    return model.to_hwc(first[0]).astype(np.float32)
-
-
 def _write_npz(
     path: Path,
     job: _Job,
@@ -523,17 +504,11 @@ def _write_npz(
             "example": example.name,
             "model": job.model.name,
             "model_description": job.model.description,
+            **result.numbers(0),
             "target": target,
             "target_label": _label(job, target),
-            "score": result.score[0],
-            "baseline_score": result.baseline_score[0],
-            "delta": result.delta[0],
-            "relative_error": result.relative_error[0],
-            "converged": bool(result.converged[0]),
             "completeness": result.completeness_report(0),
-            "steps": int(result.steps[0]),
             "requested_steps": str(args.steps),
-            "evaluations": int(result.evaluations[0]),
             "method": result.method,
             "baseline": _baseline_text(args.baseline),
             "tol": result.tol,

@@ -136,6 +136,21 @@ class Result:
             )
         return out
 
+    def numbers(self, index: int = 0) -> dict[str, object]:
+        """One single-target explanation's numbers as plain Python values, under the names the
+        npz files and results tables use (multi-target results: take ``per_target()`` items)."""
+        i = index
+        return {
+            "target": int(self.target[i]),
+            "score": float(self.score[i]),
+            "baseline_score": float(self.baseline_score[i]),
+            "delta": float(self.delta[i]),
+            "relative_error": float(self.relative_error[i]),
+            "converged": bool(self.converged[i]),
+            "steps": int(self.steps[i]),
+            "evaluations": int(self.evaluations[i]),
+        }
+
     def completeness_report(self, index: int = 0, slot: int | None = None) -> str:
         """The completeness check in words, as the TF tutorial states it.
 

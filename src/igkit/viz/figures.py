@@ -94,6 +94,18 @@ def _finish(fig: Figure, path: PathLike | None) -> Figure:
     return fig
 
 
+def _image_and_attributions(
+    image: np.ndarray, attributions: object, index: int, channel_axis: int | None
+) -> tuple[np.ndarray, np.ndarray, Any]:
+    """``(image HWC, attributions HWC, Result or None)``, refusing different (H, W)."""
+    attr_arr, result = _example(attributions, index)
+    img = _hwc(image, channel_axis, "image")
+    attr = _hwc(attr_arr, channel_axis, "attributions")
+    if attr.shape[:2] != img.shape[:2]:
+        raise ValueError(f"image {img.shape} and attributions {attr.shape} differ in (H, W)")
+    return img, attr, result
+
+
 def _hwc(array: ArrayLike, channel_axis: int | None, name: str) -> np.ndarray:
     """One image-like array as ``(H, W, C)``, refusing an obviously channels-first one."""
     arr = np.asarray(array)
@@ -298,11 +310,7 @@ def sign_mask_figure(
     Returns:
         The figure.
     """
-    attr_arr, result = _example(attributions, index)
-    img = _hwc(image, channel_axis, "image")
-    attr = _hwc(attr_arr, channel_axis, "attributions")
-    if attr.shape[:2] != img.shape[:2]:
-        raise ValueError(f"image {img.shape} and attributions {attr.shape} differ in (H, W)")
+    img, attr, result = _image_and_attributions(image, attributions, index, channel_axis)
     masks = sign_masks(attr, power, shared_scale=shared_scale)
     arrays = [img] if baseline is None else [img, _hwc(baseline, channel_axis, "baseline")]
     rng = _shared_range(*arrays)

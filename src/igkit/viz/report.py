@@ -27,6 +27,7 @@ from igkit.viz.figures import (
     _example,
     _finish,
     _hwc,
+    _image_and_attributions,
     _new_figure,
     _result_line,
     _show,
@@ -314,11 +315,8 @@ def channel_figure(
     Returns:
         The figure.
     """
-    attr_arr, result = _example(attributions, index)
-    img = _hwc(image, channel_axis, "image")
-    attr = _hwc(attr_arr, channel_axis, "attributions").astype(np.float64)
-    if attr.shape[:2] != img.shape[:2]:
-        raise ValueError(f"image {img.shape} and attributions {attr.shape} differ in (H, W)")
+    img, attr, result = _image_and_attributions(image, attributions, index, channel_axis)
+    attr = attr.astype(np.float64)
     c, ca = img.shape[-1], attr.shape[-1]
     names = list(channel_names or _CHANNEL_NAMES.get(c, tuple(f"channel {i}" for i in range(c))))
     if len(names) != c:
