@@ -21,7 +21,9 @@ from igkit.cli._base import EXIT_USAGE, Command, Parser, UsageError
 __all__ = ["COMMAND_MODULES", "Command", "UsageError", "build_parser", "main"]
 
 #: Subcommand modules under ``igkit.cli``, in the order ``igkit --help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("explain", "demo", "explain_dataset", "summarize", "compare")
+COMMAND_MODULES: tuple[str, ...] = (
+    "explain", "demo", "explain_dataset", "summarize", "compare", "report"
+)
 
 
 def _commands() -> list[Command]:

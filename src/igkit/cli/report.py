@@ -1,0 +1,45 @@
+"""``igkit report SOURCE --out DIR``: a static, offline HTML report of attributions.
+
+SOURCE is an ``igkit explain`` output folder or an ``explain-dataset`` store. The report opens
+from the file system with no server or network: ``index.html`` (a filterable, sortable gallery),
+one detail page per image and target, and one page per class (see :mod:`igkit.report.build`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from igkit.cli._base import EXIT_OK, Command, UsageError
+
+__all__ = ["COMMAND", "configure", "run"]
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the command's arguments."""
+    parser.add_argument("source", metavar="SOURCE", help="explain output folder or dataset store")
+    parser.add_argument("--out", required=True, metavar="DIR", help="report folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the report; a SOURCE that is neither kind of folder is a usage error."""
+    from igkit.report.build import build_report
+
+    source = Path(args.source)
+    if not source.is_dir():
+        raise UsageError(f"{source}: no such folder")
+    try:
+        count = build_report(source, args.out)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    print(f"wrote a report of {count} item(s) to {Path(args.out) / 'index.html'}")
+    return EXIT_OK
+
+
+COMMAND = Command(
+    name="report",
+    help="write a static HTML report of an explain folder or a dataset store",
+    description=__doc__.splitlines()[0] if __doc__ else "",
+    configure=configure,
+    run=run,
+)

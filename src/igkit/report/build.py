@@ -1,0 +1,407 @@
+"""Build a static HTML report from an ``igkit explain`` folder or an ``explain-dataset`` store.
+
+Everything the pages need lies inside the report folder: figures under ``img/``, npz files under
+``data/``, one ``item_N.html`` per image and target, one ``class_N.html`` per class and
+``index.html``. File names inside the report never come from data, so links are always plain
+relative paths; every string from data is escaped with :func:`html.escape` here, and the index
+script only ever sets ``textContent``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from igkit.report.assets import CSS, INDEX_JS
+
+__all__ = ["ReportItem", "build_report", "embed_json", "load_explain_folder"]
+
+_SCALAR_ORDER = ("score", "baseline_score", "delta", "relative_error", "tol", "converged")
+
+
+@dataclass
+class ReportItem:
+    """One image and target of the report.
+
+    Attributes:
+        name: The display name (file stem or image path's name).
+        target_label: The explained class.
+        label: The true class, or None when unknown.
+        score: F(x), or None for a failed example.
+        relative_error: The completeness check's relative error, or None.
+        status: ``"converged"``, ``"not converged"`` or ``"failed"``.
+        figures: Figure files to copy (the first is the thumbnail).
+        npz: An npz file to copy, or None.
+        fields: Every number and setting to show on the detail page, in order.
+        top_k: ``(label, index, score)`` predictions.
+        completeness: The completeness check in words.
+        attributions: Attributions to render a thumbnail from when there is no figure.
+    """
+
+    name: str
+    target_label: str
+    label: str | None
+    score: float | None
+    relative_error: float | None
+    status: str
+    figures: list[Path] = field(default_factory=list)
+    npz: Path | None = None
+    fields: dict[str, str] = field(default_factory=dict)
+    top_k: list[tuple[str, int, float]] = field(default_factory=list)
+    completeness: str = ""
+    attributions: np.ndarray | None = None
+
+
+def embed_json(value: Any) -> str:
+    """JSON safe inside ``<script type="application/json">``: ``<``, ``>``, ``&`` escaped."""
+    text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _finite(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _text(value: Any) -> str:
+    array = np.asarray(value)
+    if array.ndim == 0:
+        item = array.item()
+        return f"{item:.6g}" if isinstance(item, float) else str(item)
+    return ", ".join(str(v) for v in array.tolist())
+
+
+def load_explain_folder(folder: Path) -> list[ReportItem]:
+    """The items of an ``igkit explain`` output folder (one per ``NAME.npz``)."""
+    items = []
+    npzs = sorted(folder.glob("*.npz"))
+    stems = {p.stem for p in npzs}
+    pngs: dict[str, list[Path]] = {}
+    for png in sorted(folder.glob("*.png")):
+        # Each figure belongs to the longest stem it starts with: NAME.png, NAME.STYLE.png.
+        base = png.name[: -len(".png")]
+        owners = [base[:k] for k in range(len(base), 0, -1)
+                  if (k == len(base) or base[k] == ".") and base[:k] in stems]
+        if owners:
+            pngs.setdefault(owners[0], []).append(png)
+    for path in npzs:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+        stem = path.stem
+        # The panel (NAME.png) first: it is the thumbnail.
+        figures = sorted(pngs.get(stem, []), key=lambda f: (f.name != f"{stem}.png", f.name))
+        converged = bool(arrays["converged"]) if "converged" in arrays else False
+        fields = {
+            key: _text(arrays[key])
+            for key in (*_SCALAR_ORDER, *sorted(arrays))
+            if key in arrays and arrays[key].ndim <= 1 and not key.startswith("top_k")
+        }
+        top_k = []
+        if "top_k_labels" in arrays:
+            top_k = [
+                (str(lab), int(idx), float(sc))
+                for lab, idx, sc in zip(
+                    arrays["top_k_labels"].tolist(),
+                    arrays["top_k_indices"].tolist(),
+                    arrays["top_k_scores"].tolist(),
+                    strict=False,
+                )
+            ]
+        items.append(
+            ReportItem(
+                name=stem,
+                target_label=str(arrays.get("target_label", "")),
+                label=None,
+                score=_finite(arrays.get("score")),
+                relative_error=_finite(arrays.get("relative_error")),
+                status="converged" if converged else "not converged",
+                figures=figures,
+                npz=path,
+                fields=fields,
+                top_k=top_k,
+                completeness=str(arrays.get("completeness", "")),
+                attributions=None if figures else arrays.get("attributions"),
+            )
+        )
+    return items
+
+
+def load_store(root: Path) -> tuple[list[ReportItem], list[dict[str, Any]], Any]:
+    """The items of a dataset store, its per-class summaries and the store itself."""
+    from igkit.runner.aggregate import summarize_store
+    from igkit.runner.store import DatasetStore
+
+    store = DatasetStore.open(root)
+    tol = float(store.settings.get("tol", 0.05))
+    items = []
+    for row in store.results().to_pylist():
+        ok = row["status"] == "ok"
+        fields = {k: _text(row[k]) for k in (
+            "id", "path", "label", "target", "target_label", "score", "baseline_score", "delta",
+            "relative_error", "converged", "steps", "evaluations", "seconds", "status", "error",
+        ) if row.get(k) is not None}
+        fields["tol"] = f"{tol:.6g}"
+        try:
+            settings = json.loads(row["settings"] or "{}")
+        except ValueError:
+            settings = {}
+        if isinstance(settings, dict):
+            fields.update({f"setting: {k}": str(v) for k, v in sorted(settings.items())})
+        rel = _finite(row["relative_error"]) if ok else None
+        if ok:
+            words = (
+                f"|F(x) - F(x') - sum(attributions)| / |F(x) - F(x')| = {abs(rel or 0):.3g}, "
+                f"{'within' if row['converged'] else 'above'} the tolerance {tol:g}."
+            )
+        else:
+            words = f"failed: {row['error'] or ''}"
+        items.append(
+            ReportItem(
+                name=os.path.basename(row["path"] or f"example {row['id']}"),
+                target_label=str(row["target_label"] or ""),
+                label=row["label"],
+                score=_finite(row["score"]) if ok else None,
+                relative_error=rel,
+                status=("converged" if row["converged"] else "not converged") if ok else "failed",
+                fields=fields,
+                completeness=words,
+                attributions=store.attributions(row["id"]) if ok else None,
+            )
+        )
+    summaries, _ = summarize_store(store)
+    classes = [
+        {"name": s.name, "count": s.count, "failed": s.failed, "map": s.mean_map,
+         "shares": s.channel_share, "mean_err": s.mean_abs_relative_error,
+         "within_tol": s.within_tol}
+        for s in summaries
+    ]
+    return items, classes, store
+
+
+def _write_map_png(values: np.ndarray, path: Path, size: int = 128) -> None:
+    """A greyscale PNG of a non-negative ``(H, W)`` map, upscaled to about ``size`` pixels."""
+    from PIL import Image
+
+    values = np.nan_to_num(np.asarray(values, dtype=np.float64))
+    top = values.max() if values.size else 0.0
+    grey = (255 * values / top).astype(np.uint8) if top > 0 else np.zeros(values.shape, np.uint8)
+    image = Image.fromarray(grey)
+    scale = max(1, size // max(values.shape))
+    image.resize((values.shape[1] * scale, values.shape[0] * scale), Image.NEAREST).save(path)
+
+
+def _page(title: str, body: str, *, script: str = "") -> str:
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        "<link rel=\"icon\" href=\"data:,\">"
+        f"<title>{html.escape(title)}</title><style>{CSS}</style></head>"
+        f"<body>{body}{script}</body></html>\n"
+    )
+
+
+def _table(rows: Sequence[tuple[str, str]], head: tuple[str, ...] = ()) -> str:
+    out = ["<table>"]
+    if head:
+        out.append("<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>")
+    for row in rows:
+        out.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.6g}"
+
+
+def _detail_page(index: int, item: ReportItem, figures: list[str], npz: str | None,
+                 class_page: str) -> str:
+    esc = html.escape
+    parts = [
+        "<p><a href=\"index.html\">&larr; all images</a> &middot; "
+        f"<a href=\"{class_page}\">class {esc(item.target_label)}</a></p>",
+        f"<h1>{esc(item.name)} &mdash; {esc(item.target_label)}</h1>",
+        f"<p>Score F(x): <span id=\"score\">{_fmt(item.score)}</span></p>",
+        f"<p>Relative error: <span id=\"relative-error\">{_fmt(item.relative_error)}</span> "
+        f"&middot; status: <span id=\"status\">{esc(item.status)}</span></p>",
+        "<h2>Completeness check</h2>",
+        f"<p id=\"completeness\">{esc(item.completeness)}</p>",
+    ]
+    if figures:
+        parts.append("<h2>Figures</h2>")
+        parts.extend(
+            f"<figure><img src=\"{f}\" alt=\"figure {k}\"><figcaption>{esc(cap)}</figcaption>"
+            "</figure>"
+            for k, (f, cap) in enumerate(zip(figures, _captions(item), strict=False))
+        )
+    if item.top_k:
+        parts.append("<h2>Top-k predictions</h2>")
+        parts.append(_table([(lab, str(i), f"{s:.6g}") for lab, i, s in item.top_k],
+                            ("label", "class index", "score")))
+    parts.append("<h2>Numbers and settings</h2>")
+    parts.append(_table(list(item.fields.items()), ("name", "value")))
+    if npz:
+        parts.append(f"<p><a id=\"npz\" href=\"{npz}\">Download the arrays (npz)</a></p>")
+    del index
+    return _page(f"{item.name} - {item.target_label}", "".join(parts))
+
+
+def _captions(item: ReportItem) -> list[str]:
+    if not item.figures:
+        return ["mean |attribution| over channels"]
+    return [f.name for f in item.figures]
+
+
+def build_report(source: str | os.PathLike[str], out: str | os.PathLike[str]) -> int:
+    """Write the report for ``source`` into ``out`` and return the number of items.
+
+    Args:
+        source: An ``igkit explain`` output folder (with ``NAME.npz`` files) or an
+            ``explain-dataset`` store (with ``results/``).
+        out: The report folder; created, and its ``img``/``data`` subfolders replaced.
+
+    Returns:
+        The number of image/target items in the report.
+
+    Raises:
+        ValueError: ``source`` is neither kind of folder, or holds no items.
+    """
+    src = Path(source)
+    dest = Path(out)
+    classes: list[dict[str, Any]] = []
+    store_root: Path | None = None
+    if (src / "results").is_dir():
+        items, classes, _ = load_store(src)
+        store_root = src
+    elif src.is_dir() and any(src.glob("*.npz")):
+        items = load_explain_folder(src)
+    else:
+        raise ValueError(f"{source}: neither an igkit explain folder nor a dataset store")
+    dest.mkdir(parents=True, exist_ok=True)
+    for sub in ("img", "data"):
+        shutil.rmtree(dest / sub, ignore_errors=True)
+        (dest / sub).mkdir()
+
+    class_names = sorted({it.label if it.label else it.target_label for it in items}
+                         | {c["name"] for c in classes})
+    class_index = {name: k for k, name in enumerate(class_names)}
+    entries = []
+    for i, item in enumerate(items):
+        figures = []
+        for k, fig in enumerate(item.figures):
+            rel = f"img/{i}_{k}.png"
+            shutil.copyfile(fig, dest / rel)
+            figures.append(rel)
+        if not figures and item.attributions is not None:
+            from igkit.viz.transforms import attribution_mask
+
+            rel = f"img/{i}_mask.png"
+            _write_map_png(attribution_mask(np.asarray(item.attributions)), dest / rel)
+            figures.append(rel)
+        npz = None
+        if item.npz is not None:
+            npz = f"data/{i}.npz"
+            shutil.copyfile(item.npz, dest / npz)
+        elif item.attributions is not None:
+            npz = f"data/{i}.npz"
+            np.savez_compressed(dest / npz, attributions=np.asarray(item.attributions),
+                                **{k.replace("setting: ", "setting_"): np.asarray(v)
+                                   for k, v in item.fields.items()})
+        cls = item.label if item.label else item.target_label
+        detail = f"item_{i}.html"
+        (dest / detail).write_text(
+            _detail_page(i, item, figures, npz, f"class_{class_index[cls]}.html"),
+            encoding="utf-8",
+        )
+        entries.append({
+            "id": i, "name": item.name, "cls": cls, "label": item.label,
+            "target_label": item.target_label, "score": item.score,
+            "relative_error": item.relative_error, "status": item.status,
+            "thumb": figures[0] if figures else None, "detail": detail,
+        })
+    by_class = {c["name"]: c for c in classes}
+    for name, k in class_index.items():
+        members = [e for e in entries if e["cls"] == name]
+        _write_class_page(dest, k, name, members, by_class.get(name))
+    (dest / "index.html").write_text(
+        _index_page(entries, class_names, class_index, str(src.name), store_root is not None),
+        encoding="utf-8",
+    )
+    return len(entries)
+
+
+def _write_class_page(dest: Path, k: int, name: str, members: list[dict[str, Any]],
+                      summary: Mapping[str, Any] | None) -> None:
+    esc = html.escape
+    counts = {s: sum(1 for m in members if m["status"] == s)
+              for s in ("converged", "not converged", "failed")}
+    parts = [
+        "<p><a href=\"index.html\">&larr; all images</a></p>",
+        f"<h1>Class {esc(name)}</h1>",
+        _table([("items", str(len(members))), *((s, str(n)) for s, n in counts.items())],
+               ("", "count")),
+    ]
+    if summary is not None:
+        rel = f"img/class_{k}_mean.png"
+        _write_map_png(summary["map"], dest / rel, size=256)
+        parts.append("<h2>Mean |attribution| map</h2>"
+                     f"<figure><img src=\"{rel}\" alt=\"mean attribution map\"></figure>")
+        shares = [(f"channel {c}", f"{v:.4g}") for c, v in enumerate(summary["shares"])]
+        parts.append("<h2>Channel shares</h2>" + _table(shares, ("channel", "share")))
+        parts.append(_table([
+            ("mean |relative error|", f"{summary['mean_err']:.4g}"),
+            ("share within tolerance", f"{summary['within_tol']:.4g}"),
+        ]))
+    parts.append("<h2>Items</h2><ul>")
+    parts.extend(f"<li><a href=\"{m['detail']}\">{esc(m['name'])}</a> &mdash; "
+                 f"{esc(m['status'])}</li>" for m in members)
+    parts.append("</ul>")
+    (dest / f"class_{k}.html").write_text(_page(f"Class {name}", "".join(parts)),
+                                          encoding="utf-8")
+
+
+def _index_page(entries: list[dict[str, Any]], class_names: list[str],
+                class_index: Mapping[str, int], title: str, is_store: bool) -> str:
+    esc = html.escape
+    links = " &middot; ".join(
+        f"<a href=\"class_{class_index[n]}.html\">{esc(n)}</a>" for n in class_names[:200]
+    )
+    body = (
+        f"<header><h1>igkit report: {esc(title)}</h1><div class=\"controls\">"
+        "<label>Class <select id=\"f-class\"><option value=\"\">all</option></select></label>"
+        "<label>Status <select id=\"f-status\"><option value=\"\">all</option>"
+        "<option value=\"converged\">converged</option>"
+        "<option value=\"not converged\">not converged</option>"
+        "<option value=\"failed\">failed</option></select></label>"
+        "<label>True vs explained label <select id=\"f-match\"><option value=\"\">all</option>"
+        "<option value=\"same\">same</option><option value=\"differ\">differ</option>"
+        "</select></label>"
+        "<label>|Relative error| &gt; <input id=\"f-relerr\" type=\"number\" step=\"any\" "
+        "min=\"0\" size=\"6\"></label>"
+        "<label>Sort <select id=\"f-sort\"><option value=\"none\">as listed</option>"
+        "<option value=\"score:desc\">score, high first</option>"
+        "<option value=\"score:asc\">score, low first</option>"
+        "<option value=\"relative_error:desc\">|relative error|, high first</option>"
+        "<option value=\"relative_error:asc\">|relative error|, low first</option>"
+        "</select></label>"
+        f"<span><b id=\"count\">0</b> of {len(entries)} shown</span></div></header>"
+        f"<p>{'Dataset store' if is_store else 'Explain output'}; classes: {links}</p>"
+        "<div id=\"gallery\" class=\"gallery\"></div>"
+        "<button id=\"more\" type=\"button\" hidden>Show more</button>"
+    )
+    script = (
+        f"<script type=\"application/json\" id=\"report-data\">"
+        f"{embed_json({'items': entries})}</script><script>{INDEX_JS}</script>"
+    )
+    return _page(f"igkit report: {title}", body, script=script)

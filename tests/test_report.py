@@ -1,0 +1,254 @@
+"""``igkit report``: structure and escaping in Python, behaviour in headless Chromium."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from test_runner_support import MODEL_MODULE, make_images, run_igkit, write_model_module
+
+from igkit.cli import main
+from igkit.report import embed_json
+
+MALICIOUS = "<img src=x onerror=alert(1)></script><b>&amp;"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+
+def _npz_rewrite(path: Path, **changes: Any) -> None:
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {key: data[key] for key in data.files}
+    arrays.update({k: np.asarray(v) for k, v in changes.items()})
+    np.savez(path, **arrays)
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """An explain folder (one label made malicious) and a store, each with its report."""
+    root = tmp_path_factory.mktemp("report")
+    model_dir = write_model_module(root / "models")
+    make_images(root / "imgs", 3)
+    model = f"{MODEL_MODULE}:tiny"
+    explain = root / "explain"
+    images = [str(p) for p in sorted((root / "imgs").glob("*.png"))]
+    done = run_igkit(["explain", *images, "--out", str(explain), "--model", model,
+                      "--input-size", "16", "--steps", "4", "--figure", "panel,signs"],
+                     model_dir, root)
+    assert done.returncode == 0, done.stderr
+    _npz_rewrite(explain / "img001.npz", target_label=MALICIOUS)
+    store = root / "store"
+    done = run_igkit(["explain-dataset", str(root / "imgs"), "--out", str(store), "--model",
+                      model, "--input-size", "16", "--steps", "4", "--no-progress"],
+                     model_dir, root)
+    assert done.returncode == 0, done.stderr
+    assert main(["report", str(explain), "--out", str(root / "rep_explain")]) == 0
+    assert main(["report", str(store), "--out", str(root / "rep_store")]) == 0
+    return {"explain": explain, "store": store, "rep_explain": root / "rep_explain",
+            "rep_store": root / "rep_store"}
+
+
+def _data(report: Path) -> list[dict[str, Any]]:
+    text = (report / "index.html").read_text(encoding="utf-8")
+    match = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', text,
+                      re.S)
+    assert match
+    items: list[dict[str, Any]] = json.loads(match.group(1))["items"]
+    return items
+
+
+def test_embed_json_escapes_markup() -> None:
+    text = embed_json({"label": MALICIOUS})
+    assert "<" not in text and ">" not in text and "&" not in text
+    assert json.loads(text) == {"label": MALICIOUS}
+
+
+@pytest.mark.parametrize("kind", ["rep_explain", "rep_store"])
+def test_report_structure(sources: dict[str, Path], kind: str) -> None:
+    report = sources[kind]
+    items = _data(report)
+    assert len(items) == 3
+    for name in ("index.html", "item_0.html", "item_2.html", "class_0.html"):
+        assert (report / name).is_file()
+    for item in items:
+        assert (report / item["thumb"]).is_file()
+        assert (report / item["detail"]).is_file()
+    for page in report.glob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        links = re.findall(r'(?:href|src)="([^"]*)"', text)
+        for link in links:
+            assert not link.startswith(("/", "file:", "http:", "https:", "//")), (page, link)
+            assert link.startswith("data:") or (report / link).resolve().is_relative_to(
+                report.resolve()
+            ), link
+            assert link.startswith("data:") or (report / link).exists(), link
+        assert str(sources["explain"].parent) not in " ".join(links)
+        assert "<script src" not in text and "<link rel=\"stylesheet\"" not in text
+        assert "<img src=x" not in text
+
+
+def test_report_explain_details(sources: dict[str, Path]) -> None:
+    report = sources["rep_explain"]
+    items = _data(report)
+    assert [i["name"] for i in items] == ["img000", "img001", "img002"]
+    assert items[1]["target_label"] == MALICIOUS
+    detail = (report / "item_1.html").read_text(encoding="utf-8")
+    assert html.escape(MALICIOUS) in detail
+    assert "href=\"data/1.npz\"" in detail and (report / "data/1.npz").is_file()
+    assert len(list(report.glob("img/1_*.png"))) == 2  # the panel and the sign masks
+    with np.load(sources["explain"] / "img000.npz", allow_pickle=False) as data:
+        score, rel = float(data["score"]), float(data["relative_error"])
+    first = (report / "item_0.html").read_text(encoding="utf-8")
+    assert f'<span id="score">{score:.6g}</span>' in first
+    assert f'<span id="relative-error">{rel:.6g}</span>' in first
+    for key in ("method", "baseline", "tol", "steps", "model", "completeness"):
+        assert f"<td>{key}</td>" in first
+
+
+def test_report_store_class_page(sources: dict[str, Path]) -> None:
+    report = sources["rep_store"]
+    page = (report / "class_0.html").read_text(encoding="utf-8")
+    assert "Mean |attribution| map" in page and "Channel shares" in page
+    assert (report / "img/class_0_mean.png").is_file()
+
+
+def test_report_rejects_other_folders(tmp_path: Path) -> None:
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+    assert main(["report", str(tmp_path / "nope"), "--out", str(tmp_path / "r")]) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Browser tests
+
+
+@pytest.fixture(scope="module")
+def driver() -> Iterator[Any]:
+    """Headless Debian Chromium driven by its own chromedriver (nothing downloaded)."""
+    if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
+        pytest.skip("browser tests need /usr/bin/chromium and /usr/bin/chromedriver "
+                    "(apt-get install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="igkit-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--window-size=1280,900",
+                 f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    browser = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    try:
+        yield browser
+    finally:
+        browser.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def _errors(driver: Any) -> list[dict[str, Any]]:
+    return [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def _assert_no_alert(driver: Any) -> None:
+    from selenium.common.exceptions import NoAlertPresentException
+
+    with pytest.raises(NoAlertPresentException):
+        driver.switch_to.alert  # noqa: B018 - the property raises when no dialog is open
+
+
+@pytest.mark.parametrize("kind", ["rep_explain", "rep_store"])
+def test_browser_index_loads_and_filters(driver: Any, sources: dict[str, Path],
+                                         kind: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+
+    report = sources[kind]
+    items = _data(report)
+    driver.get_log("browser")  # drop earlier entries
+    driver.get((report / "index.html").as_uri())
+    assert driver.find_element(By.TAG_NAME, "body").get_attribute("data-rendered") == "1"
+    assert _errors(driver) == []
+    count = driver.find_element(By.ID, "count")
+    assert count.text == "3"
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#gallery .card")) == 3
+    assert all(img.get_attribute("loading") == "lazy"
+               for img in driver.find_elements(By.CSS_SELECTOR, "#gallery img"))
+
+    errors = sorted(abs(i["relative_error"]) for i in items)
+    threshold = errors[0]  # strictly above the smallest: all but one (ties aside)
+    expected = sum(1 for e in errors if e > threshold)
+    box = driver.find_element(By.ID, "f-relerr")
+    box.send_keys(repr(threshold))
+    assert count.text == str(expected)
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#gallery .card")) == expected
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(Keys.DELETE)
+    assert count.text == "3"
+
+    status = Select(driver.find_element(By.ID, "f-status"))
+    status.select_by_value("not converged")
+    assert count.text == str(sum(1 for i in items if i["status"] == "not converged"))
+    status.select_by_value("converged")
+    assert count.text == str(sum(1 for i in items if i["status"] == "converged"))
+    status.select_by_value("")
+
+    classes = Select(driver.find_element(By.ID, "f-class"))
+    first = items[0]["cls"]
+    classes.select_by_value(first)
+    assert count.text == str(sum(1 for i in items if i["cls"] == first))
+    classes.select_by_value("")
+
+    Select(driver.find_element(By.ID, "f-sort")).select_by_value("score:desc")
+    ids = [int(c.get_attribute("data-id"))
+           for c in driver.find_elements(By.CSS_SELECTOR, "#gallery .card")]
+    scores = {i["id"]: i["score"] for i in items}
+    assert [scores[i] for i in ids] == sorted(scores.values(), reverse=True)
+    assert _errors(driver) == []
+
+
+def test_browser_detail_page_numbers(driver: Any, sources: dict[str, Path]) -> None:
+    from selenium.webdriver.common.by import By
+
+    report = sources["rep_explain"]
+    driver.get((report / "index.html").as_uri())
+    driver.find_element(By.CSS_SELECTOR, '#gallery .card[data-id="2"] a').click()
+    assert driver.current_url.endswith("/item_2.html")
+    with np.load(sources["explain"] / "img002.npz", allow_pickle=False) as data:
+        score, rel = float(data["score"]), float(data["relative_error"])
+        converged = bool(data["converged"])
+    assert float(driver.find_element(By.ID, "score").text) == pytest.approx(score, rel=1e-5)
+    assert float(driver.find_element(By.ID, "relative-error").text) == pytest.approx(
+        rel, rel=1e-5
+    )
+    assert driver.find_element(By.ID, "status").text == (
+        "converged" if converged else "not converged"
+    )
+    assert "relative error" in driver.find_element(By.ID, "completeness").text
+    images = driver.find_elements(By.CSS_SELECTOR, "figure img")
+    assert len(images) == 2
+    assert all(driver.execute_script("return arguments[0].naturalWidth", i) > 0 for i in images)
+    assert _errors(driver) == []
+
+
+@pytest.mark.parametrize("page", ["index.html", "item_1.html"])
+def test_browser_malicious_label_is_text(driver: Any, sources: dict[str, Path],
+                                         page: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    report = sources["rep_explain"]
+    driver.get((report / page).as_uri())
+    _assert_no_alert(driver)
+    assert driver.find_elements(By.CSS_SELECTOR, "[onerror]") == []
+    assert driver.find_elements(By.CSS_SELECTOR, "img[src='x']") == []
+    assert MALICIOUS in driver.find_element(By.TAG_NAME, "body").text
+    assert _errors(driver) == []
