@@ -252,3 +252,65 @@ def test_browser_malicious_label_is_text(driver: Any, sources: dict[str, Path],
     assert driver.find_elements(By.CSS_SELECTOR, "img[src='x']") == []
     assert MALICIOUS in driver.find_element(By.TAG_NAME, "body").text
     assert _errors(driver) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Two stores: the compare view
+
+
+@pytest.fixture(scope="module")
+def compared(sources: dict[str, Path]) -> dict[str, Path]:
+    """A second store of the same images (more steps, so the maps differ) and the report."""
+    root = sources["store"].parent
+    store_b = root / "store_b"
+    done = run_igkit(["explain-dataset", str(root / "imgs"), "--out", str(store_b), "--model",
+                      f"{MODEL_MODULE}:tiny", "--input-size", "16", "--steps", "9",
+                      "--no-progress"], root / "models", root)
+    assert done.returncode == 0, done.stderr
+    report = root / "rep_compare"
+    assert main(["report", str(sources["store"]), str(store_b), "--out", str(report)]) == 0
+    return {"a": sources["store"], "b": store_b, "report": report}
+
+
+def test_report_compare_page(compared: dict[str, Path]) -> None:
+    from igkit.runner.aggregate import compare_rows, summarize_store
+    from igkit.runner.store import DatasetStore
+
+    report = compared["report"]
+    assert 'href="compare.html"' in (report / "index.html").read_text(encoding="utf-8")
+    page = (report / "compare.html").read_text(encoding="utf-8")
+    rows = compare_rows(summarize_store(DatasetStore.open(compared["a"]))[0],
+                        summarize_store(DatasetStore.open(compared["b"]))[0])
+    assert any(a is not None and b is not None for _, a, b, _ in rows)
+    for k, (name, a, b, row) in enumerate(rows):
+        if a is None or b is None:
+            continue
+        assert f"<h2>Class {html.escape(name)}</h2>" in page
+        for fig in (f"img/compare_{k}_maps.png", f"img/compare_{k}_diff.png"):
+            assert f'src="{fig}"' in page and (report / fig).is_file()
+        assert f"<td>{row['share_d0']}</td>" in page
+        assert f"L1 distance of the normalised maps: {row['map_l1']}" in page
+    for link in re.findall(r'(?:href|src)="([^"]*)"', page):
+        assert not link.startswith(("/", "file:", "http")), link
+        assert link == "data:," or (report / link).exists(), link
+
+
+def test_report_compare_bad_input(sources: dict[str, Path], tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    store, explain = str(sources["store"]), str(sources["explain"])
+    for args in ([store, store, store], [explain, store], [store, explain]):
+        capsys.readouterr()
+        assert main(["report", *args, "--out", str(tmp_path / "r")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err and len(err.splitlines()) == 1, err
+
+
+def test_browser_compare_page_loads(driver: Any, compared: dict[str, Path]) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get_log("browser")
+    driver.get((compared["report"] / "compare.html").as_uri())
+    images = driver.find_elements(By.CSS_SELECTOR, "figure img")
+    assert images
+    assert all(driver.execute_script("return arguments[0].naturalWidth", i) > 0 for i in images)
+    assert _errors(driver) == []

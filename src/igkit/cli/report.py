@@ -1,6 +1,8 @@
 """``igkit report SOURCE --out DIR``: a static, offline HTML report of attributions.
 
-SOURCE is an ``igkit explain`` output folder or an ``explain-dataset`` store. The report opens
+SOURCE is an ``igkit explain`` output folder or an ``explain-dataset`` store; with two stores
+(``igkit report STORE_A STORE_B``) the report adds ``compare.html``, the per-class differences
+B - A of ``igkit compare``, and its gallery shows STORE_A's items. The report opens
 from the file system with no server or network: ``index.html`` (a filterable, sortable gallery),
 one detail page per image and target, and one page per class (see :mod:`igkit.report.build`).
 """
@@ -17,7 +19,8 @@ __all__ = ["COMMAND", "configure", "run"]
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the command's arguments."""
-    parser.add_argument("source", metavar="SOURCE", help="explain output folder or dataset store")
+    parser.add_argument("sources", nargs="+", metavar="SOURCE",
+                        help="explain output folder or dataset store; or two stores to compare")
     parser.add_argument("--out", required=True, metavar="DIR", help="report folder")
 
 
@@ -25,11 +28,14 @@ def run(args: argparse.Namespace) -> int:
     """Build the report; a SOURCE that is neither kind of folder is a usage error."""
     from igkit.report.build import build_report
 
-    source = Path(args.source)
-    if not source.is_dir():
-        raise UsageError(f"{source}: no such folder")
+    if len(args.sources) > 2:
+        raise UsageError(f"at most two sources (two stores to compare), got {len(args.sources)}")
+    sources = [Path(s) for s in args.sources]
+    for source in sources:
+        if not source.is_dir():
+            raise UsageError(f"{source}: no such folder")
     try:
-        count = build_report(source, args.out)
+        count = build_report(sources[0], args.out, sources[1] if len(sources) > 1 else None)
     except ValueError as error:
         raise UsageError(str(error)) from None
     print(f"wrote a report of {count} item(s) to {Path(args.out) / 'index.html'}")

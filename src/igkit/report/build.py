@@ -2,9 +2,12 @@
 
 Everything the pages need lies inside the report folder: figures under ``img/``, npz files under
 ``data/``, one ``item_N.html`` per image and target, one ``class_N.html`` per class and
-``index.html``. File names inside the report never come from data, so links are always plain
-relative paths; every string from data is escaped with :func:`html.escape` here, and the index
-script only ever sets ``textContent``.
+``index.html``; with a second store, ``compare.html`` (per class, B - A of the normalised mean
+|attribution| maps and channel shares, computed by :mod:`igkit.runner.aggregate` and drawn with
+the figures of ``igkit compare``) and a gallery of the first store's items. File names inside
+the report never come from data, so links are always plain relative paths; every string from
+data is escaped with :func:`html.escape` here, and the index script only ever sets
+``textContent``.
 """
 
 from __future__ import annotations
@@ -263,35 +266,54 @@ def _captions(item: ReportItem) -> list[str]:
     return [f.name for f in item.figures]
 
 
-def build_report(source: str | os.PathLike[str], out: str | os.PathLike[str]) -> int:
+def build_report(source: str | os.PathLike[str], out: str | os.PathLike[str],
+                 compare: str | os.PathLike[str] | None = None) -> int:
     """Write the report for ``source`` into ``out`` and return the number of items.
 
     Args:
         source: An ``igkit explain`` output folder (with ``NAME.npz`` files) or an
             ``explain-dataset`` store (with ``results/``).
         out: The report folder; created, and its ``img``/``data`` subfolders replaced.
+        compare: A second store: adds ``compare.html`` (B = ``compare`` against A =
+            ``source``, which must then be a store too); the gallery shows ``source``'s items.
 
     Returns:
         The number of image/target items in the report.
 
     Raises:
-        ValueError: ``source`` is neither kind of folder, or holds no items.
+        ValueError: ``source`` is neither kind of folder, or holds no items; ``compare`` is
+            given and either folder is not a store, or their attributions differ in size.
     """
     src = Path(source)
     dest = Path(out)
     classes: list[dict[str, Any]] = []
     store_root: Path | None = None
+    if compare is not None:
+        for folder in (src, Path(compare)):
+            if not (folder / "results").is_dir():
+                raise ValueError(f"{folder}: a two-store report needs two explain-dataset stores")
     if (src / "results").is_dir():
-        items, classes, _ = load_store(src)
+        items, classes, store = load_store(src)
         store_root = src
     elif src.is_dir() and any(src.glob("*.npz")):
         items = load_explain_folder(src)
     else:
         raise ValueError(f"{source}: neither an igkit explain folder nor a dataset store")
+    other = None
+    if compare is not None:
+        from igkit.runner.store import DatasetStore
+
+        other = DatasetStore.open(compare)
+        if other.shape != store.shape:
+            raise ValueError(f"{source} and {compare} hold attributions of different sizes "
+                             f"({store.shape} vs {other.shape})")
     dest.mkdir(parents=True, exist_ok=True)
     for sub in ("img", "data"):
         shutil.rmtree(dest / sub, ignore_errors=True)
         (dest / sub).mkdir()
+    (dest / "compare.html").unlink(missing_ok=True)
+    if other is not None:
+        _write_compare_page(dest, store, other, src.name, Path(compare).name)
 
     class_names = sorted({it.label if it.label else it.target_label for it in items}
                          | {c["name"] for c in classes})
@@ -335,7 +357,8 @@ def build_report(source: str | os.PathLike[str], out: str | os.PathLike[str]) ->
         members = [e for e in entries if e["cls"] == name]
         _write_class_page(dest, k, name, members, by_class.get(name))
     (dest / "index.html").write_text(
-        _index_page(entries, class_names, class_index, str(src.name), store_root is not None),
+        _index_page(entries, class_names, class_index, str(src.name), store_root is not None,
+                    compare=Path(compare).name if compare is not None else None),
         encoding="utf-8",
     )
     return len(entries)
@@ -372,7 +395,8 @@ def _write_class_page(dest: Path, k: int, name: str, members: list[dict[str, Any
 
 
 def _index_page(entries: list[dict[str, Any]], class_names: list[str],
-                class_index: Mapping[str, int], title: str, is_store: bool) -> str:
+                class_index: Mapping[str, int], title: str, is_store: bool,
+                compare: str | None = None) -> str:
     esc = html.escape
     links = " &middot; ".join(
         f"<a href=\"class_{class_index[n]}.html\">{esc(n)}</a>" for n in class_names[:200]
@@ -397,6 +421,9 @@ def _index_page(entries: list[dict[str, Any]], class_names: list[str],
         "</select></label>"
         f"<span><b id=\"count\">0</b> of {len(entries)} shown</span></div></header>"
         f"<p>{'Dataset store' if is_store else 'Explain output'}; classes: {links}</p>"
+        + (f"<p><a id=\"compare-link\" href=\"compare.html\">Compare with {esc(compare)}</a>"
+           " (the gallery shows this store's items)</p>" if compare is not None else "")
+        +
         "<div id=\"gallery\" class=\"gallery\"></div>"
         "<button id=\"more\" type=\"button\" hidden>Show more</button>"
     )
@@ -405,3 +432,66 @@ def _index_page(entries: list[dict[str, Any]], class_names: list[str],
         f"{embed_json({'items': entries})}</script><script>{INDEX_JS}</script>"
     )
     return _page(f"igkit report: {title}", body, script=script)
+
+
+def _write_compare_page(dest: Path, store_a: Any, store_b: Any, name_a: str,
+                        name_b: str) -> None:
+    """``compare.html``: per class in both stores, the maps A, B, B - A and the share changes.
+
+    The numbers are :func:`igkit.runner.aggregate.compare_rows`'s and the figures
+    ``igkit compare``'s (:func:`igkit.cli.summarize.map_grid`), so the page and the command agree.
+    """
+    from igkit.cli.summarize import _channel_names, map_grid
+    from igkit.io.writers import write_figure_png
+    from igkit.runner.aggregate import _normalized, compare_rows, summarize_store
+
+    esc = html.escape
+    summaries_a, _ = summarize_store(store_a)
+    summaries_b, _ = summarize_store(store_b)
+    channels = _channel_names(store_a.shape[2])
+    parts = [
+        "<p><a href=\"index.html\">&larr; all images</a></p>",
+        f"<h1>Compare: A = {esc(name_a)}, B = {esc(name_b)}</h1>",
+        "<p>Per class: the mean |attribution| maps normalised to sum 1, their difference B - A "
+        "(red: more in B) and the change of each channel's share of |attribution|.</p>",
+    ]
+    only = []
+    for k, (name, sa, sb, row) in enumerate(compare_rows(summaries_a, summaries_b)):
+        if sa is None or sb is None or "map_l1" not in row:
+            only.append((name, str(row["examples_a"]), str(row["examples_b"])))
+            continue
+        parts.append(f"<section class=\"compare-class\"><h2>Class {esc(name)}</h2>")
+        if sa.count > sa.failed and sb.count > sb.failed:
+            na, nb = _normalized(sa.mean_map), _normalized(sb.mean_map)
+            maps = f"img/compare_{k}_maps.png"
+            diff = f"img/compare_{k}_diff.png"
+            write_figure_png(dest / maps, map_grid(["A", "B"], [na, nb],
+                                                   title="normalised mean |attribution|"))
+            write_figure_png(dest / diff, map_grid(["B - A"], [nb - na], diverging=True,
+                                                   title="B - A (red: more in B)"))
+            parts.append(f"<figure><img src=\"{maps}\" alt=\"maps A and B\"></figure>"
+                         f"<figure><img src=\"{diff}\" alt=\"map difference B - A\"></figure>")
+        parts.append(f"<p>L1 distance of the normalised maps: {esc(str(row['map_l1']))}</p>")
+        parts.append(_table(
+            [(ch, f"{a:.6g}", f"{b:.6g}", str(row.get(f"share_d{c}", "")))
+             for c, (ch, a, b) in enumerate(zip(channels, sa.channel_share, sb.channel_share,
+                                                strict=False))],
+            ("channel", "share A", "share B", "B - A"),
+        ))
+        parts.append(_table([
+            ("examples", str(sa.count), str(sb.count)),
+            ("failed", str(sa.failed), str(sb.failed)),
+            ("mean |relative error|", f"{sa.mean_abs_relative_error:.6g}",
+             f"{sb.mean_abs_relative_error:.6g}"),
+            ("median |relative error|", f"{sa.median_abs_relative_error:.6g}",
+             f"{sb.median_abs_relative_error:.6g}"),
+            ("max |relative error|", f"{sa.max_abs_relative_error:.6g}",
+             f"{sb.max_abs_relative_error:.6g}"),
+            ("share within tolerance", f"{sa.within_tol:.6g}", f"{sb.within_tol:.6g}"),
+        ], ("", "A", "B")))
+        parts.append("</section>")
+    if only:
+        parts.append("<h2>Classes in only one store</h2>"
+                     + _table(only, ("class", "examples in A", "examples in B")))
+    (dest / "compare.html").write_text(_page(f"Compare {name_a} and {name_b}", "".join(parts)),
+                                       encoding="utf-8")
