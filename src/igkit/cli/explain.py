@@ -517,10 +517,16 @@ def _fixed_target(
 
 def _output_names(paths: Sequence[Path]) -> list[str]:
     """File stems, made unique by suffixing ``-2``, ``-3``... in input order."""
+    return unique_names([path.stem for path in paths], fallback="image")
+
+
+def unique_names(stems: Sequence[str], *, fallback: str) -> list[str]:
+    """``stems`` made unique by suffixing ``-2``, ``-3``... in order; empty ones get
+    ``fallback``."""
     names: list[str] = []
     taken: set[str] = set()
-    for path in paths:
-        stem = path.stem or "image"
+    for stem in stems:
+        stem = stem or fallback
         name, n = stem, 1
         while name in taken:
             n += 1

@@ -34,7 +34,6 @@ import argparse
 import sys
 import time
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,7 +41,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from igkit.cli._base import EXIT_FAILED, EXIT_OK, UsageError
-from igkit.cli.explain import _baseline_text, _first_baseline
+from igkit.cli.explain import _baseline_text, _first_baseline, _fixed_target, unique_names
+from igkit.cli.figures import check_figure_dependencies
 
 if TYPE_CHECKING:
     from igkit.core.result import Result
@@ -218,7 +218,7 @@ def _prepare(args: argparse.Namespace) -> _Job:
     except ChannelError as exc:
         raise UsageError(str(exc)) from None
     if not args.no_figures:
-        _check_figures()
+        check_figure_dependencies(())
     try:
         model = load_model(args.model, trust=args.trust, weights=args.weights)
     except ModelLoadError as exc:
@@ -253,7 +253,7 @@ def _prepare(args: argparse.Namespace) -> _Job:
     classes = scores.shape[1]
     labels = model.labels if model.labels is not None and len(model.labels) == classes else None
     fixed = [_fixed_target(spec, labels, classes, model.name) for spec in args.target or []]
-    names = _unique_names([e.id or e.source.stem for e in examples])
+    names = unique_names([e.id or e.source.stem for e in examples], fallback="example")
     prepared, fallbacks = [], []
     for example, name, image, row in zip(examples, names, images, scores, strict=True):
         ranked = np.argsort(-row, kind="stable")
@@ -299,58 +299,6 @@ def _model_channels(
             "choose that many with --model-channels"
         )
     return wanted
-
-
-def _fixed_target(spec: Any, labels: list[str] | None, classes: int, model_name: str) -> int | None:
-    """The class a ``--target`` names; None for topN (it depends on the example)."""
-    from igkit.models.spec import find_label
-
-    if spec.kind == "top":
-        if int(spec.value) > classes:
-            raise UsageError(f"--target {spec.text}: the model has only {classes} classes")
-        return None
-    if spec.kind == "index":
-        if not 0 <= int(spec.value) < classes:
-            raise UsageError(
-                f"--target {spec.text}: out of range, {model_name} has classes 0..{classes - 1}"
-            )
-        return int(spec.value)
-    if labels is None:
-        raise UsageError(f"--target {spec.text!r}: {model_name} has no class names; pass an index")
-    try:
-        return find_label(labels, str(spec.value))
-    except KeyError:
-        raise UsageError(
-            f"--target {spec.text!r}: not a class of {model_name} ({', '.join(labels)})"
-        ) from None
-    except ValueError as exc:
-        raise UsageError(f"--target: {exc}") from None
-
-
-def _check_figures() -> None:
-    try:
-        import matplotlib  # noqa: F401 - only checking that it is there
-
-        from igkit.viz.figures import rgby_figure, sign_mask_figure  # noqa: F401
-    except ImportError as exc:
-        raise UsageError(
-            f"PNG figures need matplotlib and igkit.viz ({exc}); install them with "
-            "`pip install igkit[viz]`, or pass --no-figures"
-        ) from None
-
-
-def _unique_names(stems: Sequence[str]) -> list[str]:
-    names: list[str] = []
-    taken: set[str] = set()
-    for stem in stems:
-        stem = stem or "example"
-        name, n = stem, 1
-        while name in taken:
-            n += 1
-            name = f"{stem}-{n}"
-        taken.add(name)
-        names.append(name)
-    return names
 
 
 # -------------------------------------------------------------------------------------- run
