@@ -127,6 +127,10 @@ class TorchSession:
         self._scores: list = []
         self._grads: list = []
         self._checked = False
+        # method="secant": the operations it could not verify as linear, and the summed
+        # |completeness residual| of its pieces (rounding only, when every nonlinearity is seen).
+        self.unhandled_ops: set[str] = set()
+        self.piece_residual = 0.0
 
     def close(self) -> None:
         self._stack.close()
@@ -233,8 +237,14 @@ class TorchSession:
         an ``index_add_`` of 64 rows into the same path would make every element a 64-way
         atomic collision on CUDA, and the order of atomics makes sums non-deterministic.
         """
-        torch = self._torch
         idx, g, s = self._grad_t(idx, alpha)
+        self._reduce(idx, g, weight, segments)
+        self._scores.append(s.detach())
+        if self._opts.trace:
+            self._grads.append(g.detach().abs().flatten(1).mean(1))
+
+    def _reduce(self, idx, g, weight, segments: int) -> None:
+        torch = self._torch
         n = idx.shape[0]
         seg = torch.zeros(n, dtype=torch.long, device=self.device)
         if n > 1:
@@ -244,9 +254,78 @@ class TorchSession:
         paths = torch.zeros(segments, dtype=torch.long, device=self.device).scatter_(0, seg, idx)
         reduced = (mix @ g.reshape(n, -1)).view(segments, *g.shape[1:])
         self._sums.index_add_(0, paths, reduced)
-        self._scores.append(s.detach())
-        if self._opts.trace:
-            self._grads.append(g.detach().abs().flatten(1).mean(1))
+
+    def accumulate_intervals(self, rows: RowBatch, batch_size: int) -> np.ndarray:
+        """``method="secant"``: integrates each piece between consecutive rows of a path.
+
+        ``rows`` holds every path's points in increasing alpha; a row's weight is the width of
+        the piece it starts (0 on a path's last point). Each batch's rows are evaluated with
+        secant slopes (``igkit.backends.torch_secant``) and the piece integrals, ``width *
+        secant gradient``, are added into the path sums. A piece never straddles two batches:
+        a batch that ends inside a path hands its last point on to the next batch, which
+        evaluates it again. A batch that runs out of memory is retried in halves.
+
+        Returns:
+            The rows evaluated per path index, repeated boundary points included.
+        """
+        torch = self._torch
+        size = max(2, batch_size)
+        start, repeated = 0, False
+        evaluated = np.zeros(int(rows.path.max()) + 1 if len(rows) else 0, dtype=np.int64)
+        while start < len(rows):
+            stop = min(len(rows), start + size)
+            part = rows.slice(start, stop)
+            segments = int(np.count_nonzero(np.diff(part.path))) + 1
+            try:
+                self._interval_batch(part, segments, repeated)
+            except torch.OutOfMemoryError:
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                if size == 2:
+                    raise OutOfMemory("out of memory with a single piece of the path") from None
+                size = max(2, (stop - start) // 2)
+                continue
+            evaluated += np.bincount(part.path, minlength=evaluated.shape[0])
+            # A batch ending inside a path hands its last point on: the piece from there is
+            # the next batch's first.
+            repeated = stop < len(rows) and rows.path[stop] == rows.path[stop - 1]
+            start = stop - 1 if repeated else stop
+        return evaluated
+
+    def _interval_batch(self, part: RowBatch, segments: int, repeated: bool) -> None:
+        from igkit.backends.torch_secant import SecantMode, interval_seeds, piece_starts
+
+        torch = self._torch
+        idx = self._t(part.path, torch.long)
+        weight = self._t(part.weight)
+        alpha = self._t(part.alpha).view((-1,) + (1,) * (self._base.dim() - 1))
+        starts = piece_starts(idx, weight)
+        mode = SecantMode()
+        with torch.enable_grad():
+            xb = (self._base[idx] + alpha * self._diff[idx]).requires_grad_(True)
+            with self._autocast(), mode:
+                out = self._model(xb)
+            if not isinstance(out, torch.Tensor):
+                raise TypeError(
+                    f"the model returned {type(out).__name__}, not a tensor; pass output= a "
+                    "callable that picks the class scores from it"
+                )
+            self.unhandled_ops |= mode.unhandled
+            seeds, s = interval_seeds(out, self._transform, self._target[idx], starts)
+            seeds = seeds * weight.to(seeds.dtype)[:, None]
+            if not out.requires_grad:
+                raise DisconnectedModelError(_DISCONNECTED)
+            (g,) = torch.autograd.grad(out, xb, seeds.to(out.dtype), allow_unused=True)
+        if g is None:
+            raise DisconnectedModelError(_DISCONNECTED)
+        self._reduce(idx, g, torch.ones_like(weight), segments)
+        # Each piece's completeness: width * secant gradient . (x - x') = s[k+1] - s[k].
+        moved = (g.reshape(len(part), -1).to(torch.float64)
+                 * self._diff[idx].reshape(len(part), -1).to(torch.float64)).sum(1)
+        d_score = torch.zeros_like(moved)
+        d_score[:-1] = (s[1:] - s[:-1]) * starts[:-1]
+        self.piece_residual += float((moved - d_score).abs().sum())
+        self._scores.append((s[1:] if repeated else s).to(self._tdtype))
 
     def take(self) -> Taken:
         torch = self._torch

