@@ -106,19 +106,24 @@ def test_smooth_network_converges_at_second_order():
     assert errs[0] / errs[1] > 3 and errs[1] / errs[2] > 3, errs
 
 
-def test_batches_and_paths_pack_without_changing_the_result():
+@pytest.mark.parametrize("steps", [7, 40])
+def test_batches_and_paths_pack_without_changing_the_result(steps):
     # Pieces never straddle a batch: a batch ending inside a path hands its last point on.
+    # With 40 pieces a pilot places them per path first.
     model = _cnn(nn.ReLU(), nn.ReLU())
     x = _photos(3)
-    kw = dict(method="secant", steps=7, baseline=["black", "white"], output="softmax")
+    kw = dict(method="secant", steps=steps, baseline=["black", "white"], output="softmax")
     one = igkit.integrated_gradients(model, x, batch_size=64, **kw)
     small = igkit.integrated_gradients(model, x, batch_size=3, **kw)
     np.testing.assert_allclose(small.attributions, one.attributions, rtol=0, atol=1e-13)
-    np.testing.assert_array_equal(small.steps, [7, 7, 7])
+    np.testing.assert_array_equal(small.steps, [steps] * 3)
     # 8 points per path and 2 paths per image, plus the 2-point probe on the first path; with
     # batches of 3 every batch but the last of a path repeats a point.
-    assert one.evaluations.tolist() == [2 * 8 + 2, 16, 16]
-    assert small.evaluations.min() > 16
+    if steps == 7:
+        assert one.evaluations.tolist() == [2 * 8 + 2, 16, 16]
+    else:  # a pilot of 16 pieces (17 points) per path, then 41 points
+        assert one.evaluations[1] >= 2 * (17 + 41)
+    assert small.evaluations.min() > one.evaluations.max()
     single = [igkit.integrated_gradients(model, x[i], **kw).attributions for i in range(3)]
     np.testing.assert_allclose(np.stack(single), one.attributions, rtol=0, atol=1e-13)
 
@@ -196,3 +201,30 @@ def test_real_efficientnet_lite0_is_complete_to_rounding():
     assert res.target[0] == 967  # espresso
     assert res.relative_error[0] < 1e-4
     assert res.evaluations[0] == 5 + 2
+
+
+def test_pieces_follow_the_pilot_roughness():
+    from igkit.core.pieces import FLOOR_SHARE, place_pieces, uniform_pieces
+
+    grid = uniform_pieces(4)[0]
+    ends, weights = place_pieces(grid, np.array([8.0, 0.0, 0.0, 0.0]), 100)
+    assert ends[0] == 0 and ends[-1] == 1 and np.all(np.diff(ends) > 0)
+    np.testing.assert_allclose(weights[:-1], np.diff(ends))
+    assert weights[-1] == 0 and abs(weights.sum() - 1) < 1e-12
+    # Density 0.9 * 4 + 0.1 on the rough quarter, 0.1 elsewhere: its share of the pieces.
+    share = (0.9 * 4 + FLOOR_SHARE) * 0.25 / 1.0
+    assert abs(np.count_nonzero(ends[1:] <= 0.25) - 100 * share) <= 1
+    flat = place_pieces(grid, np.zeros(4), 10)[0]
+    np.testing.assert_allclose(flat, np.linspace(0, 1, 11))
+
+
+def test_path_trace_holds_the_scores_at_the_piece_ends():
+    model = _cnn(nn.ReLU(), nn.ReLU())
+    x = _photos(2)
+    res = igkit.integrated_gradients(model, x, method="secant", steps=40, output="softmax",
+                                     return_path=True)
+    for i in range(2):
+        a, s = res.path.alphas[i], res.path.scores[i]
+        assert a.shape == (41,) and a[0] == 0 and a[-1] == 1 and np.all(np.diff(a) > 0)
+        np.testing.assert_allclose([s[0], s[-1]], [res.baseline_score[i], res.score[i]],
+                                   rtol=1e-9)

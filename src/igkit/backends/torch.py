@@ -259,7 +259,8 @@ class TorchSession:
         """``method="secant"``: integrates each piece between consecutive rows of a path.
 
         ``rows`` holds every path's points in increasing alpha; a row's weight is the width of
-        the piece it starts (0 on a path's last point). Each batch's rows are evaluated with
+        the piece it starts (0 on a path's last point), and the piece's integral is added to
+        the sum of that row's path. Each batch's rows are evaluated with
         secant slopes (``igkit.backends.torch_secant``) and the piece integrals, ``width *
         secant gradient``, are added into the path sums. A piece never straddles two batches:
         a batch that ends inside a path hands its last point on to the next batch, which
@@ -288,7 +289,7 @@ class TorchSession:
             evaluated += np.bincount(part.path, minlength=evaluated.shape[0])
             # A batch ending inside a path hands its last point on: the piece from there is
             # the next batch's first.
-            repeated = stop < len(rows) and rows.path[stop] == rows.path[stop - 1]
+            repeated = stop < len(rows) and rows.weight[stop - 1] != 0
             start = stop - 1 if repeated else stop
         return evaluated
 
@@ -299,7 +300,7 @@ class TorchSession:
         idx = self._t(part.path, torch.long)
         weight = self._t(part.weight)
         alpha = self._t(part.alpha).view((-1,) + (1,) * (self._base.dim() - 1))
-        starts = piece_starts(idx, weight)
+        starts = piece_starts(weight)
         mode = SecantMode()
         with torch.enable_grad():
             xb = (self._base[idx] + alpha * self._diff[idx]).requires_grad_(True)

@@ -17,7 +17,10 @@ slopes maps the input change to the output change), which doubles as a check tha
 nonlinearity of the model was seen: one piece over the whole path must be complete to rounding.
 
 Rows of one batch are the path's points in order; row ``k`` and row ``k + 1`` bound piece
-``k``, so the slopes are computed across adjacent rows in the forward pass.
+``k``, so the slopes are computed across adjacent rows in the forward pass. A row with weight 0
+(a path's last point) starts no piece. The piece's integral goes to the sum of row ``k``'s path,
+so the two ends may belong to different (virtual) paths of the same input and baseline: that is
+how a pilot gets each piece's integral on its own.
 """
 
 from __future__ import annotations
@@ -25,24 +28,27 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 __all__ = ["SecantMode", "interval_seeds", "piece_starts"]
 
-# Piecewise-linear activations: the secant slope is exact wherever the input moved at all.
-_PIECEWISE_LINEAR = (
-    F.relu, F.relu6, F.hardtanh, F.leaky_relu, F.threshold, torch.relu, torch.Tensor.relu,
-)
+# Piecewise-linear activations with slope 1 where they pass the input through and 0 elsewhere:
+# the secant slope is exact wherever the input moved, and the derivative is ``f(z) == z``.
+_UNIT_SLOPE = (F.relu, F.relu6, F.hardtanh, torch.relu, torch.Tensor.relu)
+# Other piecewise-linear activations: exact secants, derivative by autograd.
+_PIECEWISE_LINEAR = (F.leaky_relu, F.threshold)
 # Smooth activations: the secant of a tiny move is the derivative at its midpoint.
 _SMOOTH = (
     F.elu, F.selu, F.celu, F.silu, F.gelu, F.softplus, F.mish, F.hardswish, F.hardsigmoid,
     F.sigmoid, F.tanh, F.logsigmoid, torch.sigmoid, torch.tanh, torch.Tensor.sigmoid,
     torch.Tensor.tanh,
 )
-_ACTIVATIONS = {f: False for f in _PIECEWISE_LINEAR} | {f: True for f in _SMOOTH}
+_ACTIVATIONS = (
+    dict.fromkeys(_UNIT_SLOPE, "unit") | dict.fromkeys(_PIECEWISE_LINEAR, "piecewise")
+    | dict.fromkeys(_SMOOTH, "smooth")
+)
 
 # Operations that are linear in the input (or only move data), named in no error message.
 _LINEAR_NAMES = frozenset(
@@ -64,13 +70,14 @@ def _derivative(act: Callable, z: torch.Tensor) -> torch.Tensor:
     return d
 
 
-def _slopes(z: torch.Tensor, y: torch.Tensor, act: Callable, smooth: bool) -> torch.Tensor:
+def _slopes(z: torch.Tensor, y: torch.Tensor, act: Callable, kind: str) -> torch.Tensor:
     """Secant slope of ``act`` between row ``k`` and row ``k + 1`` (the last row: its derivative,
     which no seed ever reaches).
 
-    Written as few full passes as possible (this runs on every activation of every batch): two
-    differences and a division in place; for smooth activations also a mask of the entries
-    whose move is too small for the quotient, which get the derivative at the move's midpoint.
+    Written as few full passes as possible (this runs on every activation of every batch).
+    Where the input did not move in float arithmetic (0 / 0) the slope is the derivative: a
+    move below the last bit of ``z`` is still a move, and slope 0 there would cut gradient
+    paths more often the finer the pieces (on EfficientNet-Lite0 a bias of 0.3 % at 512 pieces).
     """
     s = torch.empty_like(z)
     s[-1] = _derivative(act, z[-1:])[0]
@@ -79,31 +86,29 @@ def _slopes(z: torch.Tensor, y: torch.Tensor, act: Callable, smooth: bool) -> to
     head = s[:-1]
     torch.sub(y[1:], y[:-1], out=head)
     dz = z[1:] - z[:-1]
-    if not smooth:
-        # Exact for any move that is not zero. A unit that did not move at all (0 / 0 here)
-        # gets slope 0: every unit upstream of it then either did not move either or sat on a
-        # flat part of its activation (slope 0), so no gradient through it reaches a pixel that
-        # moved, whatever its slope. The exception is a move below float resolution (z equal
-        # to the last bit at both ends): on EfficientNet-Lite0 with 64 pieces that changes the
-        # attributions by 0.02 % (relative L2), against 4 extra passes per activation for
-        # taking the derivative there instead.
-        head.div_(dz).nan_to_num_(0.0, 0.0, 0.0)
+    if kind == "unit":
+        # Exact for any move that is not zero; 0 / 0 marks the entries that need f'(z).
+        head.div_(dz)
+        torch.where(head.isnan(), (y[:-1] == z[:-1]).to(head.dtype), head, out=head)
         return s
-    # Below this move the quotient loses digits; the midpoint derivative is then accurate to
-    # the square of the move.
-    small = dz.abs() <= 1e-3 * z[:-1].abs() + 1e-12
-    head.div_(dz.masked_fill_(small, 1.0))
-    if bool(small.any()):
-        mid = 0.5 * (z[1:][small] + z[:-1][small])
-        head[small] = _derivative(act, mid)
+    if kind == "piecewise":
+        still = dz == 0
+    else:
+        # Below this move the quotient loses digits; the midpoint derivative is then accurate
+        # to the square of the move.
+        still = dz.abs() <= 1e-3 * z[:-1].abs() + 1e-12
+    head.div_(dz.masked_fill_(still, 1.0))
+    if bool(still.any()):
+        mid = 0.5 * (z[1:][still] + z[:-1][still])
+        head[still] = _derivative(act, mid)
     return s
 
 
 class _Secant(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, z, act, smooth):  # type: ignore[override]
+    def forward(ctx, z, act, kind):  # type: ignore[override]
         y = act(z)
-        ctx.save_for_backward(_slopes(z, y, act, smooth))
+        ctx.save_for_backward(_slopes(z, y, act, kind))
         return y
 
     @staticmethod
@@ -140,11 +145,11 @@ class SecantMode(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        smooth = _ACTIVATIONS.get(func)
-        if smooth is not None and args and isinstance(args[0], torch.Tensor):
+        kind = _ACTIVATIONS.get(func)
+        if kind is not None and args and isinstance(args[0], torch.Tensor):
             z, act = _out_of_place(func, args, kwargs)
             if z.requires_grad and z.dim() > 0:
-                return _Secant.apply(z, act, smooth)
+                return _Secant.apply(z, act, kind)
             return act(z)
         name = getattr(func, "__name__", str(func))
         if name not in _LINEAR_NAMES and not (
@@ -201,10 +206,9 @@ def interval_seeds(
     return seeds, scores
 
 
-def piece_starts(idx: np.ndarray | torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Row ``k`` starts a piece when row ``k + 1`` lies on the same path and ``k``'s weight
-    (the piece's width) is not zero."""
-    starts = torch.zeros(weight.shape[0], dtype=torch.bool, device=weight.device)
-    if weight.shape[0] > 1:
-        starts[:-1] = (idx[1:] == idx[:-1]) & (weight[:-1] != 0)
+def piece_starts(weight: torch.Tensor) -> torch.Tensor:
+    """Row ``k`` starts a piece, ended by row ``k + 1``, when its weight (the piece's width) is
+    not zero; the last row of a batch starts none (its piece is the next batch's first)."""
+    starts = weight != 0
+    starts[-1] = False
     return starts

@@ -168,6 +168,21 @@ def run_integrated_gradients(
                 trace_rows[p].clear()
             trace_rows[p].append((alphas, taken.scores[sl], grads))
 
+    def split_paths(k: int) -> None:
+        """Path ``p * k + j`` becomes a copy of path ``p`` (``k = 1``: the real paths)."""
+        session.set_paths(inputs, np.repeat(base_stack, k, axis=0),
+                          np.repeat(path_input, k), np.repeat(path_target, k))
+
+    def record_pieces(paths: np.ndarray, ends: list, taken: Taken) -> None:
+        """A secant level's scores: each path's own piece ends, replacing coarser levels."""
+        if not return_path:
+            return
+        start = 0
+        for p, e in zip(paths, ends, strict=True):
+            trace_rows[p].clear()
+            trace_rows[p].append((e, taken.scores[start : start + e.shape[0]], None))
+            start += e.shape[0]
+
     if rule.adaptive:
 
         def record_one(p: int, a: np.ndarray, sc: np.ndarray, g: np.ndarray | None) -> None:
@@ -178,10 +193,6 @@ def run_integrated_gradients(
             _accumulate_all(session, all_rows([int(p) for p in paths], alphas, weights),
                             batch_size)
             return session.take()
-
-        def split_paths(k: int) -> None:
-            session.set_paths(inputs, np.repeat(base_stack, k, axis=0),
-                              np.repeat(path_input, k), np.repeat(path_target, k))
 
         auto = steps if isinstance(steps, AutoSteps) else None
         path_attr, path_steps, path_evals, met = run_adaptive(
@@ -194,7 +205,8 @@ def run_integrated_gradients(
             _warn_not_converged(int((~met).sum()), n_paths, int(path_steps.max()), auto.tol)
     elif rule.secant:
         path_attr, path_steps, path_evals = _secant(
-            session, diff, path_score - path_base_score, steps, batch_size, record
+            session, diff, path_score - path_base_score, steps, tol, batch_size, split_paths,
+            record_pieces,
         )
     elif isinstance(steps, AutoSteps):
         path_attr, path_steps, path_evals = _auto(
@@ -306,85 +318,37 @@ def _auto(
     return attr, steps_used, evals
 
 
-# A secant piece is complete up to rounding when every nonlinearity of the model was seen; a
-# residual above this share of |F(x) - F(x')| (or of the summed |terms|, for a tiny gap) means one
-# was not.
-SECANT_RESIDUAL = 1e-3
+def _secant(session, diff, gap, steps, tol, batch_size, split_paths, record):
+    """``method="secant"`` (see ``igkit.core.pieces``)."""
+    from igkit.core.pieces import SecantRun, _NotSecantModel
 
-
-def _secant_level(
-    session: Session, paths: np.ndarray, n: int, batch_size: int
-) -> tuple[Taken, np.ndarray, np.ndarray, float]:
-    """One secant pass of ``n`` pieces per path: (taken, evaluations per path, alphas,
-    summed piece residual)."""
-    alphas, weights = nodes_and_weights("secant", n)
-    plist = [int(p) for p in paths]
-    rows = all_rows(plist, [alphas] * len(plist), [weights] * len(plist))
-    before = session.piece_residual
-    counts = session.accumulate_intervals(rows, batch_size)
-    return session.take(), counts[paths], alphas, session.piece_residual - before
-
-
-def _secant(
-    session: Session,
-    diff: np.ndarray,
-    gap: np.ndarray,
-    steps: int | AutoSteps,
-    batch_size: int,
-    record,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``method="secant"``: ``steps`` pieces per path, or pieces doubled from 16 until the
-    attributions move by at most ``tol`` (completeness is exact by construction, so it cannot
-    tell when to stop; the change between levels does).
-
-    Before the real work, a single piece over the whole first path checks that the model's
-    nonlinearities are all elementwise activations the backend saw: only then is that piece
-    complete to rounding.
-    """
     if not hasattr(session, "accumulate_intervals"):
         raise ValueError("method='secant' needs a PyTorch model; use method='gauss_legendre'")
-    n_paths = diff.shape[0]
-    evals = np.zeros(n_paths, dtype=np.int64)
-    probe, counts, _, residual = _secant_level(session, np.array([0]), 1, batch_size)
-    evals[0] += counts[0]
-    scale = abs(gap[0]) + 0.1 * float(np.abs(diff[0] * probe.sums[0]).sum())
-    if residual > SECANT_RESIDUAL * scale:
+
+    def accumulate(rows: RowBatch):
+        before = session.piece_residual
+        counts = session.accumulate_intervals(rows, batch_size)
+        return session.take(), counts, session.piece_residual - before
+
+    run = SecantRun(accumulate, split_paths, diff, gap)
+    auto = steps if isinstance(steps, AutoSteps) else None
+    try:
+        attr, used, met = run.run(
+            np.arange(diff.shape[0]), None if auto else int(steps),
+            auto.tol if auto else tol, auto.max_steps if auto else int(steps), record,
+        )
+    except _NotSecantModel as exc:
         ops = sorted(getattr(session, "unhandled_ops", set()))
         named = f" (operations it could not follow: {', '.join(ops)})" if ops else ""
         raise ValueError(
             "method='secant' needs a model whose only nonlinearities are elementwise "
             f"activations such as ReLU, ReLU6, SiLU or GELU; this one has others{named}: one "
-            f"piece over the path misses completeness by {residual / max(abs(gap[0]), 1e-300):.2%}"
-            " of F(x) - F(x'). Use method='gauss_legendre' or 'adaptive' for this model"
-        )
-    all_paths = np.arange(n_paths)
-    if not isinstance(steps, AutoSteps):
-        taken, counts, alphas, _ = _secant_level(session, all_paths, int(steps), batch_size)
-        record(all_paths, alphas, taken)
-        evals += counts
-        return diff * taken.sums, np.full(n_paths, int(steps), dtype=np.int64), evals
-    attr = np.zeros_like(diff)
-    steps_used = np.zeros(n_paths, dtype=np.int64)
-    active, n, first = all_paths, 16, True
-    while active.size:
-        n = min(n, steps.max_steps)
-        taken, counts, alphas, _ = _secant_level(session, active, n, batch_size)
-        record(active, alphas, taken, replace=True)
-        evals[active] += counts
-        level = diff[active] * taken.sums[active]
-        done = np.zeros(active.size, dtype=bool)
-        if not first:
-            done = np.array([relative_change(level[j], attr[p]) <= steps.tol
-                             for j, p in enumerate(active)])
-        attr[active] = level
-        steps_used[active] = n
-        first = False
-        active = active[~done]
-        if active.size and n >= steps.max_steps:
-            _warn_not_converged(active.size, n_paths, n, steps.tol)
-            break
-        n *= 2
-    return attr, steps_used, evals
+            f"piece over the path misses completeness by {exc.miss:.2%} of F(x) - F(x'). Use "
+            "method='gauss_legendre' or 'adaptive' for this model"
+        ) from None
+    if auto is not None and not met.all():
+        _warn_not_converged(int((~met).sum()), diff.shape[0], int(used.max()), auto.tol)
+    return attr, used, run.evaluations
 
 
 def _warn_not_converged(missed: int, n_paths: int, steps: int, tol: float) -> None:
