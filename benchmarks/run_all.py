@@ -10,8 +10,10 @@ Sections (each prints a markdown table; ``--out FILE`` also writes them):
    <= 1 % AND attribution error <= 1 % (relative L2 to a Gauss-Legendre reference), per photo;
    igkit ``steps="auto"`` is run as a user would, stopping by itself;
 3. throughput: images/s at that accuracy, several photos per call;
-4. precision: float32 / tf32 / bf16 / fp16 speed beside their attribution and completeness error;
-5. memory: peak at steps=1024 / peak at steps=32, same batch size, fresh processes.
+4. tf_tutorial: igkit on the Keras port of the default model beside the TF tutorial's algorithm
+   written by hand (same trapezoid nodes): time ratio, and agreement of the attributions;
+5. precision: float32 / tf32 / bf16 / fp16 speed beside their attribution and completeness error;
+6. memory: peak at steps=1024 / peak at steps=32, same batch size, fresh processes.
 """
 
 from __future__ import annotations
@@ -36,6 +38,22 @@ from igkit.models.efficientnet_lite import build_efficientnet_lite0_torch  # noq
 from igkit.models.photos import demo_photos  # noqa: E402
 
 NAMES = ("chelsea", "coffee", "astronaut")
+
+
+def load_photos(names) -> dict[str, np.ndarray]:
+    """The demo photos, or other scikit-image photos prepared the same way (out-of-sample
+    checks of choices made on the demo photos)."""
+    import skimage.data
+
+    from igkit.models.photos import center_crop_resize
+
+    photos = demo_photos()
+    for name in names:
+        if name not in photos:
+            image = (skimage.data.stereo_motorcycle()[0] if name == "motorcycle"
+                     else getattr(skimage.data, name)())
+            photos[name] = center_crop_resize(image[..., :3])
+    return photos
 
 
 def _torch():
@@ -266,6 +284,63 @@ def section_throughput(model, photos, dev, bs, tol, n_gl, rounds, n_secant=96):
     return lines, out
 
 
+def tf_tutorial_ig(model, image, target: int, m_steps: int, batch: int):
+    """The TensorFlow IG tutorial's algorithm on a Keras model, written out by hand: m_steps + 1
+    images from the black baseline to the input, softmax gradients in batches under a
+    GradientTape, the trapezoidal mean of the gradients, times (input - baseline)."""
+    import tensorflow as tf
+
+    baseline = tf.zeros_like(image)
+    alphas = tf.linspace(0.0, 1.0, m_steps + 1)
+    chunks = []
+    for start in range(0, m_steps + 1, batch):
+        a = alphas[start : start + batch][:, None, None, None]
+        path = baseline[None] + a * (image - baseline)[None]
+        with tf.GradientTape() as tape:
+            tape.watch(path)
+            prob = tf.nn.softmax(model(path, training=False), axis=-1)[:, target]
+        chunks.append(tape.gradient(prob, path))
+    grads = tf.concat(chunks, axis=0)
+    mean = tf.reduce_mean((grads[:-1] + grads[1:]) / 2.0, axis=0)
+    return ((image - baseline) * mean).numpy()
+
+
+def section_tf_tutorial(photos, bs, m_steps, rounds, weights):
+    """igkit on the Keras default model beside the TF tutorial's algorithm, same nodes."""
+    from igkit.models.efficientnet_lite import build_efficientnet_lite0_keras
+
+    model = build_efficientnet_lite0_keras(weights)
+    image = photos["chelsea"].astype(np.float32)  # NHWC, as the Keras model takes it
+    target = int(np.argmax(model(image[None], training=False)[0]))
+    configs = {
+        "TF tutorial, by hand": lambda: tf_tutorial_ig(model, image, target, m_steps, bs),
+        "igkit riemann_trapezoid": lambda: igkit.integrated_gradients(
+            model, image, target=target, steps=m_steps + 1, method="riemann_trapezoid",
+            output="softmax", batch_size=bs).attributions,
+    }
+    outs = {k: f() for k, f in configs.items()}  # warm-up (tf.function traces), and the answers
+    times = {k: [] for k in configs}
+    for _ in range(rounds):
+        for k, f in configs.items():
+            t0 = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t0)
+    agree = rel_l2(outs["igkit riemann_trapezoid"], outs["TF tutorial, by hand"])
+    base = statistics.median(times["TF tutorial, by hand"])
+    lines = [
+        f"## Keras default model: igkit beside the TF tutorial's algorithm ({m_steps} + 1 "
+        f"trapezoid points, batch {bs}, chelsea, {rounds} interleaved rounds)",
+        "",
+        "| config | median s | ratio to the tutorial |",
+        "|---|---|---|",
+    ]
+    for k in configs:
+        med = statistics.median(times[k])
+        lines.append(f"| {k} | {med:.3f} | {med / base:.3f} |")
+    lines += ["", f"Attributions agree to {agree:.1e} (relative L2): the same algorithm."]
+    return lines, agree
+
+
 def section_precision(model, photos, dev, bs, n, ref_steps, rounds):
     """Reduced precision: its speed beside its cost in completeness and attribution error."""
     torch = _torch()
@@ -342,13 +417,20 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--weights", default=None, help="EfficientNet-Lite0 .pth (default: packaged)")
     ap.add_argument("--out", default=None, help="also write the tables to this markdown file")
-    ap.add_argument("--sections", default="overhead,evaluations,throughput,precision,memory")
+    ap.add_argument("--photos", default=",".join(NAMES),
+                    help="scikit-image photos (any of its RGB images, or motorcycle)")
+    ap.add_argument("--grid", default=None, help="step counts of the evaluations sweep")
+    ap.add_argument("--methods", default=None, help="igkit methods of the evaluations sweep")
+    ap.add_argument("--sections",
+                    default="overhead,evaluations,throughput,tf_tutorial,precision,memory")
     args = ap.parse_args()
     torch = _torch()
     dev = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     bs = 64 if dev == "cuda" else 16
     model = build_efficientnet_lite0_torch(args.weights).to(dev)
-    photos = demo_photos()
+    global NAMES
+    NAMES = tuple(args.photos.split(","))
+    photos = load_photos(NAMES)
     import captum
 
     header = [
@@ -376,20 +458,26 @@ def main() -> None:
         print("\n".join(lines), "\n", flush=True)
         report += lines + [""]
     if "evaluations" in sections:
-        if args.quick:
+        if args.grid:
+            grid = tuple(int(v) for v in args.grid.split(","))
+        elif args.quick:
             grid = (64, 128, 256, 512)
         else:
             grid = (48, 64, 80, 96, 128, 160, 192, 256, 320, 384, 512)
         ref = 1024 if args.quick else 2048
         # On the CPU igkit's Gauss-Legendre is left out: it computes Captum's numbers (the GPU
         # table shows both, equal to the printed digits).
-        methods = ("adaptive", "secant") if dev == "cpu" else (
-            "gauss_legendre", "adaptive", "secant")
+        methods = tuple(args.methods.split(",")) if args.methods else (
+            ("adaptive", "secant") if dev == "cpu" else ("gauss_legendre", "adaptive", "secant"))
         lines, _, _ = section_evaluations(model, photos, dev, ref, grid, bs, tol, methods)
         print("\n".join(lines), "\n", flush=True)
         report += lines + [""]
     if "throughput" in sections:
         lines, _ = section_throughput(model, photos, dev, bs, tol, 256, 1 if args.quick else 3)
+        print("\n".join(lines), "\n", flush=True)
+        report += lines + [""]
+    if "tf_tutorial" in sections:
+        lines, _ = section_tf_tutorial(photos, bs, 64, 3 if args.quick else 5, args.weights)
         print("\n".join(lines), "\n", flush=True)
         report += lines + [""]
     if "precision" in sections:

@@ -18,7 +18,7 @@ Measured on EfficientNet-Lite0 and the three demo photos against a Gauss-Legendr
 reference: with 64 pieces the attribution error is 1.2 / 0.8 / 0.6 % placed by the pilot, against
 2.8 / 2.2 / 0.7 % uniform and 3.8 / 5.3 / 2.7 % for Gauss-Legendre with 64 points.
 
-``steps="auto"`` refines the placed pieces 32, 64, 128, ... and stops when
+``steps="auto"`` refines the placed pieces 48, 96, 192, ... (at tol 1 %) and stops when
 ``CHANGE_TO_ERROR`` times the change from the previous level is within ``tol``; completeness is
 exact at every level, so it cannot serve as the stopping rule.
 """
@@ -45,7 +45,11 @@ PILOT_PIECES = 16
 MIN_PIECES_FOR_PILOT = 32
 PLACEMENT_POWER = 2.0 / 3.0
 FLOOR_SHARE = 0.1
-AUTO_FIRST_PIECES = 32
+# "auto" starts at this many pieces for tol = 1 % and scales it as tol^-0.75 (the secant error
+# falls about as n^-1.35 on EfficientNet-Lite0). Doubling from 32 stopped the demo photos at 128
+# pieces (errors 0.45 / 0.42 %, 261 evaluations); from 48 the second level, 96, can already
+# pass. Chosen on the three demo photos; benchmarks/RESULTS.md checks it on three others.
+AUTO_FIRST_PIECES = 48
 # A piece is complete up to rounding when every nonlinearity of the model was seen; a residual
 # above this share of |F(x) - F(x')| (or of the summed |terms|, for a tiny gap) means one was not.
 SECANT_RESIDUAL = 1e-3
@@ -89,6 +93,13 @@ def place_pieces(grid: np.ndarray, roughness: np.ndarray, n: int) -> tuple[np.nd
     alphas = np.interp(np.linspace(0.0, 1.0, n + 1), cdf, grid)
     alphas[0], alphas[-1] = 0.0, 1.0
     return _with_widths(alphas)
+
+
+def auto_first_pieces(tol: float, max_steps: int) -> int:
+    """The first level of ``steps="auto"``: ``AUTO_FIRST_PIECES`` at tol 1 %, more for tighter
+    tolerances (a multiple of 8, from 16 up to ``max_steps``)."""
+    n = AUTO_FIRST_PIECES * (0.01 / tol) ** 0.75
+    return int(min(max_steps, max(16, 8 * round(n / 8))))
 
 
 class SecantRun:
@@ -159,7 +170,7 @@ class SecantRun:
         """
         self.probe()
         n_paths = paths.shape[0]
-        first = steps if steps is not None else min(AUTO_FIRST_PIECES, max_steps)
+        first = steps if steps is not None else auto_first_pieces(tol, max_steps)
         rough = self.pilot(paths) if first >= MIN_PIECES_FOR_PILOT else None
 
         def plan(n: int, active: np.ndarray):
