@@ -412,6 +412,7 @@ def section_memory(dev, bs, weights):
 
 
 def main() -> None:
+    global NAMES
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--device", default="auto")
@@ -428,7 +429,6 @@ def main() -> None:
     dev = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     bs = 64 if dev == "cuda" else 16
     model = build_efficientnet_lite0_torch(args.weights).to(dev)
-    global NAMES
     NAMES = tuple(args.photos.split(","))
     photos = load_photos(NAMES)
     import captum

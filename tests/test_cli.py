@@ -353,3 +353,23 @@ def test_torch_and_keras_models_give_the_same_attributions(
         f"torch vs keras EfficientNet-Lite0 attributions on chelsea: relative L2 {relative_l2:.2e}"
     )
     assert relative_l2 <= 1e-2
+
+
+def test_secant_method_runs_on_torch_and_is_refused_for_keras_before_the_work(
+    photos: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_dir = tmp_path / "secant"
+    args = ["explain", str(photos["chelsea"]), "--steps", "4", "--method", "secant",
+            "--output", "softmax", "--no-figures", "--out", str(out_dir)]
+    assert main(args) == 0, capsys.readouterr().err
+    with np.load(out_dir / "chelsea.npz", allow_pickle=False) as data:
+        assert str(data["method"]) == "secant"
+        assert float(data["relative_error"]) < 1e-4  # complete to rounding by construction
+    pytest.importorskip("tensorflow")
+    keras_out = tmp_path / "keras"
+    args = ["explain", str(photos["chelsea"]), "--model", "keras:efficientnet_lite0",
+            "--method", "secant", "--out", str(keras_out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "--method secant: needs a PyTorch model" in err and "Traceback" not in err
+    assert not keras_out.exists()

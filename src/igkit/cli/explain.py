@@ -425,6 +425,11 @@ def _prepare(args: argparse.Namespace) -> _Job:
         raise UsageError(str(exc)) from None
     if args.input_size is not None:
         model = dataclasses.replace(model, input_size=args.input_size)
+    if args.method == "secant" and model.framework != "torch":
+        raise UsageError(
+            f"--method secant: needs a PyTorch model, and --model {args.model} runs on "
+            f"{model.framework}; use --method gauss_legendre or adaptive"
+        )
     mode = args.preprocess or model.preprocess
     output = args.output or model.default_output
 
