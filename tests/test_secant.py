@@ -233,3 +233,19 @@ def test_path_trace_holds_the_scores_at_the_piece_ends():
         assert a.shape == (41,) and a[0] == 0 and a[-1] == 1 and np.all(np.diff(a) > 0)
         np.testing.assert_allclose([s[0], s[-1]], [res.baseline_score[i], res.score[i]],
                                    rtol=1e-9)
+
+
+def test_out_of_memory_halves_the_batches_and_loses_nothing():
+    from test_api import OomAbove
+
+    from igkit.backends.base import OutOfMemory
+
+    model = _cnn(nn.ReLU(), nn.ReLU())
+    x = _photos(2)
+    ref = igkit.integrated_gradients(model, x, method="secant", steps=40, batch_size=64)
+    tight = OomAbove(model, 7)
+    res = igkit.integrated_gradients(tight, x, method="secant", steps=40, batch_size=64)
+    np.testing.assert_allclose(res.attributions, ref.attributions, rtol=0, atol=1e-13)
+    assert max(tight.sizes) <= 7
+    with pytest.raises(OutOfMemory, match="single piece"):
+        igkit.integrated_gradients(OomAbove(model, 1), x, method="secant", steps=4)

@@ -199,13 +199,17 @@ class TorchSession:
                 self._accumulate_t(idx_all[start:stop], alpha_all[start:stop],
                                    weight_all[start:stop], segments)
             except torch.OutOfMemoryError:
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
-                if size == 1:
-                    raise OutOfMemory("out of memory with a single path point") from None
-                size = max(1, (stop - start) // 2)
+                size = self._halved(stop - start, 1, "a single path point")
                 continue
             start = stop
+
+    def _halved(self, rows: int, smallest: int, what: str) -> int:
+        """The batch size to retry with after ``rows`` rows ran out of memory."""
+        if self.device.type == "cuda":
+            self._torch.cuda.empty_cache()
+        if rows <= smallest:
+            raise OutOfMemory(f"out of memory with {what}") from None
+        return max(smallest, rows // 2)
 
     def _grad_t(self, idx, alpha):
         torch = self._torch
@@ -280,11 +284,7 @@ class TorchSession:
             try:
                 self._interval_batch(part, segments, repeated)
             except torch.OutOfMemoryError:
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
-                if size == 2:
-                    raise OutOfMemory("out of memory with a single piece of the path") from None
-                size = max(2, (stop - start) // 2)
+                size = self._halved(stop - start, 2, "a single piece of the path")
                 continue
             evaluated += np.bincount(part.path, minlength=evaluated.shape[0])
             # A batch ending inside a path hands its last point on: the piece from there is
