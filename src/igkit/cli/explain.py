@@ -35,7 +35,6 @@ import os
 import re
 import sys
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -682,33 +681,13 @@ def _explain_variant(
     trace: bool,
 ) -> _Explained:
     """IG of one target on one variant of an image; writes its npz, returns its summary row."""
-    import igkit
-    from igkit.core.engine import NotConvergedWarning
 
     model = job.model
     x = model.to_model_layout(variant.pixels[None])
     ranked = np.argsort(-variant.scores, kind="stable")
     started = time.perf_counter()
-    with warnings.catch_warnings():
-        # The completeness report below says the same in words.
-        warnings.simplefilter("ignore", NotConvergedWarning)
-        result = igkit.integrated_gradients(
-            model.model,
-            x,
-            target=target,
-            baseline=list(args.baseline),
-            steps=args.steps,
-            method=args.method,
-            output=job.output,
-            batch_size=args.batch_size,
-            tol=args.tol,
-            seed=args.seed,
-            max_steps=args.max_steps,
-            channel_axis=model.channel_axis,
-            input_range=(0.0, 1.0),
-            batched=True,
-            return_path=trace,
-        )
+    # The completeness report below says in words whether the tolerance was met.
+    result = model.explain(x, target, args, job.output, return_path=trace)
     seconds = time.perf_counter() - started
     attributions = model.to_hwc(result.attributions[0]).astype(np.float32)
     baseline_hwc = _first_baseline(model, x, args.baseline, args.seed)

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -342,8 +341,6 @@ def _explain_example(
     job: _Job, example: _Example, args: argparse.Namespace, out: Path
 ) -> list[dict[str, Any]]:
     """Predictions, one multi-target IG call for all targets, and the files of one example."""
-    import igkit
-    from igkit.core.engine import NotConvergedWarning
 
     model = job.model
     kind = {"softmax": "probability", "sigmoid": "sigmoid", "raw": "score"}.get(job.output, "")
@@ -357,25 +354,8 @@ def _explain_example(
     pixels = example.image[..., list(job.picks)]
     x = model.to_model_layout(pixels[None])
     started = time.perf_counter()
-    with warnings.catch_warnings():
-        # The completeness lines below say the same in words.
-        warnings.simplefilter("ignore", NotConvergedWarning)
-        result = igkit.integrated_gradients(
-            model.model,
-            x,
-            target=[list(example.targets)],
-            baseline=list(args.baseline),
-            steps=args.steps,
-            method=args.method,
-            output=job.output,
-            batch_size=args.batch_size,
-            tol=args.tol,
-            seed=args.seed,
-            max_steps=args.max_steps,
-            channel_axis=model.channel_axis,
-            input_range=(0.0, 1.0),
-            batched=True,
-        )
+    # The completeness lines below say in words whether the tolerance was met.
+    result = model.explain(x, [list(example.targets)], args, job.output)
     seconds = time.perf_counter() - started
     baseline_hwc = _first_baseline(model, x, args.baseline, args.seed)
     if not args.no_figures and set(job.channels) >= {"red", "green", "blue", "yellow"}:

@@ -109,6 +109,27 @@ class LoadedModel:
             return array.transpose(1, 2, 0)
         return array.transpose(0, 2, 3, 1)
 
+    def explain(self, x: np.ndarray, target: object, settings: object, output: object,
+                return_path: bool = False):
+        """``igkit.integrated_gradients`` on a batch already in the model's layout, with the
+        run settings of a command or dataset run (``settings`` has ``baseline``, ``steps``,
+        ``method``, ``batch_size``, ``tol``, ``seed`` and ``max_steps``). Inputs are in [0, 1].
+        ``NotConvergedWarning`` is silenced: every caller reports convergence itself."""
+        import warnings
+
+        import igkit
+        from igkit.core.engine import NotConvergedWarning
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotConvergedWarning)
+            return igkit.integrated_gradients(
+                self.model, x, target=target, baseline=list(settings.baseline),
+                steps=settings.steps, method=settings.method, output=output,
+                batch_size=settings.batch_size, tol=settings.tol, seed=settings.seed,
+                max_steps=settings.max_steps, channel_axis=self.channel_axis,
+                input_range=(0.0, 1.0), batched=True, return_path=return_path,
+            )
+
     def predict(self, images_nhwc: np.ndarray, batch_size: int = 16) -> np.ndarray:
         """Raw model outputs ``(N, classes)`` as float64 for a batch of HWC images in [0, 1].
 

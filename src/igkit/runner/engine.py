@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -339,8 +338,6 @@ class Explainer:
         return Explained(failed_row(example, self.settings_json, message, seconds), None)
 
     def _explain(self, example: Example, pixels: np.ndarray, started: float) -> Explained:
-        import igkit
-        from igkit.core.engine import NotConvergedWarning
 
         model, s = self.model, self.settings
         classes = self.classes()
@@ -350,25 +347,8 @@ class Explainer:
         if not 0 <= target < classes:
             raise ValueError(f"target {target} out of range, classes are 0..{classes - 1}")
         x = model.to_model_layout(pixels[None])
-        with warnings.catch_warnings():
-            # The row's relative_error and converged columns report this.
-            warnings.simplefilter("ignore", NotConvergedWarning)
-            result = igkit.integrated_gradients(
-                model.model,
-                x,
-                target=target,
-                baseline=list(s.baseline),
-                steps=s.steps,
-                method=s.method,
-                output=self.output,
-                batch_size=s.batch_size,
-                tol=s.tol,
-                seed=s.seed,
-                max_steps=s.max_steps,
-                channel_axis=model.channel_axis,
-                input_range=(0.0, 1.0),
-                batched=True,
-            )
+        # The row's relative_error and converged columns report convergence.
+        result = model.explain(x, target, s, self.output)
         attributions = np.ascontiguousarray(model.to_hwc(result.attributions[0]), np.float32)
         row = {
             "id": example.id,
