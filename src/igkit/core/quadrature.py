@@ -152,10 +152,9 @@ _RULES["adaptive"] = Rule(
 
 
 def _piece_ends(n: int) -> tuple[np.ndarray, np.ndarray]:
-    alphas = np.linspace(0.0, 1.0, n + 1)
-    weights = np.zeros(n + 1)
-    weights[:-1] = np.diff(alphas)
-    return alphas, weights
+    from igkit.core.pieces import uniform_pieces
+
+    return uniform_pieces(n)
 
 
 _RULES["secant"] = Rule("secant", _piece_ends, min_steps=1, includes_endpoints=True, secant=True)
