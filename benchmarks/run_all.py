@@ -139,22 +139,35 @@ def rel_l2(a, b) -> float:
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
+def reference(model, x, dev, ref_steps, bs, cache: Path | None, name: str):
+    """The Gauss-Legendre reference ``(attributions, target, F(x) - F(x'))`` of one photo, kept
+    in ``cache`` (a folder) when one is given: it does not depend on what is measured."""
+    path = cache / f"{name}_gl{ref_steps}.npz" if cache else None
+    if path is not None and path.exists():
+        z = np.load(path)
+        return z["attributions"], int(z["target"]), float(z["gap"])
+    ref = igkit.integrated_gradients(model, _torch().as_tensor(x, device=dev), steps=ref_steps,
+                                     output="softmax", batch_size=bs)
+    out = (ref.attributions, int(ref.target[0]), float(ref.score[0] - ref.baseline_score[0]))
+    if path is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        np.savez(path, attributions=out[0], target=out[1], gap=out[2])
+    return out
+
+
 def section_evaluations(model, photos, dev, ref_steps, grid, bs, tol,
-                        methods=("gauss_legendre", "adaptive", "secant")):
+                        methods=("gauss_legendre", "adaptive", "secant"), cache=None):
     torch = _torch()
     needs = {}
     results = {}
     evals = {}
     for name in NAMES:
         x = photos[name][None].transpose(0, 3, 1, 2).copy()
-        ref = igkit.integrated_gradients(model, torch.as_tensor(x, device=dev), steps=ref_steps,
-                                         output="softmax", batch_size=bs)
-        t = int(ref.target[0])
-        gap = float(ref.score[0] - ref.baseline_score[0])
+        ref_attr, t, gap = reference(model, x, dev, ref_steps, bs, cache, name)
 
-        def errs(attr, gap=gap, ref=ref):
+        def errs(attr, gap=gap, ref_attr=ref_attr):
             attr = np.asarray(attr)
-            return rel_l2(attr, ref.attributions), abs(float(attr.sum()) - gap) / abs(gap)
+            return rel_l2(attr, ref_attr), abs(float(attr.sum()) - gap) / abs(gap)
 
         per = {}
         for n in grid:
@@ -422,6 +435,8 @@ def main() -> None:
                     help="scikit-image photos (any of its RGB images, or motorcycle)")
     ap.add_argument("--grid", default=None, help="step counts of the evaluations sweep")
     ap.add_argument("--methods", default=None, help="igkit methods of the evaluations sweep")
+    ap.add_argument("--cache", default=None,
+                    help="folder keeping the evaluations' references between runs")
     ap.add_argument("--sections",
                     default="overhead,evaluations,throughput,tf_tutorial,precision,memory")
     args = ap.parse_args()
@@ -469,7 +484,8 @@ def main() -> None:
         # table shows both, equal to the printed digits).
         methods = tuple(args.methods.split(",")) if args.methods else (
             ("adaptive", "secant") if dev == "cpu" else ("gauss_legendre", "adaptive", "secant"))
-        lines, _, _ = section_evaluations(model, photos, dev, ref, grid, bs, tol, methods)
+        lines, _, _ = section_evaluations(model, photos, dev, ref, grid, bs, tol, methods,
+                                          Path(args.cache) if args.cache else None)
         print("\n".join(lines), "\n", flush=True)
         report += lines + [""]
     if "throughput" in sections:

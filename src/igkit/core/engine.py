@@ -342,8 +342,8 @@ def _secant(session, diff, gap, steps, tol, batch_size, split_paths, record):
         named = f" (operations it could not follow: {', '.join(ops)})" if ops else ""
         raise ValueError(
             "method='secant' needs a model whose only nonlinearities are elementwise "
-            f"activations such as ReLU, ReLU6, SiLU or GELU; this one has others{named}: one "
-            f"piece over the path misses completeness by {exc.miss:.2%} of F(x) - F(x'). Use "
+            f"activations such as ReLU, ReLU6, SiLU or GELU; this one has others{named}: "
+            f"pieces of the path miss completeness by {exc.miss:.2%} of F(x) - F(x'). Use "
             "method='gauss_legendre' or 'adaptive' for this model"
         ) from None
     if auto is not None and not met.all():

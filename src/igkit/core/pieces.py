@@ -3,24 +3,31 @@
 The backend integrates a piece ``[a, b]`` exactly when every activation's input moves linearly on
 it (``igkit.backends.torch_secant``); what is left is the error of units that switch inside the
 same piece as a unit feeding them. Those pile up where the path crosses many switching points,
-so the pieces are placed, like ``method="adaptive"``'s nodes, by a pilot:
+so the pieces are placed by a pilot:
 
-1. A probe: one piece over the whole first path must be complete to rounding, or the model has
-   a nonlinearity the backend cannot follow (2 points; the model is refused before the work).
-2. A pilot of ``PILOT_PIECES`` uniform pieces (for budgets of ``MIN_PIECES_FOR_PILOT`` pieces
-   or more), each piece's integral kept on its own. Where the average gradient jumps from one
-   piece to the next, switching is dense: piece ``c`` gets the roughness ``r_c``, the mean of
-   ``||(x - x') * (S_{c+1} - S_c)||`` over its two borders (``S`` the pieces' mean gradients).
-3. The final pass: ``steps`` pieces whose density along alpha follows ``r^(2/3)`` (mixed with a
-   uniform floor), cut at the quantiles of that density.
+1. A pilot of ``PILOT_PIECES`` uniform pieces ("regions"), each region's integral kept on its
+   own. Every piece is complete to rounding when the backend followed every nonlinearity, so
+   the pilot (of the first path, before any other work) refuses models with others.
+   Where the average gradient jumps from one region to the next, switching is dense: region
+   ``c`` gets the roughness ``r_c``, the mean of ``||(x - x') * (S_{c+1} - S_c)||`` over its two
+   borders (``S`` the regions' mean gradients).
+2. The final pass: ``k_c >= 1`` pieces of equal width in region ``c``, ``k_c`` following
+   ``r_c^(2/3)`` (mixed with a uniform floor), ``sum(k_c) = steps``. The pilot's grid is part of
+   the final one, so each region's integral is known at both resolutions.
+3. The error estimate, free of further model calls: region ``c``'s pilot error is about the
+   change ``d_c`` of its integral from the pilot's one piece to the final ``k_c``, and the
+   final error there about ``d_c * k_c^(-1.5)``; regions with one piece take
+   ``d_c = PILOT_ERROR_PER_ROUGHNESS * r_c / PILOT_PIECES`` from the roughness. The attribution
+   error is estimated as ``ERROR_SCALE * sqrt(sum_c (d_c k_c^-1.5)^2)`` relative to the
+   attributions' norm.
 
-Measured on EfficientNet-Lite0 and the three demo photos against a Gauss-Legendre 2048
-reference: with 64 pieces the attribution error is 1.2 / 0.8 / 0.6 % placed by the pilot, against
-2.8 / 2.2 / 0.7 % uniform and 3.8 / 5.3 / 2.7 % for Gauss-Legendre with 64 points.
+Budgets under ``MIN_PIECES_FOR_PILOT`` pieces run uniform pieces after a 2-point probe (one
+piece over the first path) that refuses models the same way.
 
-``steps="auto"`` refines the placed pieces 48, 96, 192, ... (at tol 1 %) and stops when
-``CHANGE_TO_ERROR`` times the change from the previous level is within ``tol``; completeness is
-exact at every level, so it cannot serve as the stopping rule.
+``steps="auto"`` picks the first budget from the same estimate with ``d_c`` predicted from the
+roughness, runs it, and stops when the measured estimate is within ``tol``; otherwise it runs
+the budget the measured ``d_c`` call for. Completeness is exact for every budget, so it cannot
+serve as the stopping rule. Calibration and out-of-sample checks: ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -30,14 +37,15 @@ from collections.abc import Callable
 import numpy as np
 
 from igkit.backends.base import Taken
-from igkit.core.completeness import relative_change
 from igkit.core.planner import RowBatch, all_rows
 
 __all__ = [
     "PILOT_PIECES",
     "SecantRun",
+    "allocate_pieces",
     "piece_roughness",
-    "place_pieces",
+    "region_error",
+    "region_pieces",
     "uniform_pieces",
 ]
 
@@ -45,17 +53,22 @@ PILOT_PIECES = 16
 MIN_PIECES_FOR_PILOT = 32
 PLACEMENT_POWER = 2.0 / 3.0
 FLOOR_SHARE = 0.1
-# "auto" starts at this many pieces for tol = 1 % and scales it as tol^-0.75 (the secant error
-# falls about as n^-1.35 on EfficientNet-Lite0). Doubling from 32 stopped the demo photos at 128
-# pieces (errors 0.45 / 0.42 %, 261 evaluations); from 48 the second level, 96, can already
-# pass. Chosen on the three demo photos; benchmarks/RESULTS.md checks it on three others.
-AUTO_FIRST_PIECES = 48
+# A region's secant error falls as k^-ERROR_POWER with its k pieces (measured on
+# EfficientNet-Lite0: the ratio of the true error to the estimate is flat from 48 to 96 pieces).
+ERROR_POWER = 1.5
+# True attribution error / sqrt(sum_c (d_c k_c^-1.5)^2): 1.3-2.1 on the calibration photos; the
+# largest is used, so that the estimate errs high. See benchmarks/RESULTS.md.
+ERROR_SCALE = 2.1
+# A region's pilot error / (r_c * width): 0.13-0.5, about 0.2 overall.
+PILOT_ERROR_PER_ROUGHNESS = 0.25
+# "auto" never plans fewer pieces, and adds at least this share when it must refine.
+AUTO_MIN_PIECES = 32
+AUTO_MIN_GROWTH = 1.25
+# "auto" plans the next budget for this share of tol, so that one refinement usually suffices.
+AUTO_PLAN_SHARE = 0.8
 # A piece is complete up to rounding when every nonlinearity of the model was seen; a residual
 # above this share of |F(x) - F(x')| (or of the summed |terms|, for a tiny gap) means one was not.
 SECANT_RESIDUAL = 1e-3
-# "auto" estimates the attribution error as this times the change at the last doubling of the
-# pieces; see benchmarks/RESULTS.md for its calibration.
-CHANGE_TO_ERROR = 0.7
 
 
 def uniform_pieces(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -82,28 +95,60 @@ def piece_roughness(integrals: np.ndarray, grid: np.ndarray, diff: np.ndarray) -
     return r
 
 
-def place_pieces(grid: np.ndarray, roughness: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` pieces whose density on each pilot piece follows ``roughness^(2/3)`` with a floor;
-    returns the ``n + 1`` ends and their weights."""
+def allocate_pieces(roughness: np.ndarray, n: int) -> np.ndarray:
+    """Pieces per region, ``>= 1`` each and ``n`` in all (``n >= len(roughness)``): shares
+    follow ``roughness^(2/3)`` mixed with a ``FLOOR_SHARE`` uniform floor, rounded by largest
+    remainders."""
+    m = roughness.shape[0]
     dens = roughness**PLACEMENT_POWER
-    total = float(dens.mean())
-    dens = (1.0 - FLOOR_SHARE) * dens / total + FLOOR_SHARE if total > 0 else np.ones_like(dens)
-    cdf = np.concatenate([[0.0], np.cumsum(dens * np.diff(grid))])
-    cdf /= cdf[-1]
-    alphas = np.interp(np.linspace(0.0, 1.0, n + 1), cdf, grid)
-    alphas[0], alphas[-1] = 0.0, 1.0
-    return _with_widths(alphas)
+    total = float(dens.sum())
+    share = ((1.0 - FLOOR_SHARE) * dens / total + FLOOR_SHARE / m) if total > 0 else (
+        np.full(m, 1.0 / m))
+    raw = share * n
+    k = np.maximum(1, np.floor(raw)).astype(np.int64)
+    while k.sum() > n:  # the floor of one piece took more than the shares gave
+        k[np.argmax(np.where(k > 1, k - raw, -np.inf))] -= 1
+    k[np.argsort(k - raw, kind="stable")[: n - int(k.sum())]] += 1
+    return k
 
 
-def auto_first_pieces(tol: float, max_steps: int) -> int:
-    """The first level of ``steps="auto"``: ``AUTO_FIRST_PIECES`` at tol 1 %, more for tighter
-    tolerances (a multiple of 8, from 16 up to ``max_steps``)."""
-    n = AUTO_FIRST_PIECES * (0.01 / tol) ** 0.75
-    return int(min(max_steps, max(16, 8 * round(n / 8))))
+def region_pieces(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ends of ``counts[c]`` equal pieces in each of ``len(counts)`` equal regions of
+    [0, 1], their weights, and the region of the piece each end starts (the last end: the last
+    region)."""
+    m = counts.shape[0]
+    grid = np.linspace(0.0, 1.0, m + 1)
+    alphas = np.concatenate(
+        [np.linspace(grid[c], grid[c + 1], int(counts[c]) + 1)[:-1] for c in range(m)] + [[1.0]]
+    )
+    regions = np.append(np.repeat(np.arange(m), counts), m - 1)
+    return (*_with_widths(alphas), regions)
+
+
+def region_error(change: np.ndarray, roughness: np.ndarray, counts: np.ndarray) -> float:
+    """Estimated attribution error (a norm) of a final pass with ``counts`` pieces per region.
+
+    ``change[c]``: ``||pilot integral - final integral||`` of region ``c`` (the pilot's error
+    there), or ``None`` to predict it from the roughness. Regions with one piece cannot measure
+    it and predict it too."""
+    predicted = PILOT_ERROR_PER_ROUGHNESS * roughness / roughness.shape[0]
+    pilot_error = predicted if change is None else np.where(counts >= 2, change, predicted)
+    left = pilot_error * counts.astype(np.float64) ** -ERROR_POWER
+    return ERROR_SCALE * float(np.sqrt(np.sum(left**2)))
+
+
+def plan_pieces(change: np.ndarray | None, roughness: np.ndarray, target: float, low: int,
+                high: int) -> int:
+    """The fewest pieces (a multiple of 8 in ``[low, high]``) whose estimated error is within
+    ``target`` (a norm); ``high`` when none is."""
+    n = low
+    while n < high and region_error(change, roughness, allocate_pieces(roughness, n)) > target:
+        n += 8
+    return min(n, high)
 
 
 class SecantRun:
-    """Runs the probe, pilot and pieces for every path of one call.
+    """Runs the pilot (or probe) and the pieces for every path of one call.
 
     Args:
         accumulate: ``rows -> (Taken, evaluations per path index, summed piece residual)``.
@@ -130,82 +175,113 @@ class SecantRun:
         """Adds the session's evaluations per row path id; ``per`` virtual paths per path."""
         np.add.at(self.evaluations, np.arange(counts.shape[0]) // per, counts)
 
+    def _check(self, residual: float, path: int, sums: np.ndarray, pieces: int) -> None:
+        """Raises ``_NotSecantModel`` when ``pieces`` equal pieces over ``path`` (whose gradient
+        sums are ``sums``) missed completeness by more than rounding: a nonlinearity the
+        backend did not follow. Such a miss falls about as 1 / pieces (each piece's as its
+        width squared), while rounding does not; the threshold falls with it."""
+        gap = abs(float(self._gap[path]))
+        scale = gap + 0.1 * float(np.abs(self._diff[path] * sums).sum())
+        if residual * pieces > SECANT_RESIDUAL * scale:
+            raise _NotSecantModel(residual / max(gap, 1e-300))
+
     def probe(self) -> None:
-        """One piece over path 0; raises ValueError when it is not complete to rounding."""
+        """One piece over path 0; raises when it is not complete to rounding."""
         alphas, weights = uniform_pieces(1)
         taken, counts, residual = self._accumulate(all_rows([0], [alphas], [weights]))
         self._count(counts)
-        gap = abs(float(self._gap[0]))
-        scale = gap + 0.1 * float(np.abs(self._diff[0] * taken.sums[0]).sum())
-        if residual > SECANT_RESIDUAL * scale:
-            raise _NotSecantModel(residual / max(gap, 1e-300))
+        self._check(residual, 0, taken.sums[0], 1)
 
-    def pilot(self, paths: np.ndarray) -> list[np.ndarray]:
-        """Roughness per pilot piece for each of ``paths``."""
+    def _by_region(self, paths: np.ndarray, ends: list, weights: list, regions: list):
+        """Integrates the given pieces, keeping each region's gradient sum apart: ``(len(paths),
+        m, ...)``, the Taken (scores per row) and the summed piece residual."""
         m = PILOT_PIECES
-        grid, weights = uniform_pieces(m)
+        owners = [r + p * m for p, r in zip(paths, regions, strict=True)]
+        rows = RowBatch(np.concatenate(owners), np.concatenate(ends), np.concatenate(weights))
         self._split(m)
-        owners = [np.minimum(np.arange(m + 1), m - 1) + p * m for p in paths]
-        rows = RowBatch(np.concatenate(owners), np.tile(grid, paths.shape[0]),
-                        np.tile(weights, paths.shape[0]))
         try:
-            taken, counts, _ = self._accumulate(rows)
+            taken, counts, residual = self._accumulate(rows)
         finally:
             self._split(1)
         self._count(counts, per=m)
-        sums = taken.sums.reshape(-1, m, *self._diff.shape[1:])
-        return [piece_roughness(sums[p], grid, self._diff[p]) for p in paths]
+        sums = taken.sums.reshape(-1, m, *self._diff.shape[1:])[paths]
+        return sums, taken, residual
 
-    def level(self, paths: np.ndarray, ends: list[np.ndarray], weights: list[np.ndarray]):
-        """Integrates the given pieces of each path; returns the attributions ``(len(paths),
-        ...)`` and the per-path scores at the ends."""
-        taken, counts, _ = self._accumulate(all_rows([int(p) for p in paths], ends, weights))
-        self._count(counts)
-        return self._diff[paths] * taken.sums[paths], taken
+    def pilot(self, paths: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The pilot's region attributions ``(len(paths), m, ...)`` and roughness per path. The
+        first path runs alone first: its pieces double as the check that the model is one the
+        backend follows, before the other paths' work."""
+        m = PILOT_PIECES
+        ends, weights, regions = region_pieces(np.ones(m, dtype=np.int64))
+        parts = []
+        for group in (paths[:1], paths[1:]):
+            if group.size:
+                n = group.shape[0]
+                sums, _, residual = self._by_region(group, [ends] * n, [weights] * n,
+                                                    [regions] * n)
+                if not parts:
+                    self._check(residual, int(group[0]), sums[0].sum(axis=0), m)
+                parts.append(sums)
+        sums = np.concatenate(parts)
+        grid = uniform_pieces(m)[0]
+        rough = [piece_roughness(sums[j], grid, self._diff[p]) for j, p in enumerate(paths)]
+        return self._diff[paths][:, None] * sums, rough
 
     def run(self, paths: np.ndarray, steps: int | None, tol: float, max_steps: int, record):
-        """Fixed ``steps`` pieces, or (``steps=None``) refinement until ``tol``.
-
-        Returns ``(attributions, pieces used, met)`` per path.
-        """
-        self.probe()
+        """Fixed ``steps`` pieces, or (``steps=None``) pieces until the estimated error is
+        within ``tol``. Returns ``(attributions, pieces used, met)`` per path."""
         n_paths = paths.shape[0]
-        first = steps if steps is not None else auto_first_pieces(tol, max_steps)
-        rough = self.pilot(paths) if first >= MIN_PIECES_FOR_PILOT else None
-
-        def plan(n: int, active: np.ndarray):
-            if rough is None:
-                e, w = uniform_pieces(n)
-                return [e] * active.shape[0], [w] * active.shape[0]
-            grid = uniform_pieces(PILOT_PIECES)[0]
-            placed = [place_pieces(grid, rough[int(np.searchsorted(paths, p))], n)
-                      for p in active]
-            return [e for e, _ in placed], [w for _, w in placed]
-
         attr = np.zeros_like(self._diff[paths])
+        if steps is None and max_steps < MIN_PIECES_FOR_PILOT:
+            # Too few pieces for a pilot, so nothing to estimate the error with.
+            attr, used, _ = self.run(paths, max_steps, tol, max_steps, record)
+            return attr, used, np.zeros(n_paths, dtype=bool)
+        if steps is not None and steps < MIN_PIECES_FOR_PILOT:
+            self.probe()
+            ends, weights = uniform_pieces(steps)
+            taken, counts, _ = self._accumulate(
+                all_rows([int(p) for p in paths], [ends] * n_paths, [weights] * n_paths))
+            self._count(counts)
+            record(paths, [ends] * n_paths, taken)
+            return (self._diff[paths] * taken.sums[paths], np.full(n_paths, steps),
+                    np.ones(n_paths, dtype=bool))
+        pilot, rough = self.pilot(paths)
+        norms = np.array([np.linalg.norm(a.sum(axis=0)) for a in pilot])
+        lo = min(max_steps, AUTO_MIN_PIECES)
+        if steps is None:
+            n = np.array([plan_pieces(None, r, tol * s, lo, max_steps)
+                          for r, s in zip(rough, norms, strict=True)])
+        else:
+            n = np.full(n_paths, int(steps))
         used = np.zeros(n_paths, dtype=np.int64)
         met = np.ones(n_paths, dtype=bool)
-        active, n, prev = paths, first, None
-        while True:
-            ends, weights = plan(n, active)
-            level, taken = self.level(active, ends, weights)
-            pos = np.searchsorted(paths, active)
-            record(active, ends, taken)
-            done = np.ones(active.shape[0], dtype=bool)
-            if steps is None:
-                done[:] = False
-                if prev is not None:
-                    done = np.array([CHANGE_TO_ERROR * relative_change(level[j], prev[j]) <= tol
-                                     for j in range(active.shape[0])])
-            attr[pos] = level
-            used[pos] = n
-            if done.all():
+        active = np.arange(n_paths)
+        while active.size:
+            counts = [allocate_pieces(rough[j], int(n[j])) for j in active]
+            placed = [region_pieces(k) for k in counts]
+            sums, taken, _ = self._by_region(paths[active], [e for e, _, _ in placed],
+                                              [w for _, w, _ in placed],
+                                              [r for _, _, r in placed])
+            record(paths[active], [e for e, _, _ in placed], taken)
+            final = self._diff[paths[active]][:, None] * sums
+            attr[active] = final.sum(axis=1)
+            used[active] = n[active]
+            if steps is not None:
                 break
-            if n >= max_steps:
-                met[pos[~done]] = False
-                break
-            active, prev = active[~done], level[~done]
-            n = min(2 * n, max_steps)
+            still = []
+            for i, j in enumerate(active):
+                change = np.linalg.norm((pilot[j] - final[i]).reshape(PILOT_PIECES, -1), axis=1)
+                scale = float(np.linalg.norm(attr[j]))
+                if region_error(change, rough[j], counts[i]) <= tol * scale:
+                    continue
+                if n[j] >= max_steps:
+                    met[j] = False
+                    continue
+                grow = int(np.ceil(AUTO_MIN_GROWTH * n[j] / 8)) * 8
+                n[j] = plan_pieces(change, rough[j], AUTO_PLAN_SHARE * tol * scale,
+                                   min(grow, max_steps), max_steps)
+                still.append(j)
+            active = np.array(still, dtype=np.int64)
         return attr, used, met
 
 
