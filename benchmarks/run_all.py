@@ -13,7 +13,9 @@ Sections (each prints a markdown table; ``--out FILE`` also writes them):
 4. tf_tutorial: igkit on the Keras port of the default model beside the TF tutorial's algorithm
    written by hand (same trapezoid nodes): time ratio, and agreement of the attributions;
 5. precision: float32 / tf32 / bf16 / fp16 speed beside their attribution and completeness error;
-6. memory: peak at steps=1024 / peak at steps=32, same batch size, fresh processes.
+6. memory: peak at steps=1024 / peak at steps=32, same batch size, fresh processes;
+7. compile: the hand-written loop with torch.compile beside the eager model (time, and how far
+   the attributions move).
 """
 
 from __future__ import annotations
@@ -297,6 +299,40 @@ def section_throughput(model, photos, dev, bs, tol, n_gl, rounds, n_secant=96):
     return lines, out
 
 
+def section_compile(model, photos, dev, n, bs, rounds):
+    """torch.compile on the hand-written IG loop: compile time, then time per call beside the
+    eager model's, and how far the compiled attributions move (kernels fuse differently)."""
+    torch = _torch()
+    x = torch.as_tensor(photos["chelsea"][None].transpose(0, 3, 1, 2).copy(), device=dev)
+    target = int(torch.softmax(model(x), -1).argmax())
+    compiled = torch.compile(model)
+    sync(dev)
+    t0 = time.perf_counter()
+    out_c = hand_ig(compiled, x, target, n, bs)
+    sync(dev)
+    first = time.perf_counter() - t0
+    out_e = hand_ig(model, x, target, n, bs)
+    times = {"eager": [], "torch.compile": []}
+    for _ in range(rounds):
+        for label, m in (("eager", model), ("torch.compile", compiled)):
+            sync(dev)
+            t0 = time.perf_counter()
+            hand_ig(m, x, target, n, bs)
+            sync(dev)
+            times[label].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    moved = rel_l2(out_c.detach().cpu().numpy(), out_e.detach().cpu().numpy())
+    lines = [f"## torch.compile: IG with n={n} Gauss-Legendre steps by hand, batch {bs}, chelsea, "
+             f"{rounds} interleaved rounds", "",
+             "| | value |", "|---|---|",
+             f"| compile and first call, s | {first:.1f} |",
+             f"| eager, median s per call | {med['eager']:.3f} |",
+             f"| compiled, median s per call | {med['torch.compile']:.3f} |",
+             f"| ratio compiled / eager | {med['torch.compile'] / med['eager']:.3f} |",
+             f"| attributions moved (relative L2) | {moved:.1e} |"]
+    return lines, med["torch.compile"] / med["eager"]
+
+
 def tf_tutorial_ig(model, image, target: int, m_steps: int, batch: int):
     """The TensorFlow IG tutorial's algorithm on a Keras model, written out by hand: m_steps + 1
     images from the black baseline to the input, softmax gradients in batches under a
@@ -438,7 +474,8 @@ def main() -> None:
     ap.add_argument("--cache", default=None,
                     help="folder keeping the evaluations' references between runs")
     ap.add_argument("--sections",
-                    default="overhead,evaluations,throughput,tf_tutorial,precision,memory")
+                    default="overhead,evaluations,throughput,tf_tutorial,precision,memory,"
+                            "compile")
     args = ap.parse_args()
     torch = _torch()
     dev = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
@@ -505,6 +542,11 @@ def main() -> None:
     if "memory" in sections:
         # Batch 16: at steps=32 a batch of 64 would be half empty, flattering the small run.
         lines, _ = section_memory(dev, 16, args.weights)
+        print("\n".join(lines), "\n", flush=True)
+        report += lines + [""]
+    if "compile" in sections:
+        lines, _ = section_compile(model, photos, dev, 64 if dev == "cpu" else 256, bs,
+                                   3 if args.quick else 5)
         print("\n".join(lines), "\n", flush=True)
         report += lines + [""]
     if args.out:

@@ -56,10 +56,13 @@ FLOOR_SHARE = 0.1
 # A region's secant error falls as k^-ERROR_POWER with its k pieces (measured on
 # EfficientNet-Lite0: the ratio of the true error to the estimate is flat from 48 to 96 pieces).
 ERROR_POWER = 1.5
-# True attribution error / sqrt(sum_c (d_c k_c^-1.5)^2): 1.3-2.1 on the calibration photos; the
-# largest is used, so that the estimate errs high. See benchmarks/RESULTS.md.
+# True attribution error / sqrt(sum_c (d_c k_c^-1.5)^2) at 48-96 pieces on six calibration photos
+# (the three demo photos, hubble_deep_field, retina, colorwheel): 1.14-2.10, the largest (chelsea)
+# used, so that the estimate errs high. See benchmarks/RESULTS.md.
 ERROR_SCALE = 2.1
-# A region's pilot error / (r_c * width): 0.13-0.5, about 0.2 overall.
+# The measured sqrt(sum_c (d_c k_c^-1.5)^2) against the same sum with d_c = r_c * width: 0.15-0.30
+# on those photos. For the first budget (and regions with one piece) d_c is predicted with this
+# factor; above it (colorwheel) the first budget falls short and a second one runs.
 PILOT_ERROR_PER_ROUGHNESS = 0.25
 # "auto" never plans fewer pieces, and adds at least this share when it must refine.
 AUTO_MIN_PIECES = 32
