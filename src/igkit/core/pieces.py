@@ -57,7 +57,7 @@ FLOOR_SHARE = 0.1
 # EfficientNet-Lite0: the ratio of the true error to the estimate is flat from 48 to 96 pieces).
 ERROR_POWER = 1.5
 # True attribution error / sqrt(sum_c (d_c k_c^-1.5)^2) at 48-96 pieces on six calibration photos
-# (the three demo photos, hubble_deep_field, retina, colorwheel): 1.14-2.10, the largest (chelsea)
+# (the three demo photos, hubble_deep_field, retina, colorwheel): 1.14-2.09, the largest (chelsea)
 # used, so that the estimate errs high. See benchmarks/RESULTS.md.
 ERROR_SCALE = 2.1
 # The measured sqrt(sum_c (d_c k_c^-1.5)^2) against the same sum with d_c = r_c * width: 0.15-0.30
