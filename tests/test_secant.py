@@ -146,7 +146,7 @@ def test_auto_stops_when_its_error_estimate_is_within_tol():
     for i in range(2):
         assert _rel(res.attributions[i], ref.attributions[i]) < 0.005
         n = int(res.steps[i])
-        assert n % 8 == 0 and n >= pieces.AUTO_MIN_PIECES
+        assert n % 8 == 0 and n >= pieces.MIN_PIECES_FOR_PILOT
         # The pilot's 17 points, then n + 1 (more if a first budget fell short); batches of
         # 16 repeat a point where they end inside a path.
         assert 17 + n + 1 <= res.evaluations[i]

@@ -64,8 +64,8 @@ ERROR_SCALE = 2.1
 # on those photos. For the first budget (and regions with one piece) d_c is predicted with this
 # factor; above it (colorwheel) the first budget falls short and a second one runs.
 PILOT_ERROR_PER_ROUGHNESS = 0.25
-# "auto" never plans fewer pieces, and adds at least this share when it must refine.
-AUTO_MIN_PIECES = 32
+# "auto" plans at least MIN_PIECES_FOR_PILOT pieces, and adds at least this share when it must
+# refine.
 AUTO_MIN_GROWTH = 1.25
 # "auto" plans the next budget for this share of tol, so that one refinement usually suffices.
 AUTO_PLAN_SHARE = 0.8
@@ -234,7 +234,6 @@ class SecantRun:
         """Fixed ``steps`` pieces, or (``steps=None``) pieces until the estimated error is
         within ``tol``. Returns ``(attributions, pieces used, met)`` per path."""
         n_paths = paths.shape[0]
-        attr = np.zeros_like(self._diff[paths])
         if steps is None and max_steps < MIN_PIECES_FOR_PILOT:
             # Too few pieces for a pilot, so nothing to estimate the error with.
             attr, used, _ = self.run(paths, max_steps, tol, max_steps, record)
@@ -250,12 +249,12 @@ class SecantRun:
                     np.ones(n_paths, dtype=bool))
         pilot, rough = self.pilot(paths)
         norms = np.array([np.linalg.norm(a.sum(axis=0)) for a in pilot])
-        lo = min(max_steps, AUTO_MIN_PIECES)
         if steps is None:
-            n = np.array([plan_pieces(None, r, tol * s, lo, max_steps)
+            n = np.array([plan_pieces(None, r, tol * s, MIN_PIECES_FOR_PILOT, max_steps)
                           for r, s in zip(rough, norms, strict=True)])
         else:
             n = np.full(n_paths, int(steps))
+        attr = np.zeros_like(self._diff[paths])
         used = np.zeros(n_paths, dtype=np.int64)
         met = np.ones(n_paths, dtype=bool)
         active = np.arange(n_paths)
