@@ -183,8 +183,8 @@ def section_evaluations(model, photos, dev, ref_steps, grid, bs, tol,
                 r = igkit.integrated_gradients(model, x, target=t, steps=n, method=method,
                                                output="softmax", batch_size=bs)
                 per[(f"igkit {method}", n)] = errs(r.attributions)
-                # Secant: n pieces cost n + 1 points, the pilot (or a probe) and the points
-                # repeated where a batch ends inside the path; count what ran.
+                # Secant: n pieces cost n + 1 points and the pilot (or a probe); count what
+                # ran.
                 evals[(f"igkit {method}", n)] = int(r.evaluations[0])
         autos = {}
         with warnings.catch_warnings():
@@ -211,8 +211,7 @@ def section_evaluations(model, photos, dev, ref_steps, grid, bs, tol,
         f"Reference: igkit Gauss-Legendre {ref_steps}. Fixed-step methods: first n of the sweep "
         f"{list(grid)} meeting both (an oracle choice a user cannot make), counted in model "
         "evaluations (secant: n pieces are n + 1 points, plus its pilot of 17 points from 32 "
-        "pieces up, or a 2-point probe below, and the points repeated at batch ends); auto: "
-        "what it used.",
+        "pieces up, or a 2-point probe below); auto: what it used.",
         "",
         "| method | " + " | ".join(NAMES) + " | median |",
         "|---|" + "---|" * (len(NAMES) + 1),

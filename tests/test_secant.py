@@ -109,7 +109,8 @@ def test_smooth_network_converges_at_second_order():
 
 @pytest.mark.parametrize("steps", [7, 40])
 def test_batches_and_paths_pack_without_changing_the_result(steps):
-    # Pieces never straddle a batch: a batch ending inside a path hands its last point on.
+    # A batch hands its last point's activations on, so its first row ends the piece from
+    # there: batches of 3 evaluate every point once, like one batch of 64.
     # With 40 pieces a pilot places them per path first.
     model = _cnn(nn.ReLU(), nn.ReLU())
     x = _photos(3)
@@ -118,14 +119,13 @@ def test_batches_and_paths_pack_without_changing_the_result(steps):
     small = igkit.integrated_gradients(model, x, batch_size=3, **kw)
     np.testing.assert_allclose(small.attributions, one.attributions, rtol=0, atol=1e-13)
     np.testing.assert_array_equal(small.steps, [steps] * 3)
-    # 8 points per path and 2 paths per image, plus the 2-point probe on the first path; with
-    # batches of 3 every batch but the last of a path repeats a point. 40 pieces: a pilot of
-    # 16 pieces (17 points) per path, then 41 points.
+    # 8 points per path and 2 paths per image, plus the 2-point probe on the first path. 40
+    # pieces: a pilot of 16 pieces (17 points) per path, then 41 points.
     if steps == 7:
         assert one.evaluations.tolist() == [2 * 8 + 2, 16, 16]
     else:
-        assert 2 * (17 + 41) <= one.evaluations[1] <= 2 * (17 + 41) + 2
-    assert small.evaluations.min() > one.evaluations.max()
+        assert one.evaluations.tolist() == [2 * (17 + 41)] * 3
+    np.testing.assert_array_equal(small.evaluations, one.evaluations)
     single = [igkit.integrated_gradients(model, x[i], **kw).attributions for i in range(3)]
     np.testing.assert_allclose(np.stack(single), one.attributions, rtol=0, atol=1e-13)
 
@@ -147,8 +147,7 @@ def test_auto_stops_when_its_error_estimate_is_within_tol():
         assert _rel(res.attributions[i], ref.attributions[i]) < 0.005
         n = int(res.steps[i])
         assert n % 8 == 0 and n >= pieces.MIN_PIECES_FOR_PILOT
-        # The pilot's 17 points, then n + 1 (more if a first budget fell short); batches of
-        # 16 repeat a point where they end inside a path.
+        # The pilot's 17 points, then n + 1 (more if a first budget fell short).
         assert 17 + n + 1 <= res.evaluations[i]
     # A budget too small for the tolerance is used in full and reported.
     with pytest.warns(igkit.NotConvergedWarning, match="tol=1e-05"):
@@ -234,9 +233,8 @@ def test_models_with_other_nonlinearities_are_refused_by_name_before_the_work(ki
     model.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
     with pytest.raises(ValueError, match=f"elementwise.*{culprit}.*gauss_legendre"):
         igkit.integrated_gradients(model, _photos(2), method="secant", steps=200)
-    # F(x), F(x') of both, then the first path's pilot (17 points, a repeat where a batch
-    # ends): no 201 points.
-    assert sum(calls) <= 4 + 18
+    # F(x), F(x') of both, then the first path's pilot (17 points): no 201 points.
+    assert sum(calls) == 4 + 17
 
 
 def test_refuses_other_frameworks_and_reduced_precision():
@@ -290,5 +288,9 @@ def test_out_of_memory_halves_the_batches_and_loses_nothing():
     res = igkit.integrated_gradients(tight, x, method="secant", steps=40, batch_size=64)
     np.testing.assert_allclose(res.attributions, ref.attributions, rtol=0, atol=1e-13)
     assert max(tight.sizes) <= 7
-    with pytest.raises(OutOfMemory, match="single piece"):
-        igkit.integrated_gradients(OomAbove(model, 1), x, method="secant", steps=4)
+    # One point per batch still works (its piece starts at the previous batch's point).
+    one = OomAbove(model, 1)
+    res = igkit.integrated_gradients(one, x, method="secant", steps=40, batch_size=64)
+    np.testing.assert_allclose(res.attributions, ref.attributions, rtol=0, atol=1e-13)
+    with pytest.raises(OutOfMemory, match="single point"):
+        igkit.integrated_gradients(OomAbove(model, 0), x, method="secant", steps=4)

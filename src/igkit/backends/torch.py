@@ -264,44 +264,45 @@ class TorchSession:
 
         ``rows`` holds every path's points in increasing alpha; a row's weight is the width of
         the piece it starts (0 on a path's last point), and the piece's integral is added to
-        the sum of that row's path. Each batch's rows are evaluated with
-        secant slopes (``igkit.backends.torch_secant``) and the piece integrals, ``width *
-        secant gradient``, are added into the path sums. A piece never straddles two batches:
-        a batch that ends inside a path hands its last point on to the next batch, which
-        evaluates it again. A batch that runs out of memory is retried in halves.
+        the sum of that row's path. The rows are evaluated in batches with secant slopes
+        (``igkit.backends.torch_secant``), each row carrying the piece it ends; a batch keeps
+        its last row's activation inputs and output for the next batch's first piece, so every
+        point is evaluated once. A batch that runs out of memory is retried in halves.
 
         Returns:
-            The rows evaluated per path index, repeated boundary points included.
+            The rows evaluated per path index.
         """
         torch = self._torch
-        size = max(2, batch_size)
-        start, repeated = 0, False
-        evaluated = np.zeros(int(rows.path.max()) + 1 if len(rows) else 0, dtype=np.int64)
-        while start < len(rows):
-            stop = min(len(rows), start + size)
-            part = rows.slice(start, stop)
-            segments = int(np.count_nonzero(np.diff(part.path))) + 1
+        n = len(rows)
+        # Row k + 1 carries piece k: its width, and the path whose sum it goes to.
+        width = np.zeros(n)
+        width[1:] = rows.weight[:-1]
+        owner = rows.path.copy()
+        owner[1:] = rows.path[:-1]
+        start, size, before = 0, max(1, batch_size), None
+        while start < n:
+            stop = min(n, start + size)
+            part = RowBatch(rows.path[start:stop], rows.alpha[start:stop], width[start:stop])
             try:
-                self._interval_batch(part, segments, repeated)
+                before = self._interval_batch(part, owner[start:stop], before)
             except torch.OutOfMemoryError:
-                size = self._halved(stop - start, 2, "a single piece of the path")
+                size = self._halved(stop - start, 1, "a single point of the path")
                 continue
-            evaluated += np.bincount(part.path, minlength=evaluated.shape[0])
-            # A batch ending inside a path hands its last point on: the piece from there is
-            # the next batch's first.
-            repeated = stop < len(rows) and rows.weight[stop - 1] != 0
-            start = stop - 1 if repeated else stop
-        return evaluated
+            start = stop
+        return np.bincount(rows.path, minlength=int(rows.path.max()) + 1 if n else 0)
 
-    def _interval_batch(self, part: RowBatch, segments: int, repeated: bool) -> None:
-        from igkit.backends.torch_secant import SecantMode, interval_seeds, piece_starts
+    def _interval_batch(self, part: RowBatch, owner: np.ndarray, before):
+        """One batch of ``method="secant"``; ``part.weight`` is the width of the piece each
+        row ends. ``before``: the previous batch's last row (activation inputs, output), or
+        ``None``. Returns this batch's, for the next."""
+        from igkit.backends.torch_secant import SecantMode, interval_seeds
 
         torch = self._torch
         idx = self._t(part.path, torch.long)
         weight = self._t(part.weight)
         alpha = self._t(part.alpha).view((-1,) + (1,) * (self._base.dim() - 1))
-        starts = piece_starts(weight)
-        mode = SecantMode()
+        ends = weight != 0
+        mode = SecantMode(None if before is None else before[0])
         with torch.enable_grad():
             xb = (self._base[idx] + alpha * self._diff[idx]).requires_grad_(True)
             with self._autocast(), mode:
@@ -312,21 +313,23 @@ class TorchSession:
                     "callable that picks the class scores from it"
                 )
             self.unhandled_ops |= mode.unhandled
-            seeds, s = interval_seeds(out, self._transform, self._target[idx], starts)
+            seeds, d_score, s = interval_seeds(out, self._transform, self._target[idx], ends,
+                                               None if before is None else before[1])
             seeds = seeds * weight.to(seeds.dtype)[:, None]
             if not out.requires_grad:
                 raise DisconnectedModelError(_DISCONNECTED)
             (g,) = torch.autograd.grad(out, xb, seeds.to(out.dtype), allow_unused=True)
         if g is None:
             raise DisconnectedModelError(_DISCONNECTED)
-        self._reduce(idx, g, torch.ones_like(weight), segments)
-        # Each piece's completeness: width * secant gradient . (x - x') = s[k+1] - s[k].
+        owners = self._t(owner, torch.long)
+        segments = int(np.count_nonzero(np.diff(owner))) + 1
+        self._reduce(owners, g, torch.ones_like(weight), segments)
+        # Each piece's completeness: width * secant gradient . (x - x') = s[k] - s[k-1].
         moved = (g.reshape(len(part), -1).to(torch.float64)
                  * self._diff[idx].reshape(len(part), -1).to(torch.float64)).sum(1)
-        d_score = torch.zeros_like(moved)
-        d_score[:-1] = (s[1:] - s[:-1]) * starts[:-1]
         self.piece_residual += float((moved - d_score).abs().sum())
-        self._scores.append((s[1:] if repeated else s).to(self._tdtype))
+        self._scores.append(s.to(self._tdtype))
+        return mode.after, out[-1:].detach()
 
     def take(self) -> Taken:
         torch = self._torch
