@@ -146,14 +146,66 @@ def test_auto_stops_when_its_error_estimate_is_within_tol():
     for i in range(2):
         assert _rel(res.attributions[i], ref.attributions[i]) < 0.005
         n = int(res.steps[i])
-        assert n % 8 == 0 and n >= pieces.MIN_PIECES_FOR_PILOT
-        # The pilot's 17 points, then n + 1 (more if a first budget fell short).
+        assert n >= pieces.MIN_PIECES_FOR_PILOT
+        # The pilot's 17 points, then n + 1 (more if regions were refined).
         assert 17 + n + 1 <= res.evaluations[i]
     # A budget too small for the tolerance is used in full and reported.
     with pytest.warns(igkit.NotConvergedWarning, match="tol=1e-05"):
         tight = igkit.integrated_gradients(model, x, method="secant", steps="auto", tol=1e-5,
                                            max_steps=40, **kw)
     assert tight.steps.tolist() == [40, 40]
+
+
+def test_refining_runs_only_the_regions_that_grow_and_equals_a_full_pass(monkeypatch):
+    # A first budget far too small must be refined.
+    model = _cnn(nn.ReLU(), nn.ReLU6())
+    x = _photos(2)
+    kw = dict(output="softmax", baseline="black", target=[1, 3])
+    monkeypatch.setattr(pieces, "plan_pieces", lambda *a: pieces.MIN_PIECES_FOR_PILOT)
+    grown = []
+    refine = pieces.refine_pieces
+    monkeypatch.setattr(pieces, "refine_pieces", lambda *a: grown.append(refine(*a)) or grown[-1])
+    res = igkit.integrated_gradients(model, x, method="secant", steps="auto", tol=0.002, **kw)
+    assert len(grown) >= 2  # both paths were refined
+    ref = igkit.integrated_gradients(model, x, method="gauss_legendre", steps=4096, **kw)
+    for i in range(2):
+        assert _rel(res.attributions[i], ref.attributions[i]) < 0.002
+    # Only the grown regions ran again: fewer points than the pilot, the first 32 pieces and
+    # a full pass at the final count.
+    assert np.all(res.evaluations < 17 + 33 + res.steps + 1)
+    assert np.all(res.steps > pieces.MIN_PIECES_FOR_PILOT)
+    # The same pieces in one full pass give the same attributions: refined regions replace
+    # their integrals, the others keep theirs.
+    final = {int(k.sum()): k for k in grown}
+    monkeypatch.setattr(pieces, "allocate_pieces", lambda rough, n: final.get(n, np.ones(16)))
+    for i in range(2):
+        full = igkit.integrated_gradients(model, x[i : i + 1], method="secant",
+                                          steps=int(res.steps[i]), output="softmax",
+                                          baseline="black", target=kw["target"][i])
+        np.testing.assert_allclose(full.attributions[0], res.attributions[i], rtol=0,
+                                   atol=1e-12 * np.abs(res.attributions[i]).max())
+
+
+def test_refine_grows_the_regions_that_miss_most():
+    rough = np.ones(16)
+    counts = np.full(16, 4)
+    change = np.full(16, 1.0)
+    change[[3, 9]] = 20.0
+    target = pieces.region_error(change, rough, counts) / 3
+    k = pieces.refine_pieces(change, rough, counts, target, 1000)
+    assert pieces.region_error(change, rough, k) <= target
+    grew = np.flatnonzero(k > counts)
+    np.testing.assert_array_equal(grew, [3, 9])
+    assert k[3] == k[9] and np.all(k[k > counts] >= 6)
+    # The budget caps the growth.
+    assert pieces.refine_pieces(change, rough, counts, target, 70).sum() == 70
+    # Only the grown regions' pieces are placed, each run of them closed by a point of weight 0.
+    ends, weights, regions = pieces.region_pieces(k, k > counts)
+    starts = weights > 0
+    np.testing.assert_array_equal(np.bincount(regions[starts], minlength=16)[[3, 9]], k[[3, 9]])
+    assert starts.sum() == k[3] + k[9] and ends.shape[0] == starts.sum() + 2
+    np.testing.assert_allclose(ends[[0, k[3]]], [3 / 16, 4 / 16])
+    np.testing.assert_allclose(weights[starts].sum(), 2 / 16)
 
 
 def test_auto_on_a_model_secant_integrates_exactly_measures_no_error():

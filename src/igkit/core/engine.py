@@ -173,15 +173,21 @@ def run_integrated_gradients(
         session.set_paths(inputs, np.repeat(base_stack, k, axis=0),
                           np.repeat(path_input, k), np.repeat(path_target, k))
 
-    def record_pieces(paths: np.ndarray, ends: list, taken: Taken) -> None:
-        """A secant level's scores: each path's own piece ends, replacing coarser levels."""
+    def record_pieces(paths: np.ndarray, ends: list, taken: Taken, replace: bool) -> None:
+        """A secant pass's scores at each path's own piece ends: replacing the pilot's, or
+        (a refinement of some regions) added where no point was evaluated yet."""
         if not return_path:
             return
         start = 0
         for p, e in zip(paths, ends, strict=True):
-            trace_rows[p].clear()
-            trace_rows[p].append((e, taken.scores[start : start + e.shape[0]], None))
+            scores = taken.scores[start : start + e.shape[0]]
             start += e.shape[0]
+            if replace:
+                trace_rows[p].clear()
+            else:
+                new = ~np.isin(e, np.concatenate([r[0] for r in trace_rows[p]]))
+                e, scores = e[new], scores[new]
+            trace_rows[p].append((e, scores, None))
 
     if rule.adaptive:
 

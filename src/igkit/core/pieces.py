@@ -25,9 +25,11 @@ Budgets under ``MIN_PIECES_FOR_PILOT`` pieces run uniform pieces after a 2-point
 piece over the first path) that refuses models the same way.
 
 ``steps="auto"`` picks the first budget from the same estimate with ``d_c`` predicted from the
-roughness, runs it, and stops when the measured estimate is within ``tol``; otherwise it runs
-the budget the measured ``d_c`` call for. Completeness is exact for every budget, so it cannot
-serve as the stopping rule. Calibration and out-of-sample checks: ``benchmarks/RESULTS.md``.
+roughness, runs it, and stops when the measured estimate is within ``tol``. Otherwise it refines
+the regions that miss most, from their measured ``d_c``: only they run again, at their new
+``k_c``, and replace their integrals, while the other regions keep theirs. Completeness is exact
+for every budget, so it cannot serve as the stopping rule. Calibration and out-of-sample
+checks: ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -62,13 +64,16 @@ ERROR_POWER = 1.5
 ERROR_SCALE = 2.1
 # The measured sqrt(sum_c (d_c k_c^-1.5)^2) against the same sum with d_c = r_c * width: 0.15-0.30
 # on those photos. For the first budget (and regions with one piece) d_c is predicted with this
-# factor; above it (colorwheel) the first budget falls short and a second one runs.
+# factor; above it (colorwheel) the first budget falls short and the regions that miss most are
+# refined. Planning with the median (0.2) instead cost more on those photos: the allocation
+# spreads the error evenly over the regions, so a refinement must grow many of them.
 PILOT_ERROR_PER_ROUGHNESS = 0.25
-# "auto" plans at least MIN_PIECES_FOR_PILOT pieces, and adds at least this share when it must
-# refine.
-AUTO_MIN_GROWTH = 1.25
-# "auto" plans the next budget for this share of tol, so that one refinement usually suffices.
+# "auto" plans the first budget in multiples of this many pieces, at least MIN_PIECES_FOR_PILOT.
+AUTO_STEP = 8
+# A refinement aims at this share of tol, so that one usually suffices, and grows a region's
+# pieces by at least this factor.
 AUTO_PLAN_SHARE = 0.8
+REFINE_GROWTH = 1.5
 # A piece is complete up to rounding when every nonlinearity of the model was seen; a residual
 # above this share of |F(x) - F(x')| (or of the summed |terms|, for a tiny gap) means one was not.
 SECANT_RESIDUAL = 1e-3
@@ -115,39 +120,77 @@ def allocate_pieces(roughness: np.ndarray, n: int) -> np.ndarray:
     return k
 
 
-def region_pieces(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def region_pieces(counts: np.ndarray, keep: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The ends of ``counts[c]`` equal pieces in each of ``len(counts)`` equal regions of
     [0, 1], their weights, and the region of the piece each end starts (the last end: the last
-    region)."""
+    region). With ``keep`` (a bool per region), only the pieces of the kept regions: a run of
+    kept regions ends in a point of weight 0."""
     m = counts.shape[0]
     grid = np.linspace(0.0, 1.0, m + 1)
     alphas = np.concatenate(
         [np.linspace(grid[c], grid[c + 1], int(counts[c]) + 1)[:-1] for c in range(m)] + [[1.0]]
     )
     regions = np.append(np.repeat(np.arange(m), counts), m - 1)
-    return (*_with_widths(alphas), regions)
+    alphas, weights = _with_widths(alphas)
+    if keep is None:
+        return alphas, weights, regions
+    starts = keep[regions] & (weights > 0)
+    rows = starts.copy()
+    rows[1:] |= starts[:-1]
+    return alphas[rows], np.where(starts, weights, 0.0)[rows], regions[rows]
 
 
-def region_error(change: np.ndarray, roughness: np.ndarray, counts: np.ndarray) -> float:
+def _pilot_errors(change: np.ndarray | None, roughness: np.ndarray,
+                  counts: np.ndarray | None) -> np.ndarray:
+    """Each region's pilot error: the measured ``change`` where it has two pieces or more,
+    else (or with ``change=None``) predicted from the roughness."""
+    predicted = PILOT_ERROR_PER_ROUGHNESS * roughness / roughness.shape[0]
+    return predicted if change is None else np.where(counts >= 2, change, predicted)
+
+
+def _estimate(pilot_error: np.ndarray, counts: np.ndarray) -> float:
+    left = pilot_error * counts.astype(np.float64) ** -ERROR_POWER
+    return ERROR_SCALE * float(np.sqrt(np.sum(left**2)))
+
+
+def region_error(change: np.ndarray | None, roughness: np.ndarray, counts: np.ndarray) -> float:
     """Estimated attribution error (a norm) of a final pass with ``counts`` pieces per region.
 
     ``change[c]``: ``||pilot integral - final integral||`` of region ``c`` (the pilot's error
     there), or ``None`` to predict it from the roughness. Regions with one piece cannot measure
     it and predict it too."""
-    predicted = PILOT_ERROR_PER_ROUGHNESS * roughness / roughness.shape[0]
-    pilot_error = predicted if change is None else np.where(counts >= 2, change, predicted)
-    left = pilot_error * counts.astype(np.float64) ** -ERROR_POWER
-    return ERROR_SCALE * float(np.sqrt(np.sum(left**2)))
+    return _estimate(_pilot_errors(change, roughness, counts), counts)
 
 
-def plan_pieces(change: np.ndarray | None, roughness: np.ndarray, target: float, low: int,
-                high: int) -> int:
-    """The fewest pieces (a multiple of 8 in ``[low, high]``) whose estimated error is within
-    ``target`` (a norm); ``high`` when none is."""
+def plan_pieces(roughness: np.ndarray, target: float, low: int, high: int) -> int:
+    """The fewest pieces (a multiple of ``AUTO_STEP`` in ``[low, high]``) whose error, predicted
+    from the roughness, is within ``target`` (a norm); ``high`` when none is."""
     n = low
-    while n < high and region_error(change, roughness, allocate_pieces(roughness, n)) > target:
-        n += 8
+    while n < high and region_error(None, roughness, allocate_pieces(roughness, n)) > target:
+        n += AUTO_STEP
     return min(n, high)
+
+
+def refine_pieces(change: np.ndarray, roughness: np.ndarray, counts: np.ndarray, target: float,
+                  high: int) -> np.ndarray:
+    """New pieces per region after a pass with ``counts`` missed ``target``.
+
+    Regions that do not grow keep their integrals; one that grows runs again in full. So the
+    regions grow one step (``REFINE_GROWTH``) at a time, each step the one that removes the most
+    squared estimated error per point it costs (its new pieces, plus all of its old ones if it
+    had not grown yet), until the estimate is within ``target`` or ``high`` pieces are placed.
+    """
+    pilot_error = _pilot_errors(change, roughness, counts)
+    k = counts.astype(np.int64).copy()
+    while _estimate(pilot_error, k) > target and k.sum() < high:
+        step = np.maximum(1, np.ceil((REFINE_GROWTH - 1.0) * k)).astype(np.int64)
+        gain = pilot_error**2 * (k.astype(np.float64) ** -3.0 - (k + step).astype(np.float64)
+                                 ** -3.0)
+        cost = np.where(k > counts, step, k + step + 1)
+        c = int(np.argmax(gain / cost))
+        k[c] += min(int(step[c]), high - int(k.sum()))
+    return k
 
 
 class SecantRun:
@@ -244,47 +287,52 @@ class SecantRun:
             taken, counts, _ = self._accumulate(
                 all_rows([int(p) for p in paths], [ends] * n_paths, [weights] * n_paths))
             self._count(counts)
-            record(paths, [ends] * n_paths, taken)
+            record(paths, [ends] * n_paths, taken, True)
             return (self._diff[paths] * taken.sums[paths], np.full(n_paths, steps),
                     np.ones(n_paths, dtype=bool))
         pilot, rough = self.pilot(paths)
-        norms = np.array([np.linalg.norm(a.sum(axis=0)) for a in pilot])
         if steps is None:
-            n = np.array([plan_pieces(None, r, tol * s, MIN_PIECES_FOR_PILOT, max_steps)
-                          for r, s in zip(rough, norms, strict=True)])
+            norms = [np.linalg.norm(a.sum(axis=0)) for a in pilot]
+            n = [plan_pieces(r, tol * s, MIN_PIECES_FOR_PILOT, max_steps)
+                 for r, s in zip(rough, norms, strict=True)]
         else:
-            n = np.full(n_paths, int(steps))
-        attr = np.zeros_like(self._diff[paths])
-        used = np.zeros(n_paths, dtype=np.int64)
+            n = [int(steps)] * n_paths
+        counts = [allocate_pieces(r, k) for r, k in zip(rough, n, strict=True)]
+        final = self._regions(paths, counts, None, record)
         met = np.ones(n_paths, dtype=bool)
-        active = np.arange(n_paths)
+        active = np.arange(n_paths) if steps is None else np.empty(0, dtype=np.int64)
         while active.size:
-            counts = [allocate_pieces(rough[j], int(n[j])) for j in active]
-            placed = [region_pieces(k) for k in counts]
-            sums, taken, _ = self._by_region(paths[active], [e for e, _, _ in placed],
-                                              [w for _, w, _ in placed],
-                                              [r for _, _, r in placed])
-            record(paths[active], [e for e, _, _ in placed], taken)
-            final = self._diff[paths[active]][:, None] * sums
-            attr[active] = final.sum(axis=1)
-            used[active] = n[active]
-            if steps is not None:
-                break
-            still = []
-            for i, j in enumerate(active):
-                change = np.linalg.norm((pilot[j] - final[i]).reshape(PILOT_PIECES, -1), axis=1)
-                scale = float(np.linalg.norm(attr[j]))
-                if region_error(change, rough[j], counts[i]) <= tol * scale:
+            grown = {}
+            for j in active:
+                change = np.linalg.norm((pilot[j] - final[j]).reshape(PILOT_PIECES, -1), axis=1)
+                scale = float(np.linalg.norm(final[j].sum(axis=0)))
+                if region_error(change, rough[j], counts[j]) <= tol * scale:
                     continue
-                if n[j] >= max_steps:
+                if counts[j].sum() >= max_steps:
                     met[j] = False
                     continue
-                grow = int(np.ceil(AUTO_MIN_GROWTH * n[j] / 8)) * 8
-                n[j] = plan_pieces(change, rough[j], AUTO_PLAN_SHARE * tol * scale,
-                                   min(grow, max_steps), max_steps)
-                still.append(j)
-            active = np.array(still, dtype=np.int64)
-        return attr, used, met
+                grown[j] = refine_pieces(change, rough[j], counts[j],
+                                         AUTO_PLAN_SHARE * tol * scale, max_steps)
+            active = np.array(sorted(grown), dtype=np.int64)
+            if active.size:
+                keep = [grown[j] > counts[j] for j in active]
+                for j in active:
+                    counts[j] = grown[j]
+                again = self._regions(paths[active], [counts[j] for j in active], keep, record)
+                for i, j in enumerate(active):
+                    final[j][keep[i]] = again[i][keep[i]]
+        attr = np.stack([f.sum(axis=0) for f in final])
+        return attr, np.array([int(k.sum()) for k in counts]), met
+
+    def _regions(self, paths: np.ndarray, counts: list, keep: list | None, record):
+        """One pass of ``counts[i][c]`` pieces in region ``c`` of path ``paths[i]`` (only the
+        regions ``keep[i]`` when given): the regions' attributions ``(len(paths), m, ...)``."""
+        placed = [region_pieces(k, None if keep is None else keep[i])
+                  for i, k in enumerate(counts)]
+        sums, taken, _ = self._by_region(paths, [e for e, _, _ in placed],
+                                          [w for _, w, _ in placed], [r for _, _, r in placed])
+        record(paths, [e for e, _, _ in placed], taken, keep is None)
+        return self._diff[paths][:, None] * sums
 
 
 class _NotSecantModel(ValueError):
