@@ -165,8 +165,13 @@ def test_refining_runs_only_the_regions_that_grow_and_equals_a_full_pass(monkeyp
     grown = []
     refine = pieces.refine_pieces
     monkeypatch.setattr(pieces, "refine_pieces", lambda *a: grown.append(refine(*a)) or grown[-1])
-    res = igkit.integrated_gradients(model, x, method="secant", steps="auto", tol=0.002, **kw)
+    res = igkit.integrated_gradients(model, x, method="secant", steps="auto", tol=0.002,
+                                     return_path=True, **kw)
     assert len(grown) >= 2  # both paths were refined
+    # The path trace holds every point evaluated in the final passes, each once.
+    for i in range(2):
+        a = res.path.alphas[i]
+        assert a[0] == 0 and a[-1] == 1 and np.all(np.diff(a) > 0) and a.shape[0] > 33
     ref = igkit.integrated_gradients(model, x, method="gauss_legendre", steps=4096, **kw)
     for i in range(2):
         assert _rel(res.attributions[i], ref.attributions[i]) < 0.002

@@ -70,9 +70,9 @@ ERROR_SCALE = 2.1
 PILOT_ERROR_PER_ROUGHNESS = 0.25
 # "auto" plans the first budget in multiples of this many pieces, at least MIN_PIECES_FOR_PILOT.
 AUTO_STEP = 8
-# A refinement aims at this share of tol, so that one usually suffices, and grows a region's
-# pieces by at least this factor.
+# A refinement aims at this share of tol, so that one usually suffices.
 AUTO_PLAN_SHARE = 0.8
+# A refinement grows a region's pieces in steps of this factor (at least one piece).
 REFINE_GROWTH = 1.5
 # A piece is complete up to rounding when every nonlinearity of the model was seen; a residual
 # above this share of |F(x) - F(x')| (or of the summed |terms|, for a tiny gap) means one was not.
