@@ -92,3 +92,23 @@ def test_nested_rules_contain_their_coarser_nodes(method):
 def test_bad_rule_requests_name_the_fix(method, steps, message):
     with pytest.raises(ValueError, match=message):
         nodes_and_weights(method, steps)
+
+
+def test_gauss_legendre_nodes_are_computed_once_and_handed_out_as_copies(monkeypatch):
+    # numpy finds the nodes by an eigenvalue problem (12 ms at 256 on 2 cores); a call must not
+    # pay it again, and a caller that edits its arrays must not change the next call's.
+    from igkit.core import quadrature
+
+    quadrature._legendre_on_unit_interval.cache_clear()
+    calls = []
+    leggauss = np.polynomial.legendre.leggauss
+    monkeypatch.setattr(np.polynomial.legendre, "leggauss",
+                        lambda n: calls.append(n) or leggauss(n))
+    a, w = nodes_and_weights("gauss_legendre", 37)
+    a[:] = 0.0
+    w[:] = 0.0
+    b, v = nodes_and_weights("gauss_legendre", 37)
+    assert calls == [37]
+    x, u = leggauss(37)
+    np.testing.assert_array_equal(b, (x + 1) / 2)
+    np.testing.assert_array_equal(v, u / 2)

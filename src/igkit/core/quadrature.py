@@ -12,6 +12,7 @@ integrates polynomials of degree ``2n - 1`` exactly.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -137,6 +138,15 @@ def _trapezoid(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 @register_rule("gauss_legendre")
 def _gauss_legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
+    alphas, weights = _legendre_on_unit_interval(n)
+    return alphas.copy(), weights.copy()
+
+
+@functools.lru_cache(maxsize=32)
+def _legendre_on_unit_interval(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Legendre nodes and weights on [0, 1], kept: numpy finds them as the eigenvalues of
+    an n x n matrix (on 2 CPU cores 12 ms at n = 256, 0.5 s at n = 2048), a tenth of an H100 call
+    at 256 steps if paid on every call."""
     x, w = np.polynomial.legendre.leggauss(n)
     # Map [-1, 1] to [0, 1]: alpha = (x + 1) / 2, weights halve with the interval.
     return (x + 1.0) / 2.0, w / 2.0
