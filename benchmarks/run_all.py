@@ -5,7 +5,8 @@
 
 Sections (each prints a markdown table; ``--out FILE`` also writes them):
 1. overhead: igkit at n steps / n hand-written forward+backward passes of the same model (and
-   Captum's ratio), medians over interleaved rounds;
+   Captum's ratio), medians over interleaved rounds; overhead_small: the same on an 8x8 crop,
+   where dispatching operations dominates as on a GPU;
 2. evaluations: gradient evaluations each method needs to reach relative completeness error
    <= 1 % AND attribution error <= 1 % (relative L2 to a Gauss-Legendre reference), per photo;
    igkit ``steps="auto"`` is run as a user would, stopping by itself;
