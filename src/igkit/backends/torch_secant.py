@@ -218,6 +218,8 @@ def interval_seeds(
     o.requires_grad_(True)
     with torch.enable_grad():
         scores = check_output_shape(transform(o), o.shape[0])
+        # The previous row's class: the first row's. Where the two differ (a new path starts
+        # here) the piece is masked out below.
         scores = scores.gather(1, torch.cat([target[:first], target]).view(-1, 1)).squeeze(1)
         (jac,) = torch.autograd.grad(scores.sum(), o, allow_unused=True)
     if jac is None:

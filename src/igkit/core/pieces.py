@@ -185,8 +185,9 @@ def refine_pieces(change: np.ndarray, roughness: np.ndarray, counts: np.ndarray,
     k = counts.astype(np.int64).copy()
     while _estimate(pilot_error, k) > target and k.sum() < high:
         step = np.maximum(1, np.ceil((REFINE_GROWTH - 1.0) * k)).astype(np.int64)
-        gain = pilot_error**2 * (k.astype(np.float64) ** -3.0 - (k + step).astype(np.float64)
-                                 ** -3.0)
+        power = -2.0 * ERROR_POWER  # of the squared error
+        gain = pilot_error**2 * (k.astype(np.float64) ** power
+                                 - (k + step).astype(np.float64) ** power)
         cost = np.where(k > counts, step, k + step + 1)
         c = int(np.argmax(gain / cost))
         k[c] += min(int(step[c]), high - int(k.sum()))
