@@ -192,8 +192,7 @@ def section_evaluations(model, photos, dev, ref_steps, grid, bs, tol,
                 r = igkit.integrated_gradients(model, x, target=t, steps=n, method=method,
                                                output="softmax", batch_size=bs)
                 per[(f"igkit {method}", n)] = errs(r.attributions)
-                # Secant: n pieces cost n + 1 points and the pilot (or a probe); count what
-                # ran.
+                # Secant: n pieces cost n points and the pilot (or a probe); count what ran.
                 evals[(f"igkit {method}", n)] = int(r.evaluations[0])
         autos = {}
         with warnings.catch_warnings():
@@ -219,8 +218,9 @@ def section_evaluations(model, photos, dev, ref_steps, grid, bs, tol,
         "",
         f"Reference: igkit Gauss-Legendre {ref_steps}. Fixed-step methods: first n of the sweep "
         f"{list(grid)} meeting both (an oracle choice a user cannot make), counted in model "
-        "evaluations (secant: n pieces are n + 1 points, plus its pilot of 17 points from 32 "
-        "pieces up, or a 2-point probe below); auto: what it used.",
+        "gradient evaluations (secant: n pieces are n points after the baseline, whose "
+        "activations take one forward pass, plus its pilot of 16 points from 32 pieces up, or a "
+        "1-point probe below); auto: what it used.",
         "",
         "| method | " + " | ".join(NAMES) + " | median |",
         "|---|" + "---|" * (len(NAMES) + 1),

@@ -114,17 +114,22 @@ def test_batches_and_paths_pack_without_changing_the_result(steps):
     # With 40 pieces a pilot places them per path first.
     model = _cnn(nn.ReLU(), nn.ReLU())
     x = _photos(3)
+    rows = []
+    model.register_forward_hook(lambda m, i, o: rows.append(i[0].shape[0]))
     kw = dict(method="secant", steps=steps, baseline=["black", "white"], output="softmax")
     one = igkit.integrated_gradients(model, x, batch_size=64, **kw)
+    # F(x) and F(x') of the 3 images and 6 paths, one forward pass per distinct baseline
+    # (2), and the evaluations: a path's first point, its baseline, costs no row.
+    assert sum(rows) == 9 + 2 + one.evaluations.sum()
     small = igkit.integrated_gradients(model, x, batch_size=3, **kw)
     np.testing.assert_allclose(small.attributions, one.attributions, rtol=0, atol=1e-13)
     np.testing.assert_array_equal(small.steps, [steps] * 3)
-    # 8 points per path and 2 paths per image, plus the 2-point probe on the first path. 40
-    # pieces: a pilot of 16 pieces (17 points) per path, then 41 points.
+    # 7 points per path and 2 paths per image, plus the 1-point probe on the first path. 40
+    # pieces: a pilot of 16 pieces (16 points) per path, then 40 points.
     if steps == 7:
-        assert one.evaluations.tolist() == [2 * 8 + 2, 16, 16]
+        assert one.evaluations.tolist() == [2 * 7 + 1, 14, 14]
     else:
-        assert one.evaluations.tolist() == [2 * (17 + 41)] * 3
+        assert one.evaluations.tolist() == [2 * (16 + 40)] * 3
     np.testing.assert_array_equal(small.evaluations, one.evaluations)
     single = [igkit.integrated_gradients(model, x[i], **kw).attributions for i in range(3)]
     np.testing.assert_allclose(np.stack(single), one.attributions, rtol=0, atol=1e-13)
@@ -147,8 +152,8 @@ def test_auto_stops_when_its_error_estimate_is_within_tol():
         assert _rel(res.attributions[i], ref.attributions[i]) < 0.005
         n = int(res.steps[i])
         assert n >= pieces.MIN_PIECES_FOR_PILOT
-        # The pilot's 17 points, then n + 1 (more if regions were refined).
-        assert 17 + n + 1 <= res.evaluations[i]
+        # The pilot's 16 points, then n (more if regions were refined).
+        assert 16 + n <= res.evaluations[i]
     # A budget too small for the tolerance is used in full and reported.
     with pytest.warns(igkit.NotConvergedWarning, match="tol=1e-05"):
         tight = igkit.integrated_gradients(model, x, method="secant", steps="auto", tol=1e-5,
@@ -177,7 +182,7 @@ def test_refining_runs_only_the_regions_that_grow_and_equals_a_full_pass(monkeyp
         assert _rel(res.attributions[i], ref.attributions[i]) < 0.002
     # Only the grown regions ran again: fewer points than the pilot, the first 32 pieces and
     # a full pass at the final count.
-    assert np.all(res.evaluations < 17 + 33 + res.steps + 1)
+    assert np.all(res.evaluations < 16 + 32 + res.steps)
     assert np.all(res.steps > pieces.MIN_PIECES_FOR_PILOT)
     # The same pieces in one full pass give the same attributions: refined regions replace
     # their integrals, the others keep theirs.
@@ -221,7 +226,7 @@ def test_auto_on_a_model_secant_integrates_exactly_measures_no_error():
     res = igkit.integrated_gradients(model, x, method="secant", steps="auto", tol=0.01,
                                      baseline="black", batch_size=1000)
     assert _rel(res.attributions, exact) < 1e-12
-    assert res.evaluations[0] == 17 + int(res.steps[0]) + 1
+    assert res.evaluations[0] == 16 + int(res.steps[0])
 
 
 def test_pieces_follow_the_pilot_roughness():
@@ -290,8 +295,9 @@ def test_models_with_other_nonlinearities_are_refused_by_name_before_the_work(ki
     model.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
     with pytest.raises(ValueError, match=f"elementwise.*{culprit}.*gauss_legendre"):
         igkit.integrated_gradients(model, _photos(2), method="secant", steps=200)
-    # F(x), F(x') of both, then the first path's pilot (17 points): no 201 points.
-    assert sum(calls) == 4 + 17
+    # F(x), F(x') of both, the baseline's activations, then the first path's pilot (16 more
+    # points): no 200 points.
+    assert sum(calls) == 4 + 1 + 16
 
 
 def test_refuses_other_frameworks_and_reduced_precision():
@@ -318,7 +324,7 @@ def test_real_efficientnet_lite0_is_complete_to_rounding():
                                      batch_size=5)
     assert res.target[0] == 967  # espresso
     assert res.relative_error[0] < 1e-4
-    assert res.evaluations[0] == 5 + 2
+    assert res.evaluations[0] == 4 + 1  # the pieces' ends after 0, and the probe's
 
 
 def test_path_trace_holds_the_scores_at_the_piece_ends():

@@ -20,7 +20,10 @@ Rows are the path's points in order, and each row carries the piece it *ends*: r
 backward pass uses the slopes between row ``k - 1`` and row ``k``, computed in the forward pass.
 The first row of a batch pairs with the last row of the batch before, whose activation inputs
 are kept (one row per activation), so consecutive batches evaluate every point once. A row that
-ends no piece (a path's first point) gets a zero seed.
+ends no piece (a path's first point) gets a zero seed. A path's first point at alpha = 0 is its
+baseline, whose only use is its activation inputs: those come from one forward pass per distinct
+baseline (``SecantMode(capture=True)``), and the row after it joins them (``joins``) instead of
+being evaluated after it.
 """
 
 from __future__ import annotations
@@ -96,32 +99,35 @@ def _pair_slopes(za, ya, zb, yb, act: Callable, kind: str, out: torch.Tensor) ->
 
 
 def _slopes(z: torch.Tensor, y: torch.Tensor, act: Callable, kind: str,
-            before: torch.Tensor | None) -> torch.Tensor:
+            before: torch.Tensor | None, joins: tuple) -> torch.Tensor:
     """Slope of the piece each row ends: row ``k``'s from row ``k - 1``, the first row's from
     ``before`` (the previous batch's last row; without one, its derivative, which no seed
-    reaches). Written as few full passes as possible: this runs on every activation of every
-    batch."""
+    reaches), and a row ``i`` of ``joins`` (``(i, z_start)`` pairs) from ``z_start``. Written as
+    few full passes as possible: this runs on every activation of every batch."""
     s = torch.empty_like(z)
     if z.shape[0] > 1:
         _pair_slopes(z[:-1], y[:-1], z[1:], y[1:], act, kind, s[1:])
-    if before is None:
-        s[:1] = _derivative(act, z[:1])
-    else:
-        _pair_slopes(before, act(before), z[:1], y[:1], act, kind, s[:1])
+    if not (joins and joins[0][0] == 0):
+        if before is None:
+            s[:1] = _derivative(act, z[:1])
+        else:
+            _pair_slopes(before, act(before), z[:1], y[:1], act, kind, s[:1])
+    for i, start in joins:
+        _pair_slopes(start, act(start), z[i : i + 1], y[i : i + 1], act, kind, s[i : i + 1])
     return s
 
 
 class _Secant(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, z, act, kind, before):  # type: ignore[override]
+    def forward(ctx, z, act, kind, before, joins):  # type: ignore[override]
         y = act(z)
-        ctx.save_for_backward(_slopes(z, y, act, kind, before))
+        ctx.save_for_backward(_slopes(z, y, act, kind, before, joins))
         return y
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         (slope,) = ctx.saved_tensors
-        return grad * slope, None, None, None
+        return grad * slope, None, None, None, None
 
 
 def _out_of_place(func: Callable, args: tuple, kwargs: dict) -> tuple[torch.Tensor, Callable]:
@@ -146,15 +152,23 @@ class SecantMode(TorchFunctionMode):
         before: The activation inputs of the previous batch's last row, in the order the
             forward pass calls the activations (``None``: no previous row). After the forward
             pass ``after`` holds this batch's; hand it on only once the batch succeeded.
+        joins: ``(row, activation inputs)`` pairs: that row's piece starts at a point that is
+            not in the batch (a path's baseline), whose inputs are given like ``before``.
+        capture: Compute the model as usual and keep every row's activation inputs in
+            ``after`` (for ``joins``), instead of secant slopes.
 
     ``unhandled`` collects the names of the other operations that might not be linear, so that a
     failed completeness check can name the likely culprits.
     """
 
-    def __init__(self, before: list[torch.Tensor] | None = None) -> None:
+    def __init__(self, before: list[torch.Tensor] | None = None,
+                 joins: list[tuple[int, list[torch.Tensor]]] = (), capture: bool = False
+                 ) -> None:
         super().__init__()
         self.unhandled: set[str] = set()
         self._before = before
+        self._joins = joins
+        self._capture = capture
         self.after: list[torch.Tensor] = []
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -163,15 +177,20 @@ class SecantMode(TorchFunctionMode):
         if kind is not None and args and isinstance(args[0], torch.Tensor):
             z, act = _out_of_place(func, args, kwargs)
             if z.requires_grad and z.dim() > 0:
-                before = None
-                if self._before is not None:
-                    if len(self.after) >= len(self._before):
-                        raise RuntimeError(
-                            "the model called more activations than in its previous batch; "
-                            "method='secant' needs the same forward pass for every batch")
-                    before = self._before[len(self.after)]
+                j = len(self.after)
+                if self._capture:
+                    self.after.append(z.detach().clone())
+                    return act(z)
+                known = [] if self._before is None else [self._before]
+                known += [inputs for _, inputs in self._joins]
+                if any(j >= len(inputs) for inputs in known):
+                    raise RuntimeError(
+                        "the model called more activations than in its previous batch; "
+                        "method='secant' needs the same forward pass for every batch")
+                before = None if self._before is None else self._before[j]
+                joins = tuple((i, inputs[j]) for i, inputs in self._joins)
                 self.after.append(z[-1:].detach().clone())
-                return _Secant.apply(z, act, kind, before)
+                return _Secant.apply(z, act, kind, before, joins)
             return act(z)
         name = getattr(func, "__name__", str(func))
         if name not in _LINEAR_NAMES and not (
@@ -188,7 +207,8 @@ def interval_seeds(
     target: torch.Tensor,
     ends: torch.Tensor,
     before: torch.Tensor | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    joins: list[tuple[int, torch.Tensor]] = (),
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Seeds on the model output for the secant backward pass, and the scores.
 
     The explained score ``s = transform(out)[target]`` may itself be nonlinear in the output
@@ -201,41 +221,41 @@ def interval_seeds(
         out: Model outputs ``(rows, C)``, detached.
         transform: Output transform ``(rows, C) -> (rows, C')``.
         target: Class per row.
-        ends: Bool per row: row ``k`` ends a piece that row ``k - 1`` starts.
+        ends: Bool per row: row ``k`` ends a piece.
         before: The output ``(1, C)`` of the previous batch's last row (the first row's
             piece starts there), or ``None``.
+        joins: ``(row, output (1, C))``: that row's piece starts at this output instead.
 
     Returns:
-        ``(seeds (rows, C), score changes (rows,), scores (rows,))``; rows that end no piece
-        get a zero seed and a zero change.
+        ``(seeds (rows, C), score changes (rows,), scores (rows,), the joins' start scores)``;
+        rows that end no piece get a zero seed and a zero change.
     """
     from igkit.backends.base import check_output_shape
 
     o = out.detach().to(torch.float64)
-    first = 0 if before is None else 1
-    if before is not None:
-        o = torch.cat([before.detach().to(torch.float64), o])
-    o.requires_grad_(True)
+    # Where each row's piece starts: the row before, the previous batch's last, or a join.
+    start = torch.empty_like(o)
+    start[1:] = o[:-1]
+    start[:1] = o[:1] if before is None else before.detach().to(torch.float64)
+    for i, j_out in joins:
+        start[i : i + 1] = j_out.detach().to(torch.float64)
+    both = torch.cat([o, start]).requires_grad_(True)
+    rows = o.shape[0]
     with torch.enable_grad():
-        scores = check_output_shape(transform(o), o.shape[0])
-        # The previous row's class: the first row's. Where the two differ (a new path starts
-        # here) the piece is masked out below.
-        scores = scores.gather(1, torch.cat([target[:first], target]).view(-1, 1)).squeeze(1)
-        (jac,) = torch.autograd.grad(scores.sum(), o, allow_unused=True)
+        scores = check_output_shape(transform(both), 2 * rows)
+        scores = scores.gather(1, torch.cat([target, target]).view(-1, 1)).squeeze(1)
+        (jac,) = torch.autograd.grad(scores.sum(), both, allow_unused=True)
     if jac is None:
-        jac = torch.zeros_like(o)
+        jac = torch.zeros_like(both)
     scores = scores.detach()
-    seeds = torch.zeros_like(out, dtype=torch.float64)
-    d_score = torch.zeros(out.shape[0], dtype=torch.float64, device=out.device)
-    if o.shape[0] > 1:
-        mean = 0.5 * (jac[1:] + jac[:-1])
-        d_out = (o[1:] - o[:-1]).detach()
-        change = scores[1:] - scores[:-1]
-        norm2 = (d_out * d_out).sum(1)
-        fix = torch.where(
-            norm2 > 0, (change - (mean * d_out).sum(1)) / torch.where(norm2 > 0, norm2, 1.0), 0.0
-        )
-        mask = ends[1 - first:]
-        seeds[1 - first:] = (mean + fix[:, None] * d_out) * mask[:, None]
-        d_score[1 - first:] = change * mask
-    return seeds, d_score, scores[first:]
+    mean = 0.5 * (jac[:rows] + jac[rows:])
+    d_out = o - start
+    change = scores[:rows] - scores[rows:]
+    norm2 = (d_out * d_out).sum(1)
+    fix = torch.where(
+        norm2 > 0, (change - (mean * d_out).sum(1)) / torch.where(norm2 > 0, norm2, 1.0), 0.0
+    )
+    mask = ends.to(torch.float64)
+    seeds = (mean + fix[:, None] * d_out) * mask[:, None]
+    at_joins = scores[rows:][[i for i, _ in joins]]
+    return seeds, change * mask, scores[:rows], at_joins
