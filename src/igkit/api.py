@@ -232,7 +232,9 @@ def integrated_gradients(
         baseline: "black", "white", "uniform", "gaussian", "blur", a number, an array of one
             example's or the batch's shape, or a list of these (attributions are averaged).
         steps: Gradient evaluations per path, or "auto" to refine until ``tol`` is met. For
-            "secant" it is the number of pieces of the path (``steps + 1`` points).
+            "secant" it is the number of pieces of the path (``steps`` gradient evaluations
+            after the baseline, whose activations take one forward pass; plus a 16-piece
+            pilot from 32 pieces up).
         method: "gauss_legendre", "riemann_left", "riemann_right", "riemann_middle",
             "riemann_trapezoid", "adaptive" (nodes placed where the integrand is rough) or
             "secant" (PyTorch models whose nonlinearities are elementwise activations: each

@@ -202,7 +202,8 @@ class TorchSession:
             segments = int(np.count_nonzero(np.diff(rows.path[start:stop]))) + 1
             try:
                 self._accumulate_t(idx_all[start:stop], alpha_all[start:stop],
-                                   weight_all[start:stop], segments)
+                                   weight_all[start:stop], segments,
+                                   int(rows.path[start]) if segments == 1 else None)
             except torch.OutOfMemoryError:
                 size = self._halved(stop - start, 1, "a single path point")
                 continue
@@ -216,12 +217,19 @@ class TorchSession:
             raise OutOfMemory(f"out of memory with {what}") from None
         return max(smallest, rows // 2)
 
-    def _grad_t(self, idx, alpha):
+    def _points(self, idx, alpha, path: int | None):
+        """The path points ``x' + alpha (x - x')`` of each row, in one pass; ``path``: the one
+        path of every row, if so (no gathered copies of its baseline and difference then)."""
+        alpha = alpha.view((-1,) + (1,) * (self._base.dim() - 1))
+        if path is not None:
+            base, diff = self._base[path : path + 1], self._diff[path : path + 1]
+            return self._torch.addcmul(base, alpha, diff).requires_grad_(True)
+        return self._torch.addcmul(self._base[idx], alpha, self._diff[idx]).requires_grad_(True)
+
+    def _grad_t(self, idx, alpha, path: int | None = None):
         torch = self._torch
-        shape = (-1,) + (1,) * (self._base.dim() - 1)
-        alpha = alpha.view(shape)
         with torch.enable_grad():
-            xb = (self._base[idx] + alpha * self._diff[idx]).requires_grad_(True)
+            xb = self._points(idx, alpha, path)
             with self._autocast():
                 out = self._scores_of(xb)
             s = out.to(self._tdtype).gather(1, self._target[idx].view(-1, 1)).squeeze(1)
@@ -236,9 +244,10 @@ class TorchSession:
         torch = self._torch
         segments = int(np.count_nonzero(np.diff(batch.path))) + 1 if len(batch) else 0
         self._accumulate_t(self._t(batch.path, torch.long), self._t(batch.alpha),
-                           self._t(batch.weight), segments)
+                           self._t(batch.weight), segments,
+                           int(batch.path[0]) if segments == 1 else None)
 
-    def _accumulate_t(self, idx, alpha, weight, segments: int) -> None:
+    def _accumulate_t(self, idx, alpha, weight, segments: int, path: int | None = None) -> None:
         """Adds ``weight * grad`` of each row into its path's sum.
 
         Rows of one path are contiguous, so the batch splits into ``segments`` runs. The
@@ -246,7 +255,7 @@ class TorchSession:
         an ``index_add_`` of 64 rows into the same path would make every element a 64-way
         atomic collision on CUDA, and the order of atomics makes sums non-deterministic.
         """
-        idx, g, s = self._grad_t(idx, alpha)
+        idx, g, s = self._grad_t(idx, alpha, path)
         self._reduce(idx, g, weight, segments)
         self._scores.append(s.detach())
         if self._opts.trace:
@@ -340,13 +349,14 @@ class TorchSession:
         torch = self._torch
         idx = self._t(part.path, torch.long)
         weight = self._t(part.weight)
-        alpha = self._t(part.alpha).view((-1,) + (1,) * (self._base.dim() - 1))
+        alpha = self._t(part.alpha)
         ends = weight != 0
         starts = [(i, self._baseline_point(p)) for i, p in joins]
         mode = SecantMode(None if before is None else before[0],
                           [(i, point[0]) for i, point in starts])
         with torch.enable_grad():
-            xb = (self._base[idx] + alpha * self._diff[idx]).requires_grad_(True)
+            one = bool(np.all(part.path == part.path[0]))
+            xb = self._points(idx, alpha, int(part.path[0]) if one else None)
             with self._autocast(), mode:
                 out = self._model(xb)
             if not isinstance(out, torch.Tensor):

@@ -21,7 +21,7 @@ so the pieces are placed by a pilot:
    error is estimated as ``ERROR_SCALE * sqrt(sum_c (d_c k_c^-1.5)^2)`` relative to the
    attributions' norm.
 
-Budgets under ``MIN_PIECES_FOR_PILOT`` pieces run uniform pieces after a 2-point probe (one
+Budgets under ``MIN_PIECES_FOR_PILOT`` pieces run uniform pieces after a probe (one
 piece over the first path) that refuses models the same way.
 
 ``steps="auto"`` picks the first budget from the same estimate with ``d_c`` predicted from the

@@ -53,7 +53,8 @@ class Result:
         tol: The completeness tolerance the result is judged against.
         converged: Per input, ``relative_error <= tol``.
         evaluations: Per input, gradient evaluations spent, over all its baselines and (for
-            ``steps="auto"``) all refinement levels.
+            ``steps="auto"``) all refinement levels. Forward-only passes (F(x) and F(x') for
+            completeness; for "secant" one per distinct baseline) are not counted.
         baselines: The baselines' labels ("black", "uniform", "custom", ...).
         path: The per-path trace when asked for, else None. For multi-target results its
             lists hold one entry per explanation, in :meth:`pairs` order.
