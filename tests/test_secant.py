@@ -135,6 +135,26 @@ def test_batches_and_paths_pack_without_changing_the_result(steps):
     np.testing.assert_allclose(np.stack(single), one.attributions, rtol=0, atol=1e-13)
 
 
+def test_baselines_kept_within_their_memory_budget_give_the_same_result(monkeypatch):
+    # Room for one baseline's activations: black and white evict each other, so each path's
+    # start takes its own forward pass, and nothing else changes.
+    import igkit.backends.torch as torch_backend
+
+    model = _cnn(nn.ReLU(), nn.ReLU())
+    x = _photos(2)
+    kw = dict(method="secant", steps=40, baseline=["black", "white"], output="softmax")
+    roomy = igkit.integrated_gradients(model, x, **kw)
+    monkeypatch.setattr(torch_backend, "_BASELINE_POINTS_BYTES", 1)
+    rows = []
+    model.register_forward_hook(lambda m, i, o: rows.append(i[0].shape[0]))
+    tight = igkit.integrated_gradients(model, x, **kw)
+    np.testing.assert_array_equal(tight.attributions, roomy.attributions)
+    np.testing.assert_array_equal(tight.evaluations, roomy.evaluations)
+    # F(x), F(x'); then each pass (pilot, final) starts 4 paths in the order black, white,
+    # black, white: 8 forward passes of one baseline instead of 2.
+    assert sum(rows) == 6 + 8 + tight.evaluations.sum()
+
+
 def test_weights_are_piece_widths():
     alphas, weights = nodes_and_weights("secant", 4)
     np.testing.assert_allclose(alphas, [0, 0.25, 0.5, 0.75, 1])
