@@ -217,7 +217,7 @@ def section_evaluations(model, photos, dev, ref_steps, grid, bs, tol,
         f"error <= {tol:.0%}",
         "",
         f"Reference: igkit Gauss-Legendre {ref_steps}. Fixed-step methods: first n of the sweep "
-        f"{list(grid)} meeting both (an oracle choice a user cannot make), counted in model "
+        f"{list(grid)} meeting both (an oracle choice a user cannot make), counted in "
         "gradient evaluations (secant: n pieces are n points after the baseline, whose "
         "activations take one forward pass, plus its pilot of 16 points from 32 pieces up, or a "
         "1-point probe below); auto: what it used.",
