@@ -56,6 +56,8 @@ def load_photos(names) -> dict[str, np.ndarray]:
         if name not in photos:
             image = (skimage.data.stereo_motorcycle()[0] if name == "motorcycle"
                      else getattr(skimage.data, name)())
+            if image.ndim == 2:  # a grey photo (camera, coins, moon): the same in R, G and B
+                image = np.repeat(image[..., None], 3, axis=2)
             photos[name] = center_crop_resize(image[..., :3])
     return photos
 
