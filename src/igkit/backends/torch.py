@@ -203,7 +203,7 @@ class TorchSession:
             try:
                 self._accumulate_t(idx_all[start:stop], alpha_all[start:stop],
                                    weight_all[start:stop], segments,
-                                   int(rows.path[start]) if segments == 1 else None)
+                                   _only_path(rows.path[start:stop]))
             except torch.OutOfMemoryError:
                 size = self._halved(stop - start, 1, "a single path point")
                 continue
@@ -244,8 +244,7 @@ class TorchSession:
         torch = self._torch
         segments = int(np.count_nonzero(np.diff(batch.path))) + 1 if len(batch) else 0
         self._accumulate_t(self._t(batch.path, torch.long), self._t(batch.alpha),
-                           self._t(batch.weight), segments,
-                           int(batch.path[0]) if segments == 1 else None)
+                           self._t(batch.weight), segments, _only_path(batch.path))
 
     def _accumulate_t(self, idx, alpha, weight, segments: int, path: int | None = None) -> None:
         """Adds ``weight * grad`` of each row into its path's sum.
@@ -355,8 +354,7 @@ class TorchSession:
         mode = SecantMode(None if before is None else before[0],
                           [(i, point[0]) for i, point in starts])
         with torch.enable_grad():
-            one = bool(np.all(part.path == part.path[0]))
-            xb = self._points(idx, alpha, int(part.path[0]) if one else None)
+            xb = self._points(idx, alpha, _only_path(part.path))
             with self._autocast(), mode:
                 out = self._model(xb)
             if not isinstance(out, torch.Tensor):
@@ -405,6 +403,11 @@ class TorchSession:
         self._sums.zero_()
         self._scores, self._grads = [], []
         return Taken(sums, scores, grads)
+
+
+def _only_path(paths: np.ndarray) -> int | None:
+    """The path of every row of a batch, if they share one (for ``TorchSession._points``)."""
+    return int(paths[0]) if len(paths) and bool(np.all(paths == paths[0])) else None
 
 
 # method="secant" keeps the activation inputs of at most this many bytes of baselines (about
