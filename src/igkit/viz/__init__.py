@@ -3,7 +3,7 @@
 ``igkit.viz.transforms`` holds pure NumPy transforms (masks, polarity, mass-based clipping,
 outlines, sign masks, RGBY blending, overlays) that return arrays; ``igkit.viz.figures`` draws
 the tutorial, Keras and HPA figures from them and returns matplotlib Figures;
-``igkit.viz.report`` renders a chosen set of them for one explanation
+``igkit.viz.styles`` renders a chosen set of them for one explanation
 (:func:`explain_figures`, what ``igkit explain --figure`` writes); ``igkit.viz.augment`` makes
 the rotated, flipped and zoomed inputs of the tutorial's debugging use case. Importing this
 package imports neither matplotlib nor SciPy nor any deep-learning framework: each is imported
@@ -22,12 +22,12 @@ from .figures import riemann_illustration as riemann_illustration
 from .figures import saturation_plots as saturation_plots
 from .figures import saturation_trace as saturation_trace
 from .figures import sign_mask_figure as sign_mask_figure
-from .report import FIGURE_STYLES as FIGURE_STYLES
-from .report import augment_figure as augment_figure
-from .report import channel_figure as channel_figure
-from .report import explain_figures as explain_figures
-from .report import figure_filename as figure_filename
-from .report import parse_figure_styles as parse_figure_styles
+from .styles import FIGURE_STYLES as FIGURE_STYLES
+from .styles import augment_figure as augment_figure
+from .styles import channel_figure as channel_figure
+from .styles import explain_figures as explain_figures
+from .styles import figure_filename as figure_filename
+from .styles import parse_figure_styles as parse_figure_styles
 from .transforms import SignMasks as SignMasks
 from .transforms import attribution_mask as attribution_mask
 from .transforms import channel_views as channel_views
