@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from igkit.models.loaders import ModelLoadError, available_schemes, load_model
+from igkit.models.sources import ModelLoadError, available_schemes, load_model
 from igkit.models.spec import LoadedModel, find_label, guess_labels
 
 torch = pytest.importorskip("torch")

@@ -12,6 +12,6 @@ from igkit.core.quadrature import nodes_and_weights as nodes_and_weights
 from igkit.core.result import PathTrace as PathTrace
 from igkit.core.result import Result as Result
 from igkit.core.targets import labels_above as labels_above
-from igkit.models.loaders import load_model as load_model
+from igkit.models.sources import load_model as load_model
 
 __version__ = "0.1.0"

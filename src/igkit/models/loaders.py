@@ -1,6 +1,6 @@
 """Temporary alias of :mod:`igkit.models.sources`, to be deleted once nothing imports it."""
 
-from igkit.models.sources.keras import (
+from igkit.models.sources import (
     LoadOptions,
     ModelLoadError,
     available_schemes,

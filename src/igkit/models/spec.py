@@ -1,6 +1,6 @@
 """What a model loader hands back: the model plus everything needed to feed and read it.
 
-A :class:`LoadedModel` is the contract between :mod:`igkit.models.loaders` and the command line.
+A :class:`LoadedModel` is the contract between :mod:`igkit.models.sources` and the command line.
 Its callable always takes RGB pixel values in [0, 1] (any normalisation the network needs is
 inside it), so baselines live in pixel space: the TF tutorial's black baseline is black pixels,
 whatever mean/std or ``preprocess_input`` the network was trained with.
