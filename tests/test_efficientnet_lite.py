@@ -19,6 +19,7 @@ import pytest
 from igkit.models import efficientnet_lite as effnet
 from igkit.models.imagenet import imagenet_labels, label_index
 from igkit.models.photos import DEMO_PHOTO_NAMES, center_crop_resize, demo_photos
+from igkit.models.pth_reader import read_pth_without_torch
 
 # photo -> (top-1 class, its softmax probability, its class name)
 REFERENCE = {
@@ -191,7 +192,7 @@ def test_pth_reader_without_torch_matches_torch_load(
     base = torch.arange(12, dtype=torch.float32).reshape(3, 4)
     state = {"t": base.t(), "h": base.half()[1], "n": torch.tensor(7), "b": torch.ones(2).bool()}
     torch.save(state, tmp_path / "small.pth")
-    read = effnet._read_pth_without_torch(tmp_path / "small.pth")
+    read = read_pth_without_torch(tmp_path / "small.pth")
     for key, value in state.items():
         np.testing.assert_array_equal(read[key], value.numpy())
         assert read[key].dtype == value.numpy().dtype
