@@ -13,6 +13,10 @@ of interest, the nucleus, the endoplasmic reticulum). This module assembles such
 * integers scaled by their container: 8-bit by 255, 16-bit by 65535 (``value_max`` overrides
   this, e.g. 4095 for 12-bit data stored in 16-bit files); floats must already lie in [0, 1].
 
+Decoding one file into planes (Pillow, ``tifffile``, the scaling) lives in
+:mod:`igkit.io.channel_planes`; this module names, finds, assembles and writes examples, and
+re-exports that module's public names.
+
 Every problem a user can fix (a missing channel file, channels of different sizes, an unreadable
 or unsupported file, a bad pattern) raises :class:`ChannelError`, a ``ValueError`` whose message
 names the file and says what to do.
@@ -24,12 +28,19 @@ import io
 import os
 import re
 import string
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from igkit.io.channel_planes import (
+    TIFF_SUFFIXES,
+    ChannelError,
+    read_channel_file,
+    read_tiff_planes,
+    scale_to_unit,
+)
 
 __all__ = [
     "DEFAULT_CHANNELS",
@@ -49,14 +60,9 @@ __all__ = [
 DEFAULT_CHANNELS: tuple[str, ...] = ("red", "green", "blue", "yellow")
 #: The HPA file naming: ``ID_red.png`` and so on.
 DEFAULT_PATTERN = "{id}_{channel}.png"
-TIFF_SUFFIXES: tuple[str, ...] = (".tif", ".tiff")
 
 _FIELDS = ("id", "channel")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-class ChannelError(ValueError):
-    """A multi-channel example that cannot be assembled; the message names the file and fix."""
 
 
 def parse_channel_names(text: str | Sequence[str], what: str = "channels") -> tuple[str, ...]:
@@ -123,170 +129,6 @@ def _pattern_regex(pattern: str, channels: Sequence[str]) -> re.Pattern[str]:
 
 def _file_name(pattern: str, example_id: str, channel: str) -> str:
     return pattern.format(id=example_id, channel=channel)
-
-
-# -------------------------------------------------------------------------------- reading
-
-
-def read_channel_file(path: str | os.PathLike[str], value_max: float | None = None) -> np.ndarray:
-    """One channel file as float32 ``(H, W)`` in [0, 1].
-
-    Grayscale files are read as they are; a colour file (a stain saved in its false colour) is
-    reduced to the maximum over its colour channels, which recovers a stain stored in one colour
-    and a gray image stored as RGB alike. TIFFs are read with ``tifffile``, other formats with
-    Pillow.
-
-    Args:
-        path: The file.
-        value_max: The value meaning full intensity; None scales by the container (255 for
-            8-bit, 65535 for 16-bit) and takes floats as they are.
-
-    Raises:
-        ChannelError: If the file is missing, unreadable, not one plane, or its values do not fit.
-    """
-    path = Path(path)
-    if not path.is_file():
-        what = "is a folder" if path.is_dir() else "does not exist"
-        raise ChannelError(f"{path}: the channel file {what}")
-    data = _read_tiff(path) if path.suffix.lower() in TIFF_SUFFIXES else _read_pillow(path)
-    if data.ndim == 3 and data.shape[-1] in (3, 4):
-        data = data[..., :3].max(axis=-1)
-    if data.ndim != 2:
-        raise ChannelError(
-            f"{path}: holds an array of shape {data.shape}, not one image plane; store one "
-            "channel per file, or pass the file as a multi-channel TIFF"
-        )
-    return _to_unit(data, path, value_max)
-
-
-def _read_pillow(path: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                image.load()
-                if image.mode == "P":
-                    image = image.convert("RGB")
-                elif image.mode in ("LA", "PA", "La"):
-                    image = image.convert("L")
-                elif image.mode in ("RGBA", "RGBa", "CMYK", "YCbCr", "HSV", "LAB"):
-                    image = image.convert("RGB")
-                elif image.mode == "1":
-                    image = image.convert("L")
-                return np.asarray(image)
-    except (
-        UnidentifiedImageError,
-        OSError,
-        SyntaxError,
-        ValueError,
-        EOFError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
-    ) as exc:
-        raise ChannelError(
-            f"{path}: cannot be read as an image ({type(exc).__name__}: "
-            f"{_first_line(exc)}); replace the file or fix the --channel-files pattern"
-        ) from None
-
-
-def _read_tiff(path: Path) -> np.ndarray:
-    """A TIFF's image data with singleton axes dropped."""
-    array, _ = _read_tiff_axes(path)
-    return array
-
-
-def _read_tiff_axes(path: Path) -> tuple[np.ndarray, str]:
-    """A TIFF's image data with singleton axes dropped, and the letters of the axes left
-    (tifffile's: ``Y``/``X`` height and width, ``S`` samples, ``C``/``I``/``Q``... pages).
-
-    A file whose pages were written one by one holds one series per page; same-sized planes
-    are stacked along a ``C`` axis.
-    """
-    try:
-        import tifffile
-    except ImportError:
-        raise ChannelError(
-            f"{path}: reading TIFF files needs the package 'tifffile', which is not installed; "
-            "`pip install tifffile` (or igkit[cli])"
-        ) from None
-    try:
-        with tifffile.TiffFile(path) as tif:
-            if not tif.series:
-                raise ChannelError(
-                    f"{path}: cannot be read as a TIFF (it holds no image); replace the file"
-                )
-            parts = [(series.asarray(), series.axes) for series in tif.series]
-    except ChannelError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - tifffile raises many types for damaged files
-        raise ChannelError(
-            f"{path}: cannot be read as a TIFF ({type(exc).__name__}: {_first_line(exc)}); "
-            "replace the file"
-        ) from None
-    squeezed = [_squeeze(array, axes) for array, axes in parts]
-    if len(squeezed) == 1:
-        return squeezed[0]
-    # Pages written one by one become one series each: stack them when they are planes.
-    shapes = [array.shape for array, axes in squeezed]
-    if any(axes != "YX" for _, axes in squeezed):
-        raise ChannelError(
-            f"{path}: the TIFF holds {len(squeezed)} series that are not single image planes; "
-            "store one multi-channel image"
-        )
-    if len(set(shapes)) > 1:
-        raise ChannelError(
-            f"{path}: the TIFF's pages differ in size ({', '.join(f'{w}x{h}' for h, w in shapes)}"
-            "); all channels of an example must have the same size: resize them to one size"
-        )
-    return np.stack([array for array, _ in squeezed]), "CYX"
-
-
-def _squeeze(array: np.ndarray, axes: str) -> tuple[np.ndarray, str]:
-    """Drops the singleton axes of a TIFF series, keeping height (Y) and width (X)."""
-    keep = [i for i, size in enumerate(array.shape) if size > 1 or axes[i] in "YX"]
-    return array.reshape([array.shape[i] for i in keep]), "".join(axes[i] for i in keep)
-
-
-def _to_unit(data: np.ndarray, path: Path, value_max: float | None) -> np.ndarray:
-    """Integers scaled by their container (or ``value_max``), floats checked to lie in [0, 1]."""
-    if data.dtype == bool:
-        return data.astype(np.float32)
-    if value_max is not None:
-        if not value_max > 0:
-            raise ChannelError(f"value_max must be positive, got {value_max}")
-        unit = data.astype(np.float64) / float(value_max)
-    elif data.dtype == np.uint8:
-        unit = data.astype(np.float64) / 255.0
-    elif data.dtype == np.uint16:
-        unit = data.astype(np.float64) / 65535.0
-    elif data.dtype.kind in "iu":
-        low, high = (int(data.min()), int(data.max())) if data.size else (0, 0)
-        if low < 0 or high > 65535:
-            raise ChannelError(
-                f"{path}: {data.dtype} pixels from {low} to {high} fit neither 8 nor 16 bits; "
-                "pass value_max (the value meaning full intensity)"
-            )
-        # Pillow reads 16-bit PNGs as 32-bit integers ("I" mode) on some versions.
-        unit = data.astype(np.float64) / 65535.0
-    elif data.dtype.kind == "f":
-        unit = data.astype(np.float64)
-    else:
-        raise ChannelError(f"{path}: unsupported pixel type {data.dtype}")
-    if not np.all(np.isfinite(unit)):
-        raise ChannelError(f"{path}: holds NaN or Inf pixels; replace them")
-    if unit.size and (unit.min() < 0 or unit.max() > 1):
-        raise ChannelError(
-            f"{path}: pixel values run from {unit.min():.4g} to {unit.max():.4g} after scaling, "
-            "outside [0, 1]; store integers, floats in [0, 1], or pass value_max"
-        )
-    return unit.astype(np.float32)
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 # ------------------------------------------------------------------------------- examples
@@ -376,7 +218,7 @@ def load_channel_stack(
             f"{path}: only TIFF files ({', '.join(TIFF_SUFFIXES)}) hold several channels; "
             "give per-channel files with a --channel-files pattern instead"
         )
-    array, axes = _read_tiff_axes(path)
+    array, axes = read_tiff_planes(path)
     if array.ndim == 2:
         array, axes = array[None], "C" + axes
     other = [i for i, a in enumerate(axes) if a not in "YX"]
@@ -393,7 +235,7 @@ def load_channel_stack(
             f"({','.join(file_channels)}); name each of the file's channels in order"
         )
     picked = [stack[..., file_channels.index(c)] for c in channels]
-    return np.stack([_to_unit(p, path, value_max) for p in picked], axis=-1)
+    return np.stack([scale_to_unit(p, path, value_max) for p in picked], axis=-1)
 
 
 @dataclass(frozen=True)
