@@ -57,9 +57,10 @@ def main() -> None:
     parser.add_argument("--commit-every", type=int, default=8)
     options = parser.parse_args()
 
-    from igkit.runner.engine import Explainer, RunSettings, read_source
+    from igkit.runner.engine import DatasetExplainer, read_source
     from igkit.runner.local import run_local
     from igkit.runner.store import DatasetStore
+    from igkit.workflow import ExplainSettings
 
     work = Path(tempfile.mkdtemp(prefix="igkit-bench-"))
     (work / "bench_model.py").write_text(_MODEL, encoding="utf-8")
@@ -68,13 +69,11 @@ def main() -> None:
     os.environ["PYTHONPATH"] = path
     _dataset(work / "images", options.images)
     examples = read_source(work / "images")
-    settings = RunSettings(
-        model="bench_model:cnn", weights=None, trust=False, model_digest="",
-        input_size=(options.size, options.size), preprocess="resize", target="top1",
-        steps=options.steps, method="gauss_legendre", tol=0.05, max_steps=1024, batch_size=16,
-        baseline=("black",), output=None, seed=0,
+    settings = ExplainSettings(
+        model="bench_model:cnn", input_size=(options.size, options.size), preprocess="resize",
+        steps=options.steps, method="gauss_legendre", tol=0.05, batch_size=16,
     )
-    explainer = Explainer(settings)
+    explainer = DatasetExplainer(settings)
     print(
         f"{options.images} images, input {options.size}x{options.size}, {options.steps} steps, "
         f"{os.cpu_count()} CPU cores"
@@ -82,7 +81,7 @@ def main() -> None:
 
     def fresh_store(name: str) -> DatasetStore:
         return DatasetStore.create_or_open(
-            work / name, settings.fingerprint_fields(), examples, explainer.shape
+            work / name, settings.fingerprint(), examples, explainer.shape
         )
 
     import torch

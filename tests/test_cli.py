@@ -298,14 +298,14 @@ def test_failure_mid_run_keeps_the_other_outputs(
 ) -> None:
     from igkit.cli import explain
 
-    real = explain._explain_one
+    real = explain.explain_one
 
-    def flaky(job, image, *args, **kwargs):
-        if image.name == "coffee":
+    def flaky(explainer, folder, prediction, *args, **kwargs):
+        if prediction.input.name == "coffee":
             raise RuntimeError("simulated failure")
-        return real(job, image, *args, **kwargs)
+        return real(explainer, folder, prediction, *args, **kwargs)
 
-    monkeypatch.setattr(explain, "_explain_one", flaky)
+    monkeypatch.setattr(explain, "explain_one", flaky)
     out_dir = tmp_path / "out"
     files = [str(photos["coffee"]), str(photos["chelsea"])]
     code = main(["explain", *files, "--steps", "2", "--no-figures", "--out", str(out_dir)])

@@ -11,12 +11,14 @@ import argparse
 import io
 from pathlib import Path
 
+from igkit.cli import options
 from igkit.cli._base import Command, UsageError
-from igkit.cli.explain import DEFAULT_TOP_K, add_ig_arguments, add_model_arguments, check_options
 
-__all__ = ["COMMAND", "DEFAULT_DEMO_OUT", "run"]
+__all__ = ["COMMAND", "DEFAULT_DEMO_OUT", "DEMO_MICROSCOPY_MODEL", "run"]
 
 DEFAULT_DEMO_OUT = "igkit-out/demo"
+#: The model ``igkit demo --microscopy`` explains.
+DEMO_MICROSCOPY_MODEL = "hpa_synthetic"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -27,28 +29,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help=f"output folder; the photos go to DIR/inputs (default: {DEFAULT_DEMO_OUT})",
     )
-    add_model_arguments(parser)
-    add_ig_arguments(parser)
-    # --- microscopy (issue 5): ``igkit demo --microscopy``; see igkit.cli.microscopy.
-    from igkit.cli import microscopy
-
-    microscopy.add_demo_argument(parser)
-    # --- end microscopy
-
-
-def _explain_args(args: argparse.Namespace, inputs: Path) -> argparse.Namespace:
-    """The namespace ``igkit explain DIR/inputs --out DIR ...`` would have parsed to."""
-    settings = vars(args).copy()
-    settings.pop("_run", None)
-    settings.update(
-        images=[str(inputs)],
-        target=None,
-        top_k=DEFAULT_TOP_K,
-        preprocess=None,
-        input_size=None,
-        augment=None,
+    options.add_model_arguments(parser)
+    options.add_ig_arguments(parser)
+    parser.add_argument(
+        "--microscopy",
+        action="store_true",
+        help=f"explain synthetic HPA cells (four stains as PNG files) with "
+        f"{DEMO_MICROSCOPY_MODEL} instead of the photos",
     )
-    return argparse.Namespace(**settings)
 
 
 def _save_photos(inputs: Path) -> list[Path]:
@@ -78,23 +66,42 @@ def _save_photos(inputs: Path) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Save the photos, run explain on them, and say where everything is."""
-    from igkit.cli import explain
+    """Save the photos (or cells), run explain on them, and say where everything is."""
+    from igkit.cli.explain import run_settings
 
-    # --- microscopy (issue 5): synthetic cells instead of the photos.
-    if getattr(args, "microscopy", False):
-        from igkit.cli import microscopy
-
-        return microscopy.run_demo(args)
-    # --- end microscopy
     out = Path(args.out)
     inputs = out / "inputs"
-    explain_args = _explain_args(args, inputs)
-    check_options(explain_args)  # before writing anything
+    if args.microscopy:
+        return _run_microscopy(args, out, inputs)
+    settings = options.settings_from_args(args)  # before writing anything
     _save_photos(inputs)
-    code = explain.run(explain_args)
+    code = run_settings(settings, [str(inputs)], out)
     print(f"demo inputs: {inputs}")
     print(f"demo outputs: {out} (figures *.png, attributions and numbers *.npz, table summary.csv)")
+    return code
+
+
+def _run_microscopy(args: argparse.Namespace, out: Path, inputs: Path) -> int:
+    """Synthetic cells as per-channel PNGs, then ``igkit explain DIR/inputs --multilabel``."""
+    from igkit.cli.explain import run_settings
+    from igkit.io.channels import DEFAULT_CHANNELS, DEFAULT_PATTERN
+    from igkit.microscopy.demo import write_demo_cells
+    from igkit.microscopy.synthetic import SEEDS
+
+    if args.model == options.ws.DEFAULT_MODEL:
+        args.model = DEMO_MICROSCOPY_MODEL
+    settings = options.settings_from_args(args).replace(
+        channels=DEFAULT_CHANNELS, channel_files=DEFAULT_PATTERN, multilabel=True, targets=()
+    )
+    print(f"synthetic cells (seed {SEEDS['evaluation']}, not seen in training):")
+    for example_id, truth in write_demo_cells(inputs):
+        print(f"  {example_id}: green protein in {', '.join(truth)}")
+    code = run_settings(settings, [str(inputs)], out)
+    print(f"demo inputs: {inputs} (four PNG files per cell)")
+    print(
+        f"demo outputs: {out} (ID_T.npz and sign-mask ID_T.png per cell and target, "
+        "ID_rgby.png per cell, summary.csv)"
+    )
     return code
 
 

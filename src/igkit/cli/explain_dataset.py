@@ -21,20 +21,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from igkit.cli import options
 from igkit.cli._base import EXIT_FAILED, EXIT_OK, Command, UsageError
-from igkit.cli.explain import (
-    TargetSpec,
-    _input_size,
-    _positive_int,
-    _target,
-    add_ig_arguments,
-    add_model_arguments,
-    check_options,
-)
 
 if TYPE_CHECKING:
-    from igkit.runner.engine import Explainer, RunSettings
+    from igkit.runner.engine import DatasetExplainer
     from igkit.runner.store import Example
+    from igkit.workflow.settings import ExplainSettings
 
 __all__ = ["COMMAND", "configure", "run"]
 
@@ -56,29 +49,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "target])"
     )
     parser.add_argument("--out", required=True, metavar="STORE", help="store folder")
-    add_model_arguments(parser)
-    parser.add_argument(
-        "--target",
-        type=_target,
-        default=None,
-        metavar="top1|INT|LABEL",
-        help="class to explain per example: top1 (the prediction), a class index or a class "
-        "name; a manifest's target column overrides it (default: top1)",
-    )
-    parser.add_argument(
-        "--preprocess",
-        choices=("pad", "resize", "center_crop"),
-        default=None,
-        help="how images become model inputs (default: the model's own)",
-    )
-    parser.add_argument(
-        "--input-size",
-        type=_input_size,
-        default=None,
-        metavar="N|HxW",
-        help="model input size, for model files that do not state theirs",
-    )
-    add_ig_arguments(parser)
+    options.add_model_arguments(parser)
+    options.add_input_arguments(parser, several_targets=False)
+    options.add_ig_arguments(parser)
     parser.add_argument(
         "--engine",
         choices=("local", "ray"),
@@ -87,7 +60,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--workers",
-        type=_positive_int,
+        type=options.positive_int,
         default=1,
         metavar="N",
         help="Ray actors, each holding the model (--engine ray; default: 1)",
@@ -101,7 +74,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--commit-every",
-        type=_positive_int,
+        type=options.positive_int,
         default=16,
         metavar="N",
         help="examples per committed batch: at most this many are redone after a kill "
@@ -109,7 +82,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--threads",
-        type=_positive_int,
+        type=options.positive_int,
         default=None,
         metavar="N",
         help="PyTorch threads per process (local) or per Ray worker; 1 is often much faster "
@@ -120,26 +93,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _target_text(spec: TargetSpec | None) -> str:
-    if spec is None:
-        return "top1"
-    if spec.kind == "top":
-        if int(spec.value) != 1:
-            raise UsageError(
-                f"--target {spec.text}: explain-dataset explains one class per example; use "
-                "top1, a class index or a class name"
-            )
-        return "top1"
-    return str(spec.value)
-
-
 def run(args: argparse.Namespace) -> int:
     """Validate, open or create the store, then explain the pending examples."""
-    from igkit.models.loaders import ModelLoadError
-    from igkit.runner.engine import Explainer, RunSettings, SourceError, file_digest, read_source
+    from igkit.runner.engine import DatasetExplainer, SourceError, file_digest, read_source
+    from igkit.workflow.inputs import InputError
+    from igkit.workflow.outputs import check_out_dir
 
-    check_options(args)
-    target = _target_text(args.target)
+    spec = args.target
+    if spec is not None and spec.kind == "top" and int(spec.value) != 1:
+        raise UsageError(
+            f"--target {spec.text}: explain-dataset explains one class per example; use "
+            "top1, a class index or a class name"
+        )
+    settings = options.settings_from_args(args)
+    try:
+        check_out_dir(Path(args.out))
+    except InputError as exc:
+        raise UsageError(str(exc)) from None
+    if args.weights:
+        settings = settings.replace(weights=str(Path(args.weights).resolve()))
     if args.engine != "ray" and (args.workers != 1 or args.gpus_per_worker):
         raise UsageError("--workers and --gpus-per-worker need --engine ray")
     _require_packages(args.engine)
@@ -147,46 +119,20 @@ def run(args: argparse.Namespace) -> int:
         examples = read_source(args.source)
     except SourceError as exc:
         raise UsageError(str(exc)) from None
-    settings = RunSettings(
-        model=args.model,
-        weights=str(Path(args.weights).resolve()) if args.weights else None,
-        trust=bool(args.trust),
-        model_digest=file_digest(args.model),
-        input_size=args.input_size,
-        preprocess=args.preprocess,
-        target=target,
-        steps=args.steps,
-        method=args.method,
-        tol=args.tol,
-        max_steps=args.max_steps,
-        batch_size=args.batch_size,
-        baseline=tuple(args.baseline),
-        output=args.output,
-        seed=args.seed,
-    )
+    digest = file_digest(args.model)
     try:
-        explainer = Explainer(settings, threads=args.threads)
-    except ModelLoadError as exc:
+        explainer = DatasetExplainer(settings, digest, threads=args.threads)
+        classes = explainer.workflow.classes()
+        explainer.workflow.fixed_targets()
+    except InputError as exc:
         raise UsageError(str(exc)) from None
-    try:
-        explainer.classes()
-        explainer.fixed_target()
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    except Exception as exc:  # noqa: BLE001 - any framework's error for a wrong input size
-        first = (str(exc).strip().splitlines() or [""])[0]
-        raise UsageError(
-            f"--model {args.model}: running it on {explainer.shape[0]}x{explainer.shape[1]} "
-            f"images failed ({type(exc).__name__}: {first}); check --input-size"
-        ) from None
-    classes = explainer.classes()
     for example in examples:
         if example.target is not None and not 0 <= example.target < classes:
             raise UsageError(
                 f"{args.source}: target {example.target} of {example.path} is out of range, "
                 f"the model has classes 0..{classes - 1}"
             )
-    return _execute(args, settings, explainer, examples)
+    return _execute(args, settings, digest, explainer, examples)
 
 
 def _require_packages(engine: str) -> None:
@@ -205,17 +151,19 @@ def _require_packages(engine: str) -> None:
 
 def _execute(
     args: argparse.Namespace,
-    settings: RunSettings,
-    explainer: Explainer,
+    settings: ExplainSettings,
+    digest: str,
+    explainer: DatasetExplainer,
     examples: list[Example],
 ) -> int:
     """Open or create the store, redo damaged rows, explain what is pending, report."""
-    from igkit.runner.local import Progress, run_local
+    from igkit.runner.local import run_local
     from igkit.runner.store import DatasetStore, StoreError
+    from igkit.workflow.progress import Progress
 
     try:
         store = DatasetStore.create_or_open(
-            args.out, settings.fingerprint_fields(), examples, explainer.shape
+            args.out, settings.fingerprint(digest), examples, explainer.shape
         )
         store.lock()
     except StoreError as exc:
@@ -241,7 +189,7 @@ def _execute(
                 failed = run_ray(
                     settings, store, pending, workers=args.workers,
                     gpus_per_worker=args.gpus_per_worker, commit_every=args.commit_every,
-                    threads=args.threads, progress=progress,
+                    threads=args.threads, model_digest=digest, progress=progress,
                 )
             except ValueError as exc:  # e.g. more GPUs asked for than the cluster has
                 raise UsageError(str(exc)) from None

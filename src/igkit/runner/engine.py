@@ -1,14 +1,15 @@
-"""What both engines share: the run's settings, the sources, and explaining one example.
+"""What both engines share: the sources, and explaining one example at a dataset's pace.
 
-:class:`RunSettings` is plain data (picklable, JSON-able): Ray ships it to its actors, and its
-:meth:`RunSettings.fingerprint_fields` go into the store. :class:`Explainer` loads the model once
+A dataset run is the explanation workflow (:mod:`igkit.workflow`) one example at a time:
+:class:`DatasetExplainer` holds a :class:`~igkit.workflow.Explainer` (the model loaded once)
 and turns one :class:`~igkit.runner.store.Example` into a result row and its HWC attributions;
-any failure of that example (a corrupt image, a model error) becomes a failed row instead.
+any failure of that example (a corrupt image, a model error) becomes a failed row instead. The
+run's :class:`~igkit.workflow.ExplainSettings` is plain, picklable data: Ray ships it to its
+actors, and its fingerprint is the store's identity.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -20,13 +21,16 @@ from typing import Any
 import numpy as np
 
 from igkit.runner.store import Example
+from igkit.workflow.explainer import Explainer
+from igkit.workflow.inputs import ImageReader, Input
+from igkit.workflow.settings import ExplainSettings
 
 __all__ = [
+    "DatasetExplainer",
     "Explained",
-    "Explainer",
-    "RunSettings",
     "SourceError",
     "failed_row",
+    "file_digest",
     "read_source",
 ]
 
@@ -35,45 +39,6 @@ MANIFEST_SUFFIXES = (".csv", ".parquet", ".pq")
 
 class SourceError(ValueError):
     """A SOURCE that cannot be read: the message names the file and the problem."""
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """Everything that determines the numbers of a run (and nothing that does not).
-
-    Attributes mirror the ``igkit explain`` options. ``target`` is "top1", a class index as
-    text, or a class name; a manifest's ``target`` column overrides it per example.
-    ``model_digest`` identifies a model file's contents ("" for named models).
-    """
-
-    model: str
-    weights: str | None
-    trust: bool
-    model_digest: str
-    input_size: tuple[int, int] | None
-    preprocess: str | None
-    target: str
-    steps: int | str
-    method: str
-    tol: float
-    max_steps: int
-    batch_size: int
-    baseline: tuple[str | float, ...]
-    output: str | None
-    seed: int
-
-    def fingerprint_fields(self) -> dict[str, Any]:
-        """The settings as JSON-able values, as stored (``trust`` is left out: it is a
-        permission, not a setting)."""
-        fields = dataclasses.asdict(self)
-        fields.pop("trust")
-        fields["input_size"] = list(self.input_size) if self.input_size else None
-        fields["baseline"] = list(self.baseline)
-        return fields
-
-    def to_json(self) -> str:
-        """The settings as canonical JSON (the ``settings`` column of each row)."""
-        return json.dumps(self.fingerprint_fields(), sort_keys=True)
 
 
 def file_digest(spec: str) -> str:
@@ -216,104 +181,61 @@ def failed_row(
     }
 
 
-class Explainer:
-    """The model loaded once, explaining one example at a time (in either engine).
+class DatasetExplainer:
+    """The workflow's explainer at a dataset's pace, in either engine.
 
     Args:
-        settings: The run's settings.
+        settings: The run's settings (one target per example: ``targets`` holds one spec).
+        model_digest: Identifies a model file's contents, for the rows' settings.
         threads: PyTorch intra-op threads for this process (None: torch's default). On a busy
             machine one thread per process is often far faster for small models.
         device: Where to run a PyTorch model, e.g. "cuda" (None: where it was loaded, the CPU).
 
     Raises:
-        igkit.models.loaders.ModelLoadError: If the model cannot be loaded.
+        igkit.workflow.InputError: If the model cannot be loaded or does not fit the settings.
     """
 
     def __init__(
-        self, settings: RunSettings, threads: int | None = None, device: str | None = None
+        self,
+        settings: ExplainSettings,
+        model_digest: str = "",
+        threads: int | None = None,
+        device: str | None = None,
     ) -> None:
-        from igkit.models.loaders import load_model
-        from igkit.models.spec import guess_labels
-
         self.settings = settings
-        model = load_model(settings.model, trust=settings.trust, weights=settings.weights)
-        if threads is not None and model.framework == "torch":
-            import torch
-
-            torch.set_num_threads(threads)
-        if device is not None and model.framework == "torch":
-            model.model.to(device)  # type: ignore[attr-defined]
-        if settings.input_size is not None:
-            model = dataclasses.replace(model, input_size=tuple(settings.input_size))
-        self.model = model
-        self.mode = settings.preprocess or model.preprocess
-        self.output = settings.output or model.default_output
-        self.settings_json = settings.to_json()
-        self._classes: int | None = None
-        self._labels = model.labels
-        self._guess = guess_labels
+        self.workflow = Explainer(settings, threads=threads, device=device)
+        # The rows record what was used, the model's defaults resolved.
+        used = settings.fingerprint(model_digest)
+        used.update(
+            output=self.workflow.output,
+            preprocess=self.workflow.preprocess,
+            input_size=list(self.workflow.model.input_size),
+        )
+        self.settings_json = json.dumps(used, sort_keys=True)
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        """``(H, W, 3)`` of the model inputs and of each example's attributions."""
-        height, width = self.model.input_size
-        return int(height), int(width), 3
+        """``(H, W, C)`` of the model inputs and of each example's attributions."""
+        return self.workflow.shape
 
-    def classes(self) -> int:
-        """Number of model outputs, found by running the model on one black image."""
-        if self._classes is None:
-            zeros = np.zeros((1, *self.shape), dtype=np.float32)
-            self._classes = int(self.model.predict(zeros).shape[1])
-            if self._labels is None:
-                self._labels = self._guess(self._classes)
-            if self._labels is not None and len(self._labels) != self._classes:
-                self._labels = None
-        return self._classes
-
-    def label(self, index: int) -> str:
-        """The name of class ``index`` ("class N" when the model has none)."""
-        self.classes()
-        return self._labels[index] if self._labels is not None else f"class {index}"
-
-    def fixed_target(self) -> int | None:
-        """The class index ``--target`` names, None for "top1".
-
-        Raises:
-            ValueError: If the target is out of range or an unknown class name.
-        """
-        from igkit.models.spec import find_label
-
-        text = self.settings.target
-        if text.lower() == "top1":
-            return None
-        classes = self.classes()
-        try:
-            index = int(text)
-        except ValueError:
-            if self._labels is None:
-                raise ValueError(
-                    f"--target {text!r}: {self.model.name} has no class names; pass a class index"
-                ) from None
-            try:
-                return find_label(self._labels, text)
-            except KeyError:
-                raise ValueError(f"--target {text!r}: not a class of {self.model.name}") from None
-        if not 0 <= index < classes:
-            raise ValueError(f"--target {text}: out of range, classes are 0..{classes - 1}")
-        return index
+    @staticmethod
+    def input(example: Example) -> Input:
+        """The workflow's view of one dataset example."""
+        return Input(
+            name=str(example.id), where=example.path, read=ImageReader(example.path),
+            sources=(example.path,), id=example.id, label=example.label, target=example.target,
+        )
 
     def load(self, example: Example) -> np.ndarray:
-        """Decode and preprocess one example's image (``(H, W, 3)`` float32 in [0, 1]).
+        """Decode and preprocess one example's image (``(H, W, C)`` float32 in [0, 1]).
 
         Raises:
             igkit.io.images.ImageError: For a missing or corrupt image.
         """
-        from igkit.io.images import load_image, preprocess
-
-        return preprocess(load_image(example.path), self.model.input_size, self.mode)  # type: ignore[arg-type]
+        return self.workflow.read(self.input(example))
 
     def explain(self, example: Example, pixels: np.ndarray | Exception) -> Explained:
-        """IG for one example whose image was loaded into ``pixels`` (or failed to load)."""
+        """Explain one example whose image was loaded into ``pixels`` (or failed to load)."""
         started = time.perf_counter()
         if isinstance(pixels, Exception):
             return self._failed(example, pixels, started)
@@ -338,29 +260,19 @@ class Explainer:
         return Explained(failed_row(example, self.settings_json, message, seconds), None)
 
     def _explain(self, example: Example, pixels: np.ndarray, started: float) -> Explained:
-
-        model, s = self.model, self.settings
-        classes = self.classes()
-        target = example.target if example.target is not None else self.fixed_target()
-        if target is None:
-            target = int(np.argmax(model.predict(pixels[None], batch_size=1)[0]))
-        if not 0 <= target < classes:
-            raise ValueError(f"target {target} out of range, classes are 0..{classes - 1}")
-        x = model.to_model_layout(pixels[None])
-        # The row's relative_error and converged columns report convergence.
-        result = model.explain(x, target, s, self.output)
-        attributions = np.ascontiguousarray(model.to_hwc(result.attributions[0]), np.float32)
+        prediction = self.workflow.predict(self.input(example), pixels)
+        done = self.workflow.explain(prediction).targets[0]
         row = {
             "id": example.id,
             "path": example.path,
             "label": example.label,
-            **result.numbers(0),
-            "target": target,
-            "target_label": self.label(target),
+            **done.result.numbers(0),
+            "target": done.target,
+            "target_label": done.label,
             "seconds": time.perf_counter() - started,
             "status": "ok",
             "error": None,
             "checksum": None,
             "settings": self.settings_json,
         }
-        return Explained(row, attributions)
+        return Explained(row, done.attributions)

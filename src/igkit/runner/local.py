@@ -9,50 +9,26 @@ uncommitted batch and never leaves half a row).
 from __future__ import annotations
 
 import queue
-import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from igkit.runner.engine import Explained, Explainer
+from igkit.runner.engine import DatasetExplainer, Explained
 from igkit.runner.store import DatasetStore, Example
+from igkit.workflow.progress import Progress
 
-__all__ = ["Progress", "run_local"]
+__all__ = ["run_local"]
 
 _DONE = object()
 
 
-class Progress:
-    """A tqdm bar (rate and ETA) on stderr; silent when tqdm is missing or ``enabled`` is off."""
-
-    def __init__(self, total: int, initial: int = 0, enabled: bool = True) -> None:
-        self._bar: Any = None
-        if enabled:
-            try:
-                from tqdm import tqdm
-            except ImportError:
-                return
-            self._bar = tqdm(
-                total=total, initial=initial, unit="image", file=sys.stderr, dynamic_ncols=True
-            )
-
-    def update(self, count: int, failed: int) -> None:
-        """Count ``count`` more examples; show the failures so far."""
-        if self._bar is not None:
-            if failed:
-                self._bar.set_postfix(failed=failed, refresh=False)
-            self._bar.update(count)
-
-    def close(self) -> None:
-        """Close the bar."""
-        if self._bar is not None:
-            self._bar.close()
-
-
 def _prefetch(
-    explainer: Explainer, examples: Sequence[Example], out: queue.Queue, stop: threading.Event
+    explainer: DatasetExplainer,
+    examples: Sequence[Example],
+    out: queue.Queue,
+    stop: threading.Event,
 ) -> None:
     """Reader thread: put ``(example, pixels or exception)`` for each example, then _DONE."""
     for example in examples:
@@ -72,7 +48,7 @@ def _prefetch(
 
 
 def run_local(
-    explainer: Explainer,
+    explainer: DatasetExplainer,
     store: DatasetStore,
     pending: Sequence[Example],
     *,

@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from igkit.runner.engine import Explainer, RunSettings
-from igkit.runner.local import Progress
+from igkit.runner.engine import DatasetExplainer
 from igkit.runner.store import DatasetStore, Example
+from igkit.workflow.progress import Progress
+from igkit.workflow.settings import ExplainSettings
 
 __all__ = ["ExplainActor", "run_ray"]
 
@@ -28,21 +29,22 @@ class ExplainActor:
     """A Ray Data callable class: loads the model in ``__init__``, explains batches in ``__call__``.
 
     Args:
-        settings_json: :class:`RunSettings` fields as JSON (plain data travels well).
+        settings: The run's settings (Ray pickles them to the actor).
+        model_digest: Identifies a model file's contents, for the rows.
         threads: PyTorch intra-op threads per actor (None: the default Ray sets up, one per
             CPU the actor holds).
         use_gpu: Move a PyTorch model to the GPU Ray assigned to this actor.
     """
 
     def __init__(
-        self, settings_json: str, threads: int | None = None, use_gpu: bool = False
+        self,
+        settings: ExplainSettings,
+        model_digest: str = "",
+        threads: int | None = None,
+        use_gpu: bool = False,
     ) -> None:
-        fields = json.loads(settings_json)
-        fields["baseline"] = tuple(fields["baseline"])
-        if fields["input_size"] is not None:
-            fields["input_size"] = tuple(fields["input_size"])
-        self.explainer = Explainer(
-            RunSettings(**fields), threads=threads, device="cuda" if use_gpu else None
+        self.explainer = DatasetExplainer(
+            settings, model_digest, threads=threads, device="cuda" if use_gpu else None
         )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -70,7 +72,7 @@ class ExplainActor:
 
 
 def run_ray(
-    settings: RunSettings,
+    settings: ExplainSettings,
     store: DatasetStore,
     pending: Sequence[Example],
     *,
@@ -78,6 +80,7 @@ def run_ray(
     gpus_per_worker: float = 0.0,
     commit_every: int = 16,
     threads: int | None = None,
+    model_digest: str = "",
     progress: Progress | None = None,
     on_commit: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> int:
@@ -122,7 +125,8 @@ def run_ray(
     mapped = dataset.map_batches(
         ExplainActor,
         fn_constructor_kwargs={
-            "settings_json": json.dumps(_fields(settings)),
+            "settings": settings,
+            "model_digest": model_digest,
             "threads": threads,
             "use_gpu": bool(gpus_per_worker),
         },
@@ -148,8 +152,3 @@ def run_ray(
             on_commit(rows)
     return failed
 
-
-def _fields(settings: RunSettings) -> dict[str, Any]:
-    fields = settings.fingerprint_fields()
-    fields["trust"] = settings.trust
-    return fields

@@ -1,0 +1,180 @@
+"""The one-call entry for notebooks, :func:`explain`, and the inline HTML of its explanations.
+
+``igkit.explain("cat.jpg")`` runs the same workflow as ``igkit explain cat.jpg``: the default
+model, its preprocessing, the top class, Integrated Gradients with the completeness check. It
+returns an :class:`Explanations` list that a notebook shows inline (each input's predictions,
+the TF tutorial's panel and the completeness check in words); ``out=`` also writes the files the
+command line writes.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from igkit.workflow.explainer import Explainer, Explanation
+from igkit.workflow.inputs import Input, InputError, array_inputs, channel_inputs, photo_inputs
+from igkit.workflow.settings import ExplainSettings, TargetSpec, parse_target
+
+if TYPE_CHECKING:
+    from igkit.core.result import Result
+    from igkit.models.spec import LoadedModel
+
+__all__ = ["Explanations", "explain", "explanation_html"]
+
+
+class Explanations(list):  # type: ignore[type-arg]
+    """The explanations of :func:`explain`, one per input, shown inline in a notebook.
+
+    A plain list of :class:`~igkit.workflow.explainer.Explanation`; :attr:`results` gives the
+    Results (one per input and target) and :attr:`explainer` the workflow that made them.
+    """
+
+    explainer: Explainer
+
+    @property
+    def results(self) -> list[Result]:
+        """One single-target Result per input and target, in order (original images only)."""
+        return [
+            te.result for e in self for te in e.targets if not te.variant.slug
+        ]
+
+    def _repr_html_(self) -> str:
+        return "".join(explanation_html(e) for e in self)
+
+
+def _targets(target: Any) -> tuple[TargetSpec, ...]:
+    if target is None:
+        return ()
+    items = target if isinstance(target, (list, tuple)) else [target]
+    return tuple(parse_target(str(t)) for t in items)
+
+
+def _inputs(inputs: Any, settings: ExplainSettings) -> list[Input]:
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    if isinstance(inputs, np.ndarray) or (
+        isinstance(inputs, Sequence) and inputs and isinstance(inputs[0], np.ndarray)
+    ):
+        return array_inputs(inputs)
+    paths = [Path(p) for p in inputs]
+    if settings.multichannel:
+        return channel_inputs(paths, settings.channels, settings.channel_files)
+    return photo_inputs(paths)
+
+
+def explain(
+    inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | np.ndarray,
+    model: str | LoadedModel = "efficientnet_lite0",
+    *,
+    target: int | str | Sequence[int | str] | None = None,
+    out: str | os.PathLike[str] | None = None,
+    **settings: Any,
+) -> Explanations:
+    """Explain photos, multi-channel examples or arrays in one call.
+
+    Args:
+        inputs: An image file, a folder, a list of them, or images as arrays (``(H, W, C)`` or
+            ``(N, H, W, C)``, channels last, values in [0, 1]).
+        model: A model name, file or spec (as for ``igkit explain --model``), or a model from
+            :func:`igkit.load_model`.
+        target: What to explain per input: ``"top1"`` (default), ``"top3"``, a class index or
+            a class name, or a list of these.
+        out: Also write the npz files, figures and ``summary.csv`` there, as the CLI does.
+        **settings: Any field of :class:`~igkit.workflow.settings.ExplainSettings`
+            (``steps``, ``method``, ``baseline``, ``output``, ``figures``, ``channels``,
+            ``multilabel``...). ``baseline`` may be a name or a list; ``figures`` defaults to
+            none unless ``out`` is given.
+
+    Returns:
+        One :class:`~igkit.workflow.explainer.Explanation` per input.
+
+    Raises:
+        InputError: For anything the user can fix, before any attribution.
+    """
+    if isinstance(settings.get("baseline"), (str, float, int)):
+        settings["baseline"] = (settings["baseline"],)
+    for key in ("baseline", "figures", "channels", "model_channels", "augment"):
+        if isinstance(settings.get(key), list):
+            settings[key] = tuple(settings[key])
+    settings.setdefault("figures", ("panel",) if out is not None else ())
+    try:
+        specs = _targets(target)
+        loaded = None if isinstance(model, str) else model
+        name = model if isinstance(model, str) else loaded.name  # type: ignore[union-attr]
+        config = ExplainSettings(model=name, **settings)
+        config = config.replace(targets=specs or (() if config.multilabel else config.targets))
+        config.check()
+    except (TypeError, ValueError) as exc:
+        raise InputError(str(exc)) from None
+    explainer = Explainer(config, loaded)
+    folder = None
+    if out is not None:
+        from igkit.workflow.outputs import OutputFolder
+
+        folder = OutputFolder(out, explainer)
+        folder.check()
+    done = Explanations()
+    done.explainer = explainer
+    rows: list[dict[str, Any]] = []
+    for prediction in explainer.prepare(_inputs(inputs, config)):
+        explanation = explainer.explain(
+            prediction,
+            explainer.variants(prediction),
+            trace=folder is not None and folder.needs_trace,
+        )
+        done.append(explanation)
+        if folder is not None:
+            rows.extend(folder.write(explanation))
+    if folder is not None:
+        folder.finish(rows, [e.prediction.input.name for e in done])
+    return done
+
+
+def _png(figure: Any) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    plt.close(figure)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def explanation_html(explanation: Explanation) -> str:
+    """One input's explanation as HTML: predictions, and per target the panel and the
+    completeness check in words (text escaped; the panel an inline PNG when matplotlib is
+    there)."""
+    p = explanation.prediction
+    parts = [f"<div class='igkit-explanation'><h4>{html.escape(p.input.name)}</h4>"]
+    parts.append("<ol>")
+    for k, name, score in explanation.top:
+        parts.append(f"<li>{html.escape(name)} ({k}): {score:.4f}</li>")
+    parts.append("</ol>")
+    for te in explanation.targets:
+        on = f" on the {te.variant.name} image" if te.variant.slug else ""
+        parts.append(
+            f"<p><b>{html.escape(te.label)}</b> ({te.target}){html.escape(on)}, rank {te.rank}: "
+            f"{html.escape(te.result.completeness_report(0))}</p>"
+        )
+        try:
+            from igkit.viz.figures import ig_panel
+
+            # The panel draws RGB: a 4-channel input shows its first three channels.
+            rgb = slice(0, 3)
+            figure = ig_panel(
+                te.variant.pixels[..., rgb], te.attributions[..., rgb], te.baseline[..., rgb],
+                title=f"{p.input.name}: {te.label} ({te.target})",
+            )
+            parts.append(f"<img src='data:image/png;base64,{_png(figure)}'/>")
+        except ImportError:  # no matplotlib: the words still say everything
+            pass
+    parts.append("</div>")
+    return "".join(parts)
+

@@ -1,0 +1,359 @@
+"""Writing an explanation run: npz files, figures and ``summary.csv``, each atomically.
+
+Per input and target an :class:`OutputFolder` writes ``NAME.npz`` (``NAME_TARGET.npz`` when an
+input has several targets, and always in multi-channel runs) and the figures the settings ask
+for; at the end, :meth:`OutputFolder.finish` writes the once-per-run Riemann figure and
+``summary.csv``. The npz files hold plain arrays (``np.load(..., allow_pickle=False)`` reads
+them): the attributions, the input and first baseline, every number of the Result, every
+setting and the printed predictions (see :data:`PHOTO_NPZ_KEYS` and :data:`CHANNEL_NPZ_KEYS`).
+Photos and multi-channel examples keep their own column sets, as the CLI has always written
+them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from igkit.workflow.explainer import Explainer, Explanation, TargetExplanation
+from igkit.workflow.inputs import InputError
+
+__all__ = [
+    "CHANNEL_SUMMARY_FIELDS",
+    "PHOTO_SUMMARY_FIELDS",
+    "OutputFolder",
+    "check_out_dir",
+    "check_figure_packages",
+]
+
+#: Columns of ``summary.csv`` for photos, one row per image, target and variant.
+PHOTO_SUMMARY_FIELDS: tuple[str, ...] = (
+    "image", "name", "model", "target", "label", "rank", "score", "baseline_score", "delta",
+    "relative_error", "completeness", "steps", "evaluations", "method", "baseline", "output",
+    "tol", "seconds", "npz", "png", "variant",
+)  # fmt: skip
+#: Columns of ``summary.csv`` for multi-channel examples, one row per example and target.
+CHANNEL_SUMMARY_FIELDS: tuple[str, ...] = (
+    "example", "source", "model", "target", "label", "score", "predicted", "baseline_score",
+    "delta", "relative_error", "completeness", "steps", "evaluations", "method", "baseline",
+    "output", "tol", "seconds", "npz", "png",
+)  # fmt: skip
+
+_RGBY = ("red", "green", "blue", "yellow")
+
+
+def check_out_dir(out: Path) -> None:
+    """Check that ``out`` is, or can be created as, a writable folder.
+
+    Raises:
+        InputError: Naming the folder and the problem.
+    """
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a folder")
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"--out {out}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"--out {out}: no permission to write in {existing}")
+
+
+def check_figure_packages(styles: Sequence[str]) -> None:
+    """Check that the packages the figure styles draw with are installed.
+
+    Raises:
+        InputError: Naming what to install, or ``--no-figures``.
+    """
+    try:
+        import matplotlib  # noqa: F401 - only checking that it is there
+
+        from igkit.viz.styles import explain_figures  # noqa: F401
+    except ImportError as exc:
+        raise InputError(
+            f"PNG figures need matplotlib and igkit.viz ({exc}); install them with "
+            "`pip install igkit[viz]`, or pass --no-figures"
+        ) from None
+    if "gradvis" in styles:
+        try:
+            import scipy.ndimage  # noqa: F401 - the Keras clean-up and outlines use it
+        except ImportError:
+            raise InputError(
+                "--figure gradvis needs SciPy: `pip install igkit[viz]`, or leave gradvis out"
+            ) from None
+
+
+class OutputFolder:
+    """Where one run's files go, and how each explanation becomes files and summary rows.
+
+    Args:
+        out: The folder (created on the first write).
+        explainer: The run's explainer (settings, model, labels).
+    """
+
+    def __init__(self, out: str | os.PathLike[str], explainer: Explainer) -> None:
+        self.out = Path(out)
+        self.explainer = explainer
+        self.settings = explainer.settings
+        self.multichannel = self.settings.multichannel
+        self.fields = CHANNEL_SUMMARY_FIELDS if self.multichannel else PHOTO_SUMMARY_FIELDS
+
+    @property
+    def styles(self) -> tuple[str, ...]:
+        """The figure styles drawn per explanation (multi-channel runs draw their own)."""
+        return self.settings.figures
+
+    @property
+    def needs_trace(self) -> bool:
+        """Whether the explanations must keep their path trace (saturation figures)."""
+        return "saturation" in self.styles and not self.multichannel
+
+    def check(self) -> None:
+        """Before any work: the folder can be written and the figure packages are there."""
+        check_out_dir(self.out)
+        if self.styles:
+            check_figure_packages(self.styles)
+
+    def stem(self, explanation: Explanation, target: int) -> str:
+        """``NAME`` or ``NAME_TARGET``: the file stem of one target of one input."""
+        name = explanation.prediction.input.name
+        return name if self.settings.one_target else f"{name}_{target}"
+
+    def write(self, explanation: Explanation) -> list[dict[str, Any]]:
+        """Write one input's npz files and figures; return its summary rows."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.multichannel:
+            return self._write_channels(explanation)
+        return self._write_photo(explanation)
+
+    def finish(self, rows: Sequence[dict[str, Any]], names: Sequence[str]) -> None:
+        """The once-per-run files: the Riemann figure (when asked for) and ``summary.csv``.
+
+        The summary is written even when the figure fails; the figure's error is raised after.
+        """
+        from igkit.io.writers import write_csv
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        try:
+            if "riemann" in self.styles and not self.multichannel:
+                from igkit.io.writers import write_figure_png
+                from igkit.viz.styles import RIEMANN_FILE, riemann_figure
+
+                stem = RIEMANN_FILE.removesuffix(".png")
+                filename = RIEMANN_FILE if stem not in names else f"{stem}-sums.png"
+                s = self.settings
+                write_figure_png(self.out / filename, riemann_figure(s.method, s.steps))
+        finally:
+            write_csv(self.out / "summary.csv", list(rows), self.fields)
+
+    # ------------------------------------------------------------------------------ photos
+
+    def _write_photo(self, explanation: Explanation) -> list[dict[str, Any]]:
+        rows = []
+        variants = explanation.variants
+        by_target = [
+            explanation.targets[i : i + len(variants)]
+            for i in range(0, len(explanation.targets), len(variants))
+        ]
+        for group in by_target:
+            original = group[0]
+            stem = self.stem(explanation, original.target)
+            done = []
+            for te in group:
+                slug = te.variant.slug
+                npz = self.out / (f"{stem}.{slug}.npz" if slug else f"{stem}.npz")
+                self._npz(npz, explanation, te, variant=te.variant.name if slug else None)
+                done.append(self._row(explanation, te, npz.name))
+            per_image = [s for s in self.styles if s != "riemann"]
+            if per_image:
+                written = self._figures(stem, original, per_image)
+                done[0]["png"] = f"{stem}.png" if f"{stem}.png" in written else ""
+            if per_image and len(group) > 1:
+                comparison = f"{stem}.augment.png"
+                self._augment_figure(self.out / comparison, stem, group)
+                for row in done[1:]:
+                    row["png"] = comparison
+            rows.extend(done)
+        return rows
+
+    def _figures(self, stem: str, te: TargetExplanation, styles: Sequence[str]) -> list[str]:
+        from igkit.io.writers import write_figure_png
+        from igkit.viz.styles import explain_figures, figure_filename
+
+        ex, s = self.explainer, self.settings
+        explain_figures(
+            te.variant.pixels, te.result, styles=list(styles), model=ex.model, output=ex.output,
+            label=te.label, title=f"{stem} ({ex.model.name}, {ex.output})", name=stem,
+            baseline=te.baseline, batch_size=s.batch_size, seed=s.seed, out_dir=self.out,
+            save=write_figure_png,
+        )
+        return [figure_filename(stem, style) for style in styles]
+
+    def _augment_figure(self, path: Path, stem: str, group: Sequence[TargetExplanation]) -> None:
+        from dataclasses import replace
+
+        from igkit.io.writers import write_figure_png
+        from igkit.viz.styles import augment_figure
+
+        ex = self.explainer
+        top = [int(np.argmax(te.variant.scores)) for te in group]
+        figure = augment_figure(
+            [te.variant.pixels for te in group],
+            [replace(te.result, attributions=te.attributions) for te in group],
+            [te.variant.name for te in group],
+            predictions=[
+                (ex.label(t), float(te.variant.scores[t])) for t, te in zip(top, group, strict=True)
+            ],
+            label=group[0].label,
+            title=f"{stem} ({ex.model.name}, {ex.output})",
+        )
+        write_figure_png(path, figure)
+
+    # -------------------------------------------------------------------- multi-channel
+
+    def _write_channels(self, explanation: Explanation) -> list[dict[str, Any]]:
+        ex = self.explainer
+        name = explanation.prediction.input.name
+        if self.styles and set(ex.channels) >= set(_RGBY):
+            from igkit.io.writers import write_figure_png
+            from igkit.viz.figures import rgby_figure
+
+            image = explanation.prediction.image
+            order = [ex.channels.index(c) for c in _RGBY]
+            write_figure_png(
+                self.out / f"{name}_rgby.png",
+                rgby_figure(image[..., order], value_max=1.0, title=f"{name}: the four stains"),
+            )
+        rows = []
+        for te in explanation.targets:
+            stem = self.stem(explanation, te.target)
+            npz = self.out / f"{stem}.npz"
+            self._npz(npz, explanation, te)
+            png = ""
+            if self.styles:
+                png = f"{stem}.png"
+                self._sign_masks(self.out / png, explanation, te)
+            row = self._row(explanation, te, npz.name)
+            row["png"] = png
+            rows.append(row)
+        return rows
+
+    def _sign_masks(self, path: Path, explanation: Explanation, te: TargetExplanation) -> None:
+        from igkit.io.writers import write_figure_png
+        from igkit.viz.figures import sign_mask_figure
+
+        ex, r = self.explainer, te.result
+        title = (
+            f"{explanation.prediction.input.name}: {te.label} ({te.target}), {ex.output} "
+            f"{r.score[0]:.3f}; IG over {','.join(ex.model_channels)}, "
+            f"{int(r.steps[0])} steps, relative error {r.relative_error[0]:.2%}"
+        )
+        write_figure_png(
+            path,
+            sign_mask_figure(explanation.prediction.image, te.attributions, te.baseline,
+                             title=title),
+        )
+
+    # ------------------------------------------------------------------------ records
+
+    def _row(self, explanation: Explanation, te: TargetExplanation, npz: str) -> dict[str, Any]:
+        """One summary row (the columns of :attr:`fields`)."""
+        ex, r = self.explainer, te.result
+        item = explanation.prediction.input
+        numbers = {
+            "model": ex.model.name,
+            "target": te.target,
+            "label": te.label,
+            "score": f"{r.score[0]:.6g}",
+            "baseline_score": f"{r.baseline_score[0]:.6g}",
+            "delta": f"{r.delta[0]:.6g}",
+            "relative_error": f"{r.relative_error[0]:.6g}",
+            "completeness": "within" if r.converged[0] else "NOT within",
+            "steps": int(r.steps[0]),
+            "evaluations": int(r.evaluations[0]),
+            "method": r.method,
+            "baseline": ex.baseline_text,
+            "output": ex.output,
+            "tol": r.tol,
+            "seconds": f"{te.seconds:.3f}",
+            "npz": npz,
+            "png": "",
+        }
+        if self.multichannel:
+            return {
+                "example": item.name,
+                "source": item.where,
+                **numbers,
+                "predicted": te.target in explanation.prediction.choice.predicted,
+            }
+        return {"image": item.where, "name": item.name, "rank": te.rank, **numbers,
+                "variant": te.variant.name}
+
+    def _npz(
+        self,
+        path: Path,
+        explanation: Explanation,
+        te: TargetExplanation,
+        variant: str | None = None,
+    ) -> None:
+        import igkit
+        from igkit.io.writers import write_npz
+
+        ex, s, r = self.explainer, self.settings, te.result
+        item = explanation.prediction.input
+        common = {
+            "attributions": te.attributions,
+            "baseline_image": te.baseline,
+            "model": ex.model.name,
+            "model_description": ex.model.description,
+            **r.numbers(0),
+            "target": te.target,
+            "target_label": te.label,
+            "completeness": r.completeness_report(0),
+            "requested_steps": str(s.steps),
+            "method": r.method,
+            "baseline": ex.baseline_text,
+            "tol": r.tol,
+            "output": ex.output,
+            "seed": s.seed,
+            "batch_size": s.batch_size,
+            "seconds": te.seconds,
+            "igkit_version": igkit.__version__,
+        }
+        if self.multichannel:
+            scores = explanation.prediction.scores
+            fields = {
+                **common,
+                "image": explanation.prediction.image.astype(np.float32),
+                "model_input": te.variant.pixels.astype(np.float32),
+                "channels": np.asarray(ex.channels, dtype=str),
+                "model_channels": np.asarray(ex.model_channels, dtype=str),
+                "sources": np.asarray(item.sources, dtype=str),
+                "example": item.name,
+                "threshold": float(s.threshold),
+                "scores": scores,
+                "predicted": np.asarray(explanation.prediction.choice.predicted, dtype=np.int64),
+                "labels": np.asarray([ex.label(k) for k in range(scores.shape[0])], dtype=str),
+            }
+        else:
+            scores = te.variant.scores
+            top = np.argsort(-scores, kind="stable")[: min(s.top_k, len(scores))]
+            fields = {
+                **common,
+                "image": te.variant.pixels.astype(np.float32),
+                "source": item.where,
+                "framework": ex.model.framework,
+                "baselines": np.asarray(r.baselines, dtype=str),
+                "preprocess": ex.preprocess,
+                "input_size": np.asarray(ex.model.input_size, dtype=np.int64),
+                "top_k_indices": np.asarray(top, dtype=np.int64),
+                "top_k_scores": scores[top],
+                "top_k_labels": np.asarray([ex.label(int(i)) for i in top], dtype=str),
+            }
+            if variant is not None:
+                fields["variant"] = variant
+        write_npz(path, fields)
