@@ -1,36 +1,110 @@
 """The contract between the NumPy core and a framework: give me gradients of this batch.
 
-A backend module exposes ``matches(model) -> bool`` (cheap, imports nothing new),
-``probe(model, example) -> bool`` (for bare callables: does the model run on this framework's
-tensors?) and ``open_session(model, ...) -> Session``. The session holds the inputs and baselines
-on the device, evaluates batches of path points, reduces their weighted gradients into one
-image-sized sum per path on the device, and hands back only those sums and scalar scores.
+A backend module exposes ``name`` and ``title`` (e.g. "torch", "PyTorch"), ``CAPABILITIES``
+(what its sessions can do, readable before any work), ``matches(model) -> bool`` (cheap,
+imports nothing new), ``probe(model, example) -> bool`` (for bare callables: does the model run
+on this framework's tensors?), ``adapt_model(model) -> model`` (framework-specific forms a user
+may pass, made callable, or refused with the fix), ``is_tensor``, ``to_numpy``,
+``predict(model, x) -> float64 outputs`` (forward only) and ``open_session(model, ...) ->
+Session``. The session holds the inputs and baselines on the device, evaluates batches of path
+points, reduces their weighted gradients into one image-sized sum per path on the device, and
+hands back only those sums and scalar scores.
+
+What a session can do beyond the minimal contract is declared in its ``capabilities``, never
+found by probing for methods: the engine and ``igkit.api`` read the declaration.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from typing import Protocol, get_args
 
 import numpy as np
 
 from igkit.core.planner import RowBatch
+from igkit.typing import Output, Precision
 
 __all__ = [
     "OUTPUT_NAMES",
+    "PLAIN",
     "PRECISIONS",
+    "Capabilities",
     "DisconnectedModelError",
+    "IntervalSession",
     "OutOfMemory",
+    "RowSession",
     "Session",
     "SessionOptions",
     "Taken",
+    "capabilities_of",
     "check_output_shape",
 ]
 
-OUTPUT_NAMES = ("raw", "softmax", "sigmoid")
+OUTPUT_NAMES: tuple[str, ...] = get_args(Output)
 # "float32": exact arithmetic in the compute dtype (the default). "tf32": TF32 convolutions and
 # matmuls on CUDA. "bf16" / "fp16": forward and backward under autocast, sums in float32.
-PRECISIONS = ("float32", "tf32", "bf16", "fp16")
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend's sessions do beyond the minimal contract (``outputs``, ``set_paths``,
+    ``accumulate``, ``take``), declared once per backend so that callers ask instead of probing.
+
+    A backend module holds it as ``CAPABILITIES`` (readable without a session, e.g. by the
+    command line before loading anything heavy) and its sessions as ``capabilities``.
+
+    Attributes:
+        precisions: The ``precision=`` values the sessions honour ("float32" always).
+        row_accumulation: Sessions implement ``accumulate_rows(rows, batch_size)`` (see
+            ``RowSession``): a whole level of rows at once, in batches of their own, with their
+            own out-of-memory back-off. Without it the engine feeds ``accumulate`` batch by
+            batch and halves a batch that runs out of memory.
+        interval_accumulation: Sessions implement the secant contract (see
+            ``IntervalSession``): ``accumulate_intervals``, ``piece_residual`` and
+            ``unhandled_ops``. ``method="secant"`` needs it.
+        closing: Sessions hold something that ``close()`` releases or restores (device arrays,
+            module training flags, global TF32 switches), so whoever opens one closes it, also
+            when the call fails. Sessions without it need not be closed.
+    """
+
+    precisions: tuple[str, ...] = ("float32",)
+    row_accumulation: bool = False
+    interval_accumulation: bool = False
+    closing: bool = False
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.precisions) - set(PRECISIONS))
+        if unknown or "float32" not in self.precisions:
+            raise ValueError(
+                f"precisions must include 'float32' and only names of {', '.join(PRECISIONS)}; "
+                f"got {self.precisions!r}"
+            )
+
+    def lacks(self, needs: Iterable[str]) -> list[str]:
+        """The names among ``needs`` (boolean capability fields) that are not declared."""
+        flags = {f.name for f in fields(self) if f.type in (bool, "bool")}
+        missing = []
+        for need in needs:
+            if need not in flags:
+                raise ValueError(
+                    f"unknown capability {need!r}; choose one of {', '.join(sorted(flags))}"
+                )
+            if not getattr(self, need):
+                missing.append(need)
+        return missing
+
+
+#: The capabilities of a session that declares none: the minimal contract only.
+PLAIN = Capabilities()
+
+
+def capabilities_of(session: object) -> Capabilities:
+    """The capabilities ``session`` declares, or ``PLAIN`` for a session that declares none (a
+    minimal session written against the four-method contract, such as a test double)."""
+    declared = getattr(session, "capabilities", None)
+    return declared if isinstance(declared, Capabilities) else PLAIN
 
 
 class DisconnectedModelError(ValueError):
@@ -62,7 +136,7 @@ class SessionOptions:
     dtype: np.dtype | None = None
     input_dtype: np.dtype | None = None
     trace: bool = False
-    precision: str = "float32"
+    precision: Precision = "float32"
 
     def fallback_dtype(self) -> str:
         """The dtype name for a model that has no floating parameters to take it from."""
@@ -97,8 +171,13 @@ def check_output_shape(out, n: int):
 
 
 class Session(Protocol):
-    """A model bound to a device, ready to evaluate paths."""
+    """A model bound to a device, ready to evaluate paths.
 
+    ``capabilities`` says which of the optional contracts below (``RowSession``,
+    ``IntervalSession``) the session implements, and whether it must be closed.
+    """
+
+    capabilities: Capabilities
     dtype: np.dtype
     default_channel_axis: int
 
@@ -128,4 +207,45 @@ class Session(Protocol):
 
     def take(self) -> Taken:
         """Returns the sums and scores gathered since the last take and zeroes the sums."""
+        ...
+
+    def close(self) -> None:
+        """Releases what the session holds and restores what it changed (see
+        ``Capabilities.closing``)."""
+        ...
+
+
+class RowSession(Session, Protocol):
+    """A session declaring ``Capabilities.row_accumulation``."""
+
+    def accumulate_rows(self, rows: RowBatch, batch_size: int) -> None:
+        """Evaluates all ``rows`` in batches of at most ``batch_size``, adding ``weight * grad``
+        into each row's path sum, and retries a batch that runs out of memory in halves.
+
+        Raises:
+            OutOfMemory: a single row did not fit.
+        """
+        ...
+
+
+class IntervalSession(Session, Protocol):
+    """A session declaring ``Capabilities.interval_accumulation`` (``method="secant"``).
+
+    Attributes:
+        piece_residual: The summed |completeness residual| of every piece integrated so far:
+            rounding only, when the session followed every nonlinearity of the model.
+        unhandled_ops: Names of the operations the session could not follow, for the error
+            that refuses such a model.
+    """
+
+    piece_residual: float
+    unhandled_ops: set[str]
+
+    def accumulate_intervals(self, rows: RowBatch, batch_size: int) -> np.ndarray:
+        """Integrates each piece between consecutive rows of a path with one secant backward
+        pass; a row's weight is the width of the piece it starts (0 on a path's last point).
+
+        Returns:
+            The rows evaluated per path index.
+        """
         ...

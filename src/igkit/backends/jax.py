@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from igkit.backends.base import (
+    Capabilities,
     DisconnectedModelError,
     OutOfMemory,
     SessionOptions,
@@ -40,9 +41,26 @@ from igkit.backends.base import (
 )
 from igkit.core.planner import RowBatch
 
-__all__ = ["JaxSession", "is_tensor", "matches", "name", "open_session", "probe", "to_numpy"]
+__all__ = [
+    "CAPABILITIES",
+    "JaxSession",
+    "adapt_model",
+    "is_tensor",
+    "matches",
+    "name",
+    "open_session",
+    "predict",
+    "probe",
+    "title",
+    "to_numpy",
+]
 
 name = "jax"
+title = "JAX"
+
+#: Exact float32 (float64 in 64-bit mode) only, batch by batch through ``accumulate``;
+#: sessions drop their device arrays and their hold on the jitted step on ``close``.
+CAPABILITIES = Capabilities(closing=True)
 
 _DISCONNECTED = (
     "the model's output does not depend on its input (its gradient is structurally zero); "
@@ -114,6 +132,53 @@ def matches(model: object) -> bool:
         if isinstance(func, jit_type) or _from_jax_package(func):
             return True
     return False
+
+
+def _flax_module_type() -> type | None:
+    """``flax.linen.Module`` when Flax's linen API is imported, else None."""
+    linen = sys.modules.get("flax.linen")
+    return getattr(linen, "Module", None) if linen is not None else None
+
+
+def adapt_model(model: object) -> object:
+    """Flax linen forms made callable on arrays; anything else is returned as it is.
+
+    A pair ``(module, variables)`` becomes ``functools.partial(module.apply, variables)``, and a
+    bound module (``module.bind(variables)``) the same partial of its unbound module, so both
+    take the path of a Flax ``apply`` (recognised by type, traced once per session). A bare
+    module has no parameters to differentiate with and is refused with the fix.
+
+    Raises:
+        TypeError: For an unbound linen module.
+    """
+    module_type = _flax_module_type()
+    if module_type is None:
+        return model
+    if (
+        isinstance(model, tuple)
+        and len(model) == 2
+        and isinstance(model[0], module_type)
+        and not isinstance(model[1], module_type)
+    ):
+        module, variables = model
+        return functools.partial(module.apply, variables)
+    if isinstance(model, module_type):
+        if model.scope is None:  # type: ignore[attr-defined]
+            raise TypeError(
+                f"the Flax module {type(model).__name__} has no parameters: a Flax module "
+                "needs its parameters: pass functools.partial(module.apply, params) or "
+                "module.bind(params), or the pair (module, params)"
+            )
+        unbound, variables = model.unbind()  # type: ignore[attr-defined]
+        return functools.partial(unbound.apply, variables)
+    return model
+
+
+def predict(model: object, x: np.ndarray) -> np.ndarray:
+    """The raw outputs of ``model`` at the batch ``x``, forward only, as float64 numpy."""
+    import jax.numpy as jnp
+
+    return np.asarray(model(jnp.asarray(x)), dtype=np.float64)  # type: ignore[operator]
 
 
 def is_tensor(x: object) -> bool:
@@ -325,6 +390,7 @@ def _program_for(model: object, output: object, jax: Any) -> _Program:
 class JaxSession:
     """A ``Session`` (see ``igkit.backends.base``) for JAX functions and Keras-on-JAX models."""
 
+    capabilities = CAPABILITIES
     default_channel_axis = -1
 
     def __init__(self, model: object, options: SessionOptions) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from igkit.backends.base import (
+    Capabilities,
     DisconnectedModelError,
     OutOfMemory,
     SessionOptions,
@@ -34,9 +35,26 @@ from igkit.backends.base import (
 )
 from igkit.core.planner import RowBatch
 
-__all__ = ["TensorFlowSession", "is_tensor", "matches", "name", "open_session", "probe", "to_numpy"]
+__all__ = [
+    "CAPABILITIES",
+    "TensorFlowSession",
+    "adapt_model",
+    "is_tensor",
+    "matches",
+    "name",
+    "open_session",
+    "predict",
+    "probe",
+    "title",
+    "to_numpy",
+]
 
 name = "tensorflow"
+title = "TensorFlow"
+
+#: Exact float32 only, batch by batch through ``accumulate``; sessions drop their device
+#: tensors and their hold on the traced step on ``close``.
+CAPABILITIES = Capabilities(closing=True)
 
 _DISCONNECTED = (
     "the model's output does not depend on its input (no gradient reaches the input); "
@@ -97,6 +115,22 @@ def is_tensor(x: object) -> bool:
 def to_numpy(x: object) -> np.ndarray:
     """The value of a TensorFlow tensor or variable as a NumPy array."""
     return np.asarray(x.numpy())  # type: ignore[attr-defined]
+
+
+def adapt_model(model: object) -> object:
+    """TensorFlow models need no adapting: they are run as they are."""
+    return model
+
+
+def predict(model: object, x: np.ndarray) -> np.ndarray:
+    """The raw outputs of ``model`` at the batch ``x``, forward only, as float64 numpy. A
+    SavedModel signature's one-entry dict gives its one tensor."""
+    import tensorflow as tf
+
+    out = model(tf.constant(x))  # type: ignore[operator]
+    if isinstance(out, dict) and len(out) == 1:
+        out = next(iter(out.values()))
+    return np.asarray(out, dtype=np.float64)
 
 
 def _is_tf_output(out: object, tf: Any) -> bool:
@@ -316,6 +350,7 @@ class TensorFlowSession:
     per-path gradient sums and the scores come back, in ``take``.
     """
 
+    capabilities = CAPABILITIES
     default_channel_axis = -1
 
     def __init__(self, model: object, options: SessionOptions, *, graph: bool = True) -> None:

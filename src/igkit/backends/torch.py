@@ -10,6 +10,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from igkit.backends.base import (
+    PRECISIONS,
+    Capabilities,
     DisconnectedModelError,
     OutOfMemory,
     SessionOptions,
@@ -19,6 +21,14 @@ from igkit.backends.base import (
 from igkit.core.planner import RowBatch
 
 name = "torch"
+title = "PyTorch"
+
+#: Every precision; whole levels of rows in one host-to-device copy (``accumulate_rows``);
+#: secant pieces (``accumulate_intervals``, ``igkit.backends.torch_secant``); sessions restore
+#: the modules' training flags and the TF32 switches on ``close``.
+CAPABILITIES = Capabilities(
+    precisions=PRECISIONS, row_accumulation=True, interval_accumulation=True, closing=True
+)
 
 
 def matches(model: object) -> bool:
@@ -46,6 +56,35 @@ def probe(model: object, example: np.ndarray) -> bool:
 
 def to_numpy(x: object) -> np.ndarray:
     return x.detach().cpu().numpy()  # type: ignore[attr-defined]
+
+
+def adapt_model(model: object) -> object:
+    """Torch models need no adapting: modules and callables on tensors are run as they are."""
+    return model
+
+
+def predict(model: object, x: np.ndarray) -> np.ndarray:
+    """The raw outputs of ``model`` at the batch ``x``, forward only, as float64 numpy.
+
+    A module runs in eval mode (dropout and batch statistics would make predictions random; it
+    is left in eval mode) on the device and in the dtype of its first floating parameter or
+    buffer; a plain callable gets float32 on the CPU.
+    """
+    import torch
+
+    device, dtype = torch.device("cpu"), torch.float32
+    if isinstance(model, torch.nn.Module):
+        for tensor in (*model.parameters(), *model.buffers()):
+            if tensor.is_floating_point():
+                device, dtype = tensor.device, tensor.dtype
+                break
+        if model.training:
+            model.eval()
+    with torch.no_grad():
+        out = model(torch.as_tensor(x, dtype=dtype, device=device))  # type: ignore[operator]
+    if not isinstance(out, torch.Tensor):
+        raise ValueError(f"the model returned {type(out).__name__}, not a tensor")
+    return out.detach().to(torch.float64).cpu().numpy()
 
 
 @contextlib.contextmanager
@@ -99,6 +138,7 @@ def _model_place(model: object) -> tuple[object, object | None]:
 class TorchSession:
     """A ``Session`` (see ``igkit.backends.base``) for torch modules and callables."""
 
+    capabilities = CAPABILITIES
     default_channel_axis = 1
 
     def __init__(self, model: object, options: SessionOptions) -> None:

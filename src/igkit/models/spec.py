@@ -5,11 +5,13 @@ Its callable always takes RGB pixel values in [0, 1] (any normalisation the netw
 inside it), so baselines live in pixel space: the TF tutorial's black baseline is black pixels,
 whatever mean/std or ``preprocess_input`` the network was trained with.
 
-Only numpy is imported here; the framework of a model is imported when the model is run.
+Only numpy is imported here: a model is run by its framework's backend
+(``igkit.backends.<framework>.predict``), which imports the framework.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -133,14 +135,20 @@ class LoadedModel:
     def predict(self, images_nhwc: np.ndarray, batch_size: int = 16) -> np.ndarray:
         """Raw model outputs ``(N, classes)`` as float64 for a batch of HWC images in [0, 1].
 
-        Forward only (no gradients), in batches of ``batch_size``.
+        Forward only (no gradients), in batches of ``batch_size``, by
+        ``igkit.backends.<framework>.predict`` (torch: eval mode, on the model's own device and
+        in its dtype).
 
         Raises:
             ValueError: If the model does not return one row of class scores per image.
         """
         x = self.to_model_layout(images_nhwc)
-        forward = _FORWARD[self.framework]
-        chunks = [forward(self.model, x[s : s + batch_size]) for s in range(0, len(x), batch_size)]
+        # The framework's forward pass lives in its backend, which imports the framework.
+        backend = importlib.import_module(f"igkit.backends.{self.framework}")
+        chunks = [
+            backend.predict(self.model, x[s : s + batch_size])
+            for s in range(0, len(x), batch_size)
+        ]
         out = np.concatenate(chunks, axis=0) if chunks else np.empty((0, 0))
         if out.ndim == 1 and out.shape[0] == x.shape[0]:
             out = out[:, None]
@@ -212,46 +220,3 @@ def find_label(labels: Sequence[str], query: str) -> int:
             more = f" and {len(hits) - 6} more" if len(hits) > 6 else ""
             raise ValueError(f"class name {query!r} is ambiguous: {shown}{more}")
     raise KeyError(f"no class matches {query!r}")
-
-
-# ------------------------------------------------------------------------------ forward passes
-
-
-def _forward_torch(model: Callable[..., object], x: np.ndarray) -> np.ndarray:
-    import torch
-
-    device, dtype = torch.device("cpu"), torch.float32
-    if isinstance(model, torch.nn.Module):
-        for tensor in (*model.parameters(), *model.buffers()):
-            if tensor.is_floating_point():
-                device, dtype = tensor.device, tensor.dtype
-                break
-        if model.training:  # dropout and batch statistics would make predictions random
-            model.eval()
-    with torch.no_grad():
-        out = model(torch.as_tensor(x, dtype=dtype, device=device))
-    if not isinstance(out, torch.Tensor):
-        raise ValueError(f"the model returned {type(out).__name__}, not a tensor")
-    return out.detach().to(torch.float64).cpu().numpy()
-
-
-def _forward_tensorflow(model: Callable[..., object], x: np.ndarray) -> np.ndarray:
-    import tensorflow as tf
-
-    out = model(tf.constant(x))
-    if isinstance(out, dict) and len(out) == 1:
-        out = next(iter(out.values()))
-    return np.asarray(out, dtype=np.float64)
-
-
-def _forward_jax(model: Callable[..., object], x: np.ndarray) -> np.ndarray:
-    import jax.numpy as jnp
-
-    return np.asarray(model(jnp.asarray(x)), dtype=np.float64)
-
-
-_FORWARD: dict[str, Callable[[Callable[..., object], np.ndarray], np.ndarray]] = {
-    "torch": _forward_torch,
-    "tensorflow": _forward_tensorflow,
-    "jax": _forward_jax,
-}
