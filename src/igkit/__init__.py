@@ -13,5 +13,8 @@ from igkit.core.result import PathTrace as PathTrace
 from igkit.core.result import Result as Result
 from igkit.core.targets import labels_above as labels_above
 from igkit.models.sources import load_model as load_model
+from igkit.workflow import ExplainSettings as ExplainSettings
+from igkit.workflow import InputError as InputError
+from igkit.workflow import explain as explain
 
 __version__ = "0.1.0"

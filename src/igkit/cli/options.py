@@ -101,7 +101,7 @@ positive_int = _typed(_positive_int)
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """``--model``, ``--weights``, ``--trust``."""
-    from igkit.models.loaders import available_schemes
+    from igkit.models.sources import available_schemes
 
     parser.add_argument(
         "--model",

@@ -467,7 +467,7 @@ class Explainer:
 
 
 def _load(settings: ExplainSettings) -> LoadedModel:
-    from igkit.models.loaders import ModelLoadError, load_model
+    from igkit.models.sources import ModelLoadError, load_model
 
     try:
         return load_model(settings.model, trust=settings.trust, weights=settings.weights)

@@ -114,6 +114,7 @@ def explain(
         config.check()
     except (TypeError, ValueError) as exc:
         raise InputError(str(exc)) from None
+    items = _inputs(inputs, config)
     explainer = Explainer(config, loaded)
     folder = None
     if out is not None:
@@ -124,7 +125,7 @@ def explain(
     done = Explanations()
     done.explainer = explainer
     rows: list[dict[str, Any]] = []
-    for prediction in explainer.prepare(_inputs(inputs, config)):
+    for prediction in explainer.prepare(items):
         explanation = explainer.explain(
             prediction,
             explainer.variants(prediction),
