@@ -25,6 +25,7 @@ from test_runner_support import (  # noqa: E402
     make_images,
     run_igkit,
     write_model_module,
+    write_store,
 )
 
 from igkit.cli import main  # noqa: E402
@@ -116,7 +117,7 @@ def test_explain_dataset_summarize_compare(
     ok = [c for c in classes if c["class"] != "(failed)"]
     assert sum(int(c["examples"]) for c in ok) == 6
     for c in ok:
-        shares = [float(c[f"share_c{i}"]) for i in range(3)]
+        shares = [float(c[f"share_{name}"]) for name in ("red", "green", "blue")]
         assert sum(shares) == pytest.approx(1.0)
     with open(summary / "failures.csv", newline="") as handle:
         assert [f["id"] for f in csv.DictReader(handle)] == ["6"]
@@ -138,6 +139,137 @@ def test_explain_dataset_summarize_compare(
     with open(tmp_path / "same" / "compare.csv", newline="") as handle:
         same = [r for r in csv.DictReader(handle) if r["class"] != "(failed)"]
     assert same and all(float(r["map_l1"]) == 0.0 for r in same)
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _shares(arrays: list[np.ndarray]) -> np.ndarray:
+    """Per channel: its part of each example's total |attribution|, averaged over examples."""
+    parts = [np.abs(a.astype(np.float64)).sum(axis=(0, 1)) for a in arrays]
+    return np.mean([p / p.sum() for p in parts], axis=0)
+
+
+def _mean_map(arrays: list[np.ndarray]) -> np.ndarray:
+    return np.mean([np.abs(a.astype(np.float64)).sum(axis=-1) for a in arrays], axis=0)
+
+
+def _two_stores(tmp_path: Path) -> tuple[Path, Path, dict[str, list[np.ndarray]],
+                                         dict[str, list[np.ndarray]]]:
+    """Stores A (cat, dog, a failure) and B (cat, bird) of random signed 5x4x3 attributions;
+    B's cat attributions lean to blue and to the top rows, so A and B differ."""
+    rng = np.random.default_rng(3)
+    a = {"cat": [rng.normal(size=(5, 4, 3)) for _ in range(3)],
+         "dog": [rng.normal(size=(5, 4, 3)) for _ in range(2)]}
+    lean = np.array([1.0, 1.0, 4.0]) * np.linspace(3.0, 1.0, 5)[:, None, None]
+    b = {"cat": [rng.normal(size=(5, 4, 3)) * lean for _ in range(2)],
+         "bird": [rng.normal(size=(5, 4, 3))]}
+    errors = iter([0.01, -0.2, 0.03, 0.5, -0.04, 0.02, 0.07, 0.0])
+
+    def examples(groups: dict[str, list[np.ndarray]]) -> list[dict]:
+        return [{"path": f"/nowhere/{name}{k}.png", "label": name, "attributions": arr,
+                 "relative_error": next(errors)}
+                for name, arrays in groups.items() for k, arr in enumerate(arrays)]
+
+    store_a = write_store(tmp_path / "a", [*examples(a), {"path": "/nowhere/x.png",
+                                                          "label": "dog", "error": "broken"}],
+                          shape=(5, 4, 3))
+    store_b = write_store(tmp_path / "b", examples(b), shape=(5, 4, 3))
+    return store_a, store_b, a, b
+
+
+def test_summarize_numbers_match_numpy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store, _, groups, _ = _two_stores(tmp_path)
+    assert main(["summarize", str(store), "--no-figures", "--out", str(tmp_path / "s")]) == 0
+    out = capsys.readouterr().out
+    assert "share_red" in out and "share_c0" not in out
+    rows = {r["class"]: r for r in _csv(tmp_path / "s" / "classes.csv")}
+    assert sorted(rows) == ["cat", "dog"]
+    errors = {"cat": [0.01, 0.2, 0.03], "dog": [0.5, 0.04]}
+    tol = 0.05
+    with np.load(tmp_path / "s" / "mean_maps.npz") as maps:
+        for name, arrays in groups.items():
+            row = rows[name]
+            assert int(row["examples"]) == len(arrays) + (name == "dog")
+            assert int(row["failed"]) == (name == "dog")
+            expected = _shares(arrays)
+            got = [float(row[f"share_{c}"]) for c in ("red", "green", "blue")]
+            np.testing.assert_allclose(got, expected, rtol=1e-5)
+            np.testing.assert_allclose(maps[name], _mean_map(arrays), rtol=1e-6)
+            err = np.array(errors[name])
+            assert float(row["mean_abs_relative_error"]) == pytest.approx(err.mean(), rel=1e-5)
+            assert float(row["median_abs_relative_error"]) == pytest.approx(np.median(err),
+                                                                            rel=1e-5)
+            assert float(row["max_abs_relative_error"]) == pytest.approx(err.max(), rel=1e-5)
+            assert float(row["within_tol"]) == pytest.approx((err <= tol).mean())
+    assert [f["id"] for f in _csv(tmp_path / "s" / "failures.csv")] == ["5"]
+
+
+def test_compare_numbers_match_numpy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store_a, store_b, a, b = _two_stores(tmp_path)
+    out = tmp_path / "cmp"
+    assert main(["compare", str(store_a), str(store_b), "--out", str(out), "--no-figures"]) == 0
+    printed = capsys.readouterr().out
+    assert "d_share_blue" in printed and "classes in only one store: bird, dog" in printed
+    rows = {r["class"]: r for r in _csv(out / "compare.csv")}
+    assert sorted(rows) == ["bird", "cat", "dog"]
+    assert (rows["bird"]["examples_a"], rows["bird"]["examples_b"]) == ("0", "1")
+    assert (rows["dog"]["examples_a"], rows["dog"]["examples_b"]) == ("3", "0")
+    assert rows["dog"]["map_l1"] == rows["bird"]["map_l1"] == ""
+    map_a, map_b = _mean_map(a["cat"]), _mean_map(b["cat"])
+    diff = map_b / map_b.sum() - map_a / map_a.sum()
+    cat = rows["cat"]
+    assert float(cat["map_l1"]) == pytest.approx(np.abs(diff).sum(), rel=1e-5)
+    assert float(cat["map_l1"]) > 0.1  # B leans to the top rows
+    change = _shares(b["cat"]) - _shares(a["cat"])
+    got = [float(cat[f"d_share_{c}"]) for c in ("red", "green", "blue")]
+    np.testing.assert_allclose(got, change, rtol=1e-5, atol=1e-7)
+    assert change[2] > 0.2  # ... and to blue
+    assert float(cat["rel_err_a"]) == pytest.approx(np.mean([0.01, 0.2, 0.03]), rel=1e-5)
+    assert float(cat["rel_err_b"]) == pytest.approx(np.mean([0.02, 0.07]), rel=1e-5)
+    with np.load(out / "map_differences.npz") as maps:
+        assert sorted(maps.files) == ["cat"]
+        np.testing.assert_allclose(maps["cat"], diff, rtol=1e-5, atol=1e-7)
+    # A store against itself: no difference anywhere.
+    assert main(["compare", str(store_a), str(store_a), "--out", str(tmp_path / "same"),
+                 "--no-figures"]) == 0
+    for row in _csv(tmp_path / "same" / "compare.csv"):
+        assert float(row["map_l1"]) == 0.0
+        assert all(float(row[f"d_share_{c}"]) == 0.0 for c in ("red", "green", "blue"))
+
+
+@pytest.mark.parametrize(
+    ("settings", "channels", "names"),
+    [
+        ({}, 3, ["red", "green", "blue"]),
+        ({"channels": ["DAPI", "actin", "tubulin"]}, 3, ["DAPI", "actin", "tubulin"]),
+        ({"channels": "red,green,blue,yellow", "model_channels": ["red", "green", "blue"]}, 3,
+         ["red", "green", "blue"]),
+        ({"channels": ["a", "b"]}, 3, ["red", "green", "blue"]),  # names that do not fit
+        ({"model": "hpa_synthetic"}, 3, ["red", "green", "blue"]),
+        ({}, 4, ["c0", "c1", "c2", "c3"]),
+    ],
+)
+def test_summarize_and_compare_name_channels(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], settings: dict, channels: int,
+    names: list[str],
+) -> None:
+    rng = np.random.default_rng(0)
+    store = write_store(tmp_path / "s", [{"path": "/nowhere/a.png", "label": "cat",
+                                          "attributions": rng.normal(size=(2, 2, channels))}],
+                        shape=(2, 2, channels), settings=settings)
+    assert main(["summarize", str(store), "--no-figures"]) == 0
+    (row,) = _csv(store / "summary" / "classes.csv")
+    assert [k for k in row if k.startswith("share_")] == [f"share_{n}" for n in names]
+    assert main(["compare", str(store), str(store), "--out", str(tmp_path / "c"),
+                 "--no-figures"]) == 0
+    (row,) = _csv(tmp_path / "c" / "compare.csv")
+    assert [k for k in row if k.startswith("d_share_")] == [f"d_share_{n}" for n in names]
+    capsys.readouterr()
 
 
 def test_manifest_labels_group_the_summary(

@@ -117,6 +117,9 @@ def test_report_store_class_page(sources: dict[str, Path]) -> None:
     page = (report / "class_0.html").read_text(encoding="utf-8")
     assert "Mean |attribution| map" in page and "Channel shares" in page
     assert (report / "img/class_0_mean.png").is_file()
+    # Channels by name (an RGB photo store), as igkit summarize names them.
+    assert all(f"<td>{c}</td>" in page for c in ("red", "green", "blue"))
+    assert "channel 0" not in page
 
 
 def test_report_rejects_other_folders(tmp_path: Path) -> None:
@@ -288,7 +291,7 @@ def test_report_compare_page(compared: dict[str, Path]) -> None:
         assert f"<h2>Class {html.escape(name)}</h2>" in page
         for fig in (f"img/compare_{k}_maps.png", f"img/compare_{k}_diff.png"):
             assert f'src="{fig}"' in page and (report / fig).is_file()
-        assert f"<td>{row['share_d0']}</td>" in page
+        assert f"<td>{row['d_share_red']}</td>" in page
         assert f"L1 distance of the normalised maps: {row['map_l1']}" in page
     for link in re.findall(r'(?:href|src)="([^"]*)"', page):
         assert not link.startswith(("/", "file:", "http")), link

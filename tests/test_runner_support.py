@@ -1,11 +1,15 @@
-"""Helpers shared by the dataset-runner tests (no tests here): a tiny model and images."""
+"""Helpers shared by the dataset-runner tests (no tests here): a tiny model and images, and
+stores with chosen attributions written through the store API (no model run)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -99,3 +103,52 @@ def run_igkit(args: list[str], model_dir: Path, cwd: Path) -> subprocess.Complet
         timeout=300,
         check=False,
     )
+
+
+#: Settings of a store written by :func:`write_store`, as ``explain-dataset`` records them.
+STORE_SETTINGS: dict[str, Any] = {
+    "model": "tests:none", "weights": None, "model_digest": "", "input_size": None,
+    "preprocess": None, "target": "top1", "steps": 8, "method": "gauss_legendre", "tol": 0.05,
+    "max_steps": 1024, "batch_size": 16, "baseline": ["black"], "output": None, "seed": 0,
+}
+
+
+def write_store(
+    root: Path,
+    examples: Sequence[Mapping[str, Any]],
+    *,
+    shape: tuple[int, int, int],
+    settings: Mapping[str, Any] | None = None,
+) -> Path:
+    """A store at ``root`` holding exactly the given examples, committed in one batch.
+
+    Each example is a mapping with ``path`` and optional ``label``, ``target_label``,
+    ``relative_error`` (default 0), ``converged`` (default: within the tolerance) and either
+    ``attributions`` (an ``(H, W, C)`` array: an ok row) or ``error`` (a failed row).
+    ``settings`` update :data:`STORE_SETTINGS`.
+    """
+    from igkit.runner.store import DatasetStore, Example
+
+    full = {**STORE_SETTINGS, **(settings or {})}
+    store = DatasetStore.create_or_open(
+        root, full,
+        [Example(i, str(e["path"]), e.get("label")) for i, e in enumerate(examples)], shape,
+    )
+    rows, arrays = [], {}
+    for i, e in enumerate(examples):
+        ok = "attributions" in e
+        rel = float(e.get("relative_error", 0.0))
+        rows.append({
+            "id": i, "path": str(e["path"]), "label": e.get("label"), "target": 0,
+            "target_label": e.get("target_label", "class 0"),
+            "score": 0.9 if ok else None, "baseline_score": 0.1 if ok else None,
+            "delta": 0.8 * rel if ok else None, "relative_error": rel if ok else None,
+            "converged": bool(e.get("converged", abs(rel) <= full["tol"])) if ok else None,
+            "steps": full["steps"] if ok else None, "evaluations": full["steps"] if ok else None,
+            "seconds": 0.01, "status": "ok" if ok else "failed",
+            "error": None if ok else str(e["error"]), "settings": json.dumps(full, sort_keys=True),
+        })
+        if ok:
+            arrays[i] = np.asarray(e["attributions"], dtype=np.float32)
+    store.commit(rows, arrays)
+    return root

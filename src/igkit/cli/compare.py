@@ -2,8 +2,11 @@
 
 The data-skew use case: explain two splits (or the same split at two times) into two stores,
 then compare per class the normalised mean |attribution| maps (B - A) and the channel shares.
-Prints one line per class and writes ``compare.csv``, ``map_differences.png`` and
-``channel_share_differences.png`` to ``--out``. See :func:`igkit.runner.aggregate.compare_rows`.
+Prints one line per class and writes ``compare.csv`` (``map_l1`` and a ``d_share_NAME`` column
+per channel, named as ``igkit summarize`` names them), ``map_differences.npz`` (per class the
+``(H, W)`` difference B - A of the normalised maps), ``map_differences.png`` and
+``channel_share_differences.png`` to ``--out``. See
+:func:`igkit.runner.aggregate.compare_rows`.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from igkit.cli._base import Command, UsageError
-from igkit.cli.summarize import _channel_names, _print_table, bar_figure, map_grid, open_store
+from igkit.cli.summarize import _print_table, bar_figure, map_grid, open_store
 
 __all__ = ["COMMAND", "run"]
 
@@ -33,8 +36,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Aggregate both stores, print and write the per-class differences."""
-    from igkit.io.writers import write_csv, write_figure_png
-    from igkit.runner.aggregate import compare_rows, summarize_store
+    from igkit.io.writers import write_csv, write_figure_png, write_npz
+    from igkit.runner.aggregate import (
+        compare_rows,
+        normalized_map,
+        store_channel_names,
+        summarize_store,
+    )
 
     store_a, store_b = open_store(args.store_a), open_store(args.store_b)
     if store_a.shape != store_b.shape:
@@ -49,9 +57,14 @@ def run(args: argparse.Namespace) -> int:
         from igkit.cli.summarize import _require_matplotlib
 
         _require_matplotlib()
+    channels = store_channel_names(store_a)
+    other_channels = store_channel_names(store_b)
+    if other_channels != channels:
+        print(f"note: the stores name their channels differently (A: {', '.join(channels)}; "
+              f"B: {', '.join(other_channels)}); the columns use A's names")
     summaries_a, _ = summarize_store(store_a)
     summaries_b, _ = summarize_store(store_b)
-    compared = compare_rows(summaries_a, summaries_b)
+    compared = compare_rows(summaries_a, summaries_b, channels)
     rows = [row for *_, row in compared]
     fields: list[str] = []
     for row in rows:
@@ -64,12 +77,10 @@ def run(args: argparse.Namespace) -> int:
         for name, a, b, _ in compared
         if a is not None and b is not None and a.count > a.failed and b.count > b.failed
     ]
+    diffs = [normalized_map(b.mean_map) - normalized_map(a.mean_map) for _, a, b in both]
+    write_npz(out / "map_differences.npz",
+              {name: diff.astype(np.float32) for (name, *_), diff in zip(both, diffs, strict=True)})
     if not args.no_figures and both:
-        diffs = []
-        for _, a, b in both:
-            na = a.mean_map / np.nansum(a.mean_map) if np.nansum(a.mean_map) > 0 else a.mean_map
-            nb = b.mean_map / np.nansum(b.mean_map) if np.nansum(b.mean_map) > 0 else b.mean_map
-            diffs.append(nb - na)
         write_figure_png(
             out / "map_differences.png",
             map_grid(
@@ -77,7 +88,6 @@ def run(args: argparse.Namespace) -> int:
                 title="normalised mean |attribution|: B - A (red: more in B)",
             ),
         )
-        channels = _channel_names(store_a.shape[2])
         delta = np.stack([b.channel_share - a.channel_share for _, a, b in both])
         write_figure_png(
             out / "channel_share_differences.png",

@@ -1,9 +1,11 @@
 """``igkit summarize STORE``: per-class aggregates of a dataset store, as a table and figures.
 
 Prints one line per class (examples, failures, channel shares, completeness) and writes to
-``STORE/summary/`` (or ``--out``): ``classes.csv``, ``failures.csv``, ``mean_maps.npz`` (one
-``(H, W)`` array per class), ``mean_abs_attribution.png`` (the per-class mean |attribution|
-maps) and ``channel_shares.png``. See :mod:`igkit.runner.aggregate` for the definitions.
+``STORE/summary/`` (or ``--out``): ``classes.csv`` (a ``share_NAME`` column per channel, named
+by :func:`igkit.runner.aggregate.store_channel_names`: red/green/blue for RGB photos),
+``failures.csv``, ``mean_maps.npz`` (one ``(H, W)`` array per class),
+``mean_abs_attribution.png`` (the per-class mean |attribution| maps) and ``channel_shares.png``.
+See :mod:`igkit.runner.aggregate` for the definitions.
 """
 
 from __future__ import annotations
@@ -97,10 +99,6 @@ def bar_figure(
     return fig
 
 
-def _channel_names(channels: int) -> list[str]:
-    return ["R", "G", "B"] if channels == 3 else [f"c{c}" for c in range(channels)]
-
-
 def _print_table(rows: Sequence[dict[str, Any]]) -> None:
     if not rows:
         print("(no results)")
@@ -115,7 +113,7 @@ def _print_table(rows: Sequence[dict[str, Any]]) -> None:
 def run(args: argparse.Namespace) -> int:
     """Aggregate the store, print the table, write CSVs and figures."""
     from igkit.io.writers import write_csv, write_npz
-    from igkit.runner.aggregate import summarize_store, summary_rows
+    from igkit.runner.aggregate import store_channel_names, summarize_store, summary_rows
 
     store = open_store(args.store)
     out = Path(args.out) if args.out else Path(args.store) / "summary"
@@ -124,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_figures:
         _require_matplotlib()
     summaries, failures = summarize_store(store)
-    rows = summary_rows(summaries)
+    channels = store_channel_names(store)
+    rows = summary_rows(summaries, channels)
     out.mkdir(parents=True, exist_ok=True)
     _print_table(rows)
     if rows:
@@ -132,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     write_csv(out / "failures.csv", failures, ["id", "path", "label", "error"])
     write_npz(out / "mean_maps.npz", {s.name: s.mean_map.astype(np.float32) for s in summaries})
     if not args.no_figures and summaries:
-        _write_figures(out, summaries, store)
+        _write_figures(out, summaries, channels)
     print(f"{len(failures)} failed example(s); wrote the summary to {out}")
     return 0
 
@@ -146,7 +145,7 @@ def _require_matplotlib() -> None:
         ) from None
 
 
-def _write_figures(out: Path, summaries: Sequence[ClassSummary], store: DatasetStore) -> None:
+def _write_figures(out: Path, summaries: Sequence[ClassSummary], channels: Sequence[str]) -> None:
     from igkit.io.writers import write_figure_png
 
     summaries = [s for s in summaries if s.count > s.failed]  # classes with attributions
@@ -157,7 +156,6 @@ def _write_figures(out: Path, summaries: Sequence[ClassSummary], store: DatasetS
         out / "mean_abs_attribution.png",
         map_grid(names, [s.mean_map for s in summaries], title="mean |attribution| per class"),
     )
-    channels = _channel_names(store.shape[2])
     shares = np.stack([s.channel_share for s in summaries])
     write_figure_png(
         out / "channel_shares.png",

@@ -142,7 +142,7 @@ def load_explain_folder(folder: Path) -> list[ReportItem]:
 
 def load_store(root: Path) -> tuple[list[ReportItem], list[dict[str, Any]], Any]:
     """The items of a dataset store, its per-class summaries and the store itself."""
-    from igkit.runner.aggregate import summarize_store
+    from igkit.runner.aggregate import store_channel_names, summarize_store
     from igkit.runner.store import DatasetStore
 
     store = DatasetStore.open(root)
@@ -183,9 +183,10 @@ def load_store(root: Path) -> tuple[list[ReportItem], list[dict[str, Any]], Any]
             )
         )
     summaries, _ = summarize_store(store)
+    names = store_channel_names(store)
     classes = [
         {"name": s.name, "count": s.count, "failed": s.failed, "map": s.mean_map,
-         "shares": s.channel_share, "mean_err": s.mean_abs_relative_error,
+         "shares": s.channel_share, "channels": names, "mean_err": s.mean_abs_relative_error,
          "within_tol": s.within_tol}
         for s in summaries
     ]
@@ -380,7 +381,8 @@ def _write_class_page(dest: Path, k: int, name: str, members: list[dict[str, Any
         _write_map_png(summary["map"], dest / rel, size=256)
         parts.append("<h2>Mean |attribution| map</h2>"
                      f"<figure><img src=\"{rel}\" alt=\"mean attribution map\"></figure>")
-        shares = [(f"channel {c}", f"{v:.4g}") for c, v in enumerate(summary["shares"])]
+        names = summary.get("channels") or [f"c{c}" for c in range(len(summary["shares"]))]
+        shares = [(name, f"{v:.4g}") for name, v in zip(names, summary["shares"], strict=False)]
         parts.append("<h2>Channel shares</h2>" + _table(shares, ("channel", "share")))
         parts.append(_table([
             ("mean |relative error|", f"{summary['mean_err']:.4g}"),
@@ -441,14 +443,19 @@ def _write_compare_page(dest: Path, store_a: Any, store_b: Any, name_a: str,
     The numbers are :func:`igkit.runner.aggregate.compare_rows`'s and the figures
     ``igkit compare``'s (:func:`igkit.cli.summarize.map_grid`), so the page and the command agree.
     """
-    from igkit.cli.summarize import _channel_names, map_grid
+    from igkit.cli.summarize import map_grid
     from igkit.io.writers import write_figure_png
-    from igkit.runner.aggregate import _normalized, compare_rows, summarize_store
+    from igkit.runner.aggregate import (
+        compare_rows,
+        normalized_map,
+        store_channel_names,
+        summarize_store,
+    )
 
     esc = html.escape
     summaries_a, _ = summarize_store(store_a)
     summaries_b, _ = summarize_store(store_b)
-    channels = _channel_names(store_a.shape[2])
+    channels = store_channel_names(store_a)
     parts = [
         "<p><a href=\"index.html\">&larr; all images</a></p>",
         f"<h1>Compare: A = {esc(name_a)}, B = {esc(name_b)}</h1>",
@@ -456,13 +463,13 @@ def _write_compare_page(dest: Path, store_a: Any, store_b: Any, name_a: str,
         "(red: more in B) and the change of each channel's share of |attribution|.</p>",
     ]
     only = []
-    for k, (name, sa, sb, row) in enumerate(compare_rows(summaries_a, summaries_b)):
+    for k, (name, sa, sb, row) in enumerate(compare_rows(summaries_a, summaries_b, channels)):
         if sa is None or sb is None or "map_l1" not in row:
             only.append((name, str(row["examples_a"]), str(row["examples_b"])))
             continue
         parts.append(f"<section class=\"compare-class\"><h2>Class {esc(name)}</h2>")
         if sa.count > sa.failed and sb.count > sb.failed:
-            na, nb = _normalized(sa.mean_map), _normalized(sb.mean_map)
+            na, nb = normalized_map(sa.mean_map), normalized_map(sb.mean_map)
             maps = f"img/compare_{k}_maps.png"
             diff = f"img/compare_{k}_diff.png"
             write_figure_png(dest / maps, map_grid(["A", "B"], [na, nb],
@@ -473,9 +480,8 @@ def _write_compare_page(dest: Path, store_a: Any, store_b: Any, name_a: str,
                          f"<figure><img src=\"{diff}\" alt=\"map difference B - A\"></figure>")
         parts.append(f"<p>L1 distance of the normalised maps: {esc(str(row['map_l1']))}</p>")
         parts.append(_table(
-            [(ch, f"{a:.6g}", f"{b:.6g}", str(row.get(f"share_d{c}", "")))
-             for c, (ch, a, b) in enumerate(zip(channels, sa.channel_share, sb.channel_share,
-                                                strict=False))],
+            [(ch, f"{a:.6g}", f"{b:.6g}", str(row.get(f"d_share_{ch}", "")))
+             for ch, a, b in zip(channels, sa.channel_share, sb.channel_share, strict=False)],
             ("channel", "share A", "share B", "B - A"),
         ))
         parts.append(_table([

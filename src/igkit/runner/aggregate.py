@@ -9,11 +9,17 @@ A class is the example's manifest ``label`` when it has one, else the explained 
 * completeness statistics over the ok rows: mean / median / max |relative error| and the share
   within the run's tolerance;
 * the number of failed examples.
+
+Channels are named by :func:`channel_names`: the names a store's settings record (``channels``
+or ``model_channels``, when a run records them), else a built-in model's declared channels, else
+red/green/blue for the three-channel RGB photos every ``explain-dataset`` run decodes, and
+``c0, c1, ...`` only when nothing else is known. :func:`setting_value` says what a setting left
+as None ("the model's default") stood for, where that is known without loading a framework.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,9 +27,96 @@ import numpy as np
 
 from igkit.runner.store import DatasetStore
 
-__all__ = ["ClassSummary", "compare_rows", "summarize_store"]
+__all__ = [
+    "BUILTIN_MODEL_DEFAULTS",
+    "MODEL_DEFAULT",
+    "ClassSummary",
+    "channel_names",
+    "compare_rows",
+    "normalized_map",
+    "setting_value",
+    "store_channel_names",
+    "summarize_store",
+    "summary_rows",
+]
 
 FAILED_CLASS = "(failed)"
+
+#: What a setting left as None means when its value cannot be known without loading the model.
+MODEL_DEFAULT = "model default"
+
+#: The names of an RGB photo's channels, in the order :func:`igkit.io.images.load_image` gives.
+RGB_CHANNELS: tuple[str, ...] = ("red", "green", "blue")
+
+#: The defaults of the built-in models (as their loaders in :mod:`igkit.models.loaders` declare
+#: them; a test checks that they agree), so a store whose settings say None ("the model's
+#: default") can still say what was used without importing a framework.
+BUILTIN_MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "efficientnet_lite0": {"preprocess": "center_crop", "output": "softmax"},
+    "keras:efficientnet_lite0": {"preprocess": "center_crop", "output": "softmax"},
+    "hpa_synthetic": {"preprocess": "resize", "output": "sigmoid", "channels": RGB_CHANNELS},
+}
+
+
+def _builtin_defaults(settings: Mapping[str, Any]) -> dict[str, Any]:
+    spec = settings.get("model")
+    if not isinstance(spec, str):
+        return {}
+    spec = spec.strip()
+    if spec.casefold().startswith("keras:"):
+        spec = "keras:" + spec[len("keras:"):].casefold()  # the keras: loader ignores case
+    return BUILTIN_MODEL_DEFAULTS.get(spec, {})
+
+
+def setting_value(settings: Mapping[str, Any], key: str) -> tuple[Any, str]:
+    """What the run used for ``key``, and where that is known from.
+
+    Returns ``(value, "recorded")`` when the settings hold a value, ``(value, "default")`` when
+    they hold None and the value is a built-in model's default, and ``(None, "unknown")`` when
+    it was the default of a model that would have to be loaded to tell.
+    """
+    value = settings.get(key)
+    if value is not None:
+        return value, "recorded"
+    value = _builtin_defaults(settings).get(key)
+    if value is not None:
+        return value, "default"
+    return None, "unknown"
+
+
+def _names(value: Any, count: int) -> list[str] | None:
+    """``value`` as ``count`` distinct non-empty channel names, or None when it is not that."""
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, (list, tuple)) or len(value) != count:
+        return None
+    names = [str(v).strip() for v in value]
+    if not all(names) or len(set(names)) != count:
+        return None
+    return names
+
+
+def channel_names(settings: Mapping[str, Any], count: int) -> list[str]:
+    """Names for the ``count`` attribution channels of a store made with ``settings``.
+
+    In order of preference: the channel names the settings record (``model_channels``, then
+    ``channels``; a list or comma-separated text, used when it names exactly ``count``
+    channels), a built-in model's declared channels, red/green/blue for three channels (the
+    RGB photos a dataset run decodes), else ``c0, c1, ...``.
+    """
+    for value in (settings.get("model_channels"), settings.get("channels"),
+                  _builtin_defaults(settings).get("channels")):
+        names = _names(value, count)
+        if names is not None:
+            return names
+    if count == len(RGB_CHANNELS):
+        return list(RGB_CHANNELS)
+    return [f"c{c}" for c in range(count)]
+
+
+def store_channel_names(store: DatasetStore) -> list[str]:
+    """:func:`channel_names` of a store's settings and attribution channels."""
+    return channel_names(store.settings, store.shape[2])
 
 
 @dataclass(frozen=True)
@@ -85,13 +178,26 @@ def summarize_store(store: DatasetStore) -> tuple[list[ClassSummary], list[dict[
     return summaries, failures
 
 
-def summary_rows(summaries: Sequence[ClassSummary]) -> list[dict[str, object]]:
-    """One CSV row per class."""
+def _column_names(channels: Sequence[str] | None, count: int) -> list[str]:
+    if channels is not None and len(channels) == count:
+        return list(channels)
+    return channel_names({}, count)
+
+
+def summary_rows(
+    summaries: Sequence[ClassSummary], channels: Sequence[str] | None = None
+) -> list[dict[str, object]]:
+    """One CSV row per class; ``share_NAME`` is the share of the channel named NAME.
+
+    ``channels`` names the channels (:func:`store_channel_names`); without it three channels
+    are red/green/blue and others ``c0, c1, ...``.
+    """
     rows = []
     for s in summaries:
         row: dict[str, object] = {"class": s.name, "examples": s.count, "failed": s.failed}
-        for c, share in enumerate(s.channel_share):
-            row[f"share_c{c}"] = f"{share:.6g}"
+        for name, share in zip(_column_names(channels, len(s.channel_share)), s.channel_share,
+                               strict=True):
+            row[f"share_{name}"] = f"{share:.6g}"
         row.update(
             mean_abs_relative_error=f"{s.mean_abs_relative_error:.6g}",
             median_abs_relative_error=f"{s.median_abs_relative_error:.6g}",
@@ -102,19 +208,21 @@ def summary_rows(summaries: Sequence[ClassSummary]) -> list[dict[str, object]]:
     return rows
 
 
-def _normalized(values: np.ndarray) -> np.ndarray:
+def normalized_map(values: np.ndarray) -> np.ndarray:
+    """A mean |attribution| map scaled to sum 1 (unchanged when its sum is not positive)."""
     total = np.nansum(values)
     return values / total if total > 0 else values
 
 
 def compare_rows(
-    a: Sequence[ClassSummary], b: Sequence[ClassSummary]
+    a: Sequence[ClassSummary], b: Sequence[ClassSummary], channels: Sequence[str] | None = None
 ) -> list[tuple[str, ClassSummary | None, ClassSummary | None, dict[str, object]]]:
     """Match classes of two stores; per class the differences B - A.
 
     Maps are compared after normalising each to sum 1 (so a change of scale alone is no
     difference): ``map_l1`` is the L1 distance of the normalised maps (0 same, 2 disjoint);
-    ``share_dC`` is the change of channel C's share.
+    ``d_share_NAME`` is the change (B - A) of the share of the channel named NAME
+    (``channels``, as in :func:`summary_rows`).
     """
     by_a = {s.name: s for s in a}
     by_b = {s.name: s for s in b}
@@ -127,10 +235,11 @@ def compare_rows(
             "examples_b": sb.count if sb else 0,
         }
         if sa is not None and sb is not None and sa.mean_map.shape == sb.mean_map.shape:
-            diff = _normalized(sb.mean_map) - _normalized(sa.mean_map)
+            diff = normalized_map(sb.mean_map) - normalized_map(sa.mean_map)
             row["map_l1"] = f"{float(np.nansum(np.abs(diff))):.6g}"
-            for c, (x, y) in enumerate(zip(sa.channel_share, sb.channel_share, strict=False)):
-                row[f"share_d{c}"] = f"{float(y - x):+.6g}"
+            names = _column_names(channels, len(sa.channel_share))
+            for channel, x, y in zip(names, sa.channel_share, sb.channel_share, strict=False):
+                row[f"d_share_{channel}"] = f"{float(y - x):+.6g}"
             row["rel_err_a"] = f"{sa.mean_abs_relative_error:.6g}"
             row["rel_err_b"] = f"{sb.mean_abs_relative_error:.6g}"
         out.append((name, sa, sb, row))
