@@ -16,5 +16,6 @@ from igkit.models.sources import load_model as load_model
 from igkit.workflow import ExplainSettings as ExplainSettings
 from igkit.workflow import InputError as InputError
 from igkit.workflow import explain as explain
+from igkit.workflow import model_inputs as model_inputs
 
 __version__ = "0.1.0"

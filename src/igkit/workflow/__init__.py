@@ -22,6 +22,7 @@ from igkit.workflow.inputs import channel_inputs as channel_inputs
 from igkit.workflow.inputs import photo_inputs as photo_inputs
 from igkit.workflow.notebook import Explanations as Explanations
 from igkit.workflow.notebook import explain as explain
+from igkit.workflow.notebook import model_inputs as model_inputs
 from igkit.workflow.outputs import OutputFolder as OutputFolder
 from igkit.workflow.settings import ExplainSettings as ExplainSettings
 from igkit.workflow.settings import TargetSpec as TargetSpec
@@ -41,5 +42,6 @@ __all__ = [
     "array_inputs",
     "channel_inputs",
     "explain",
+    "model_inputs",
     "photo_inputs",
 ]

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from igkit.core.result import Result
     from igkit.models.spec import LoadedModel
 
-__all__ = ["Explanations", "explain", "explanation_html"]
+__all__ = ["Explanations", "explain", "explanation_html", "model_inputs"]
 
 
 class Explanations(list):  # type: ignore[type-arg]
@@ -68,6 +68,34 @@ def _inputs(inputs: Any, settings: ExplainSettings) -> list[Input]:
     if settings.multichannel:
         return channel_inputs(paths, settings.channels, settings.channel_files)
     return photo_inputs(paths)
+
+
+def model_inputs(
+    images: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | np.ndarray,
+    model: LoadedModel,
+    *,
+    preprocess: str | None = None,
+) -> np.ndarray:
+    """Photos (files, folders or arrays) as a batch the model takes, values in [0, 1].
+
+    Each image is read (8-bit files and integer arrays are scaled to [0, 1]), brought to the
+    model's input size as the model's own preprocessing does (or ``preprocess``: "pad",
+    "resize", "center_crop"), and the batch is put in the model's layout (NCHW for PyTorch).
+    ``igkit.integrated_gradients(model, model_inputs("cat.jpg", model), ...)`` then explains
+    it, exactly as ``igkit explain`` does.
+
+    Raises:
+        InputError: For a file that cannot be read or an array of the wrong shape.
+    """
+    from igkit.io.images import preprocess as resize
+
+    items = _inputs(images, ExplainSettings(model=model.name))
+    mode = preprocess or model.preprocess
+    try:
+        pixels = [resize(item.read(), model.input_size, mode) for item in items]  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    return model.to_model_layout(np.stack(pixels))
 
 
 def explain(
