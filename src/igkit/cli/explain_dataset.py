@@ -17,17 +17,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from igkit.cli import options
 from igkit.cli._base import EXIT_FAILED, EXIT_OK, Command, UsageError
-
-if TYPE_CHECKING:
-    from igkit.runner.engine import DatasetExplainer
-    from igkit.runner.store import Example
-    from igkit.workflow.settings import ExplainSettings
 
 __all__ = ["COMMAND", "configure", "run"]
 
@@ -94,135 +86,37 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Validate, open or create the store, then explain the pending examples."""
-    from igkit.runner.engine import DatasetExplainer, SourceError, file_digest, read_source
+    """Validate, open or create the store, explain the pending examples, print the counts."""
+    from igkit.runner.dataset import DatasetRunError, prepare_dataset
     from igkit.workflow.inputs import InputError
-    from igkit.workflow.outputs import check_out_dir
 
-    spec = args.target
-    if spec is not None and spec.kind == "top" and int(spec.value) != 1:
-        raise UsageError(
-            f"--target {spec.text}: explain-dataset explains one class per example; use "
-            "top1, a class index or a class name"
-        )
     settings = options.settings_from_args(args)
     try:
-        check_out_dir(Path(args.out))
+        job = prepare_dataset(
+            settings, args.source, args.out, engine=args.engine, workers=args.workers,
+            gpus_per_worker=args.gpus_per_worker, threads=args.threads,
+        )
+        done = job.run(
+            commit_every=args.commit_every, progress=not args.no_progress,
+            note=lambda text: print(text, file=sys.stderr),
+        )
     except InputError as exc:
         raise UsageError(str(exc)) from None
-    if args.weights:
-        settings = settings.replace(weights=str(Path(args.weights).resolve()))
-    if args.engine != "ray" and (args.workers != 1 or args.gpus_per_worker):
-        raise UsageError("--workers and --gpus-per-worker need --engine ray")
-    _require_packages(args.engine)
-    try:
-        examples = read_source(args.source)
-    except SourceError as exc:
-        raise UsageError(str(exc)) from None
-    digest = file_digest(args.model)
-    try:
-        explainer = DatasetExplainer(settings, digest, threads=args.threads)
-        classes = explainer.workflow.classes()
-        explainer.workflow.fixed_targets()
-    except InputError as exc:
-        raise UsageError(str(exc)) from None
-    for example in examples:
-        if example.target is not None and not 0 <= example.target < classes:
-            raise UsageError(
-                f"{args.source}: target {example.target} of {example.path} is out of range, "
-                f"the model has classes 0..{classes - 1}"
-            )
-    return _execute(args, settings, digest, explainer, examples)
-
-
-def _require_packages(engine: str) -> None:
-    missing = []
-    for module in ("zarr", "pyarrow", "duckdb") + (("ray",) if engine == "ray" else ()):
-        try:
-            __import__(module)
-        except ImportError:
-            missing.append(module)
-    if missing:
-        extra = "ray" if missing == ["ray"] else "dataset"
-        raise UsageError(
-            f"explain-dataset needs {', '.join(missing)}: pip install 'igkit[{extra}]'"
-        )
-
-
-def _execute(
-    args: argparse.Namespace,
-    settings: ExplainSettings,
-    digest: str,
-    explainer: DatasetExplainer,
-    examples: list[Example],
-) -> int:
-    """Open or create the store, redo damaged rows, explain what is pending, report."""
-    from igkit.runner.local import run_local
-    from igkit.runner.store import DatasetStore, StoreError
-    from igkit.workflow.progress import Progress
-
-    try:
-        store = DatasetStore.create_or_open(
-            args.out, settings.fingerprint(digest), examples, explainer.shape
-        )
-        store.lock()
-    except StoreError as exc:
-        raise UsageError(str(exc)) from None
-    redo = store.verify()
-    if redo:
-        print(f"igkit: redoing {len(redo)} example(s) whose attributions were incomplete",
-              file=sys.stderr)
-    done = store.done_ids()
-    pending = [e for e in examples if e.id not in done]
-    if done:
-        print(f"resuming: {len(done)} of {len(examples)} example(s) already in {args.out}",
-              file=sys.stderr)
-    progress = Progress(len(examples), initial=len(done), enabled=not args.no_progress)
-    started = time.perf_counter()
-    try:
-        if args.engine == "ray":
-            import ray.exceptions
-
-            from igkit.runner.ray_engine import run_ray
-
-            try:
-                failed = run_ray(
-                    settings, store, pending, workers=args.workers,
-                    gpus_per_worker=args.gpus_per_worker, commit_every=args.commit_every,
-                    threads=args.threads, model_digest=digest, progress=progress,
-                )
-            except ValueError as exc:  # e.g. more GPUs asked for than the cluster has
-                raise UsageError(str(exc)) from None
-            except ray.exceptions.RayError as exc:
-                # E.g. a worker that cannot import the model: the committed batches stay.
-                first = (str(exc).strip().splitlines() or [""])[0]
-                print(f"igkit: error: the Ray run failed ({type(exc).__name__}: {first}); "
-                      "run the same command again to resume", file=sys.stderr)
-                return EXIT_FAILED
-        else:
-            failed = run_local(
-                explainer, store, pending, commit_every=args.commit_every, progress=progress
-            )
-    finally:
-        progress.close()
-        store.unlock()
-    seconds = time.perf_counter() - started
-    total_failed = store.query(
-        "select count(*) from results where status = 'failed'"
-    ).fetchall()[0][0]
-    rate = len(pending) / seconds if seconds > 0 and pending else 0.0
+    except DatasetRunError as exc:
+        print(f"igkit: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     print(
-        f"explained {len(pending) - failed} of {len(pending)} pending example(s) in "
-        f"{seconds:.1f} s ({rate:.2f} images/s); {args.out} holds {len(examples)} example(s), "
-        f"{total_failed} failed"
+        f"explained {done.pending - done.failed} of {done.pending} pending example(s) in "
+        f"{done.seconds:.1f} s ({done.rate:.2f} images/s); {args.out} holds {done.examples} "
+        f"example(s), {done.failed_total} failed"
     )
-    if total_failed:
+    if done.failed_total:
         print(
-            f"igkit: {total_failed} example(s) failed; see the error column "
+            f"igkit: {done.failed_total} example(s) failed; see the error column "
             f"(igkit summarize {args.out})",
             file=sys.stderr,
         )
-    return EXIT_FAILED if total_failed else EXIT_OK
+    return EXIT_FAILED if done.failed_total else EXIT_OK
 
 
 COMMAND = Command(
