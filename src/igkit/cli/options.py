@@ -150,9 +150,11 @@ def add_input_arguments(parser: argparse.ArgumentParser, *, several_targets: boo
             help="class to explain per example: top1 (the prediction), a class index or a "
             "class name; a manifest's target column overrides it (default: top1)",
         )
+    from igkit.models.spec import PREPROCESS_MODES
+
     parser.add_argument(
         "--preprocess",
-        choices=("pad", "resize", "center_crop"),
+        choices=PREPROCESS_MODES,
         default=None,
         help="how photos become model inputs: pad (keep aspect ratio, pad with black), "
         "resize (stretch) or center_crop (default: the model's own)",
@@ -169,6 +171,8 @@ def add_input_arguments(parser: argparse.ArgumentParser, *, several_targets: boo
 
 def add_ig_arguments(parser: argparse.ArgumentParser) -> None:
     """The attribution settings, ``--no-figures`` and ``--figure``."""
+    from igkit.backends.base import OUTPUT_NAMES
+    from igkit.core.baselines import available_baselines
     from igkit.core.quadrature import available_methods
 
     parser.add_argument(
@@ -212,12 +216,12 @@ def add_ig_arguments(parser: argparse.ArgumentParser) -> None:
         type=_typed(ws.parse_baselines),
         default=("black",),
         metavar="B[,B...]",
-        help="black, white, uniform, gaussian, blur or a pixel value in [0, 1]; a comma list "
+        help=f"{', '.join(available_baselines())} or a pixel value in [0, 1]; a comma list "
         "averages the attributions over the baselines (default: black)",
     )
     parser.add_argument(
         "--output",
-        choices=("softmax", "raw", "sigmoid"),
+        choices=OUTPUT_NAMES,
         default=None,
         help="what to explain: softmax probability, raw model output, or sigmoid "
         "(default: the model's own, softmax for ImageNet classifiers)",
