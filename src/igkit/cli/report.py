@@ -45,7 +45,14 @@ def run(args: argparse.Namespace) -> int:
 COMMAND = Command(
     name="report",
     help="write a static HTML report of an explain folder or a dataset store",
-    description=__doc__.splitlines()[0] if __doc__ else "",
+    # Plain text: argparse prints it as it is, so no reST markup (the docstring has some).
+    description=(
+        "Write a static HTML report that opens from the file system with no server or network: "
+        "a filterable, sortable gallery (index.html), a page per image and target and a page "
+        "per class. SOURCE is an igkit explain output folder or an explain-dataset store; with "
+        "two stores (STORE_A STORE_B) it adds compare.html, the per-class differences B - A "
+        "that igkit compare computes, and the gallery shows STORE_A's items."
+    ),
     configure=configure,
     run=run,
 )
