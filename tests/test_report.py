@@ -13,9 +13,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_runner_support import MODEL_MODULE, make_images, run_igkit, write_model_module
+from test_runner_support import (
+    MODEL_MODULE,
+    make_images,
+    run_igkit,
+    write_model_module,
+    write_store,
+)
 
-from igkit.cli import main
+from igkit.cli import COMMAND_MODULES, main
 from igkit.report import embed_json
 
 MALICIOUS = "<img src=x onerror=alert(1)></script><b>&amp;"
@@ -125,6 +131,115 @@ def test_report_store_class_page(sources: dict[str, Path]) -> None:
 def test_report_rejects_other_folders(tmp_path: Path) -> None:
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
     assert main(["report", str(tmp_path / "nope"), "--out", str(tmp_path / "r")]) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Stores: overlays drawn from the images, settings as the run used them
+
+
+def _png(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.int64)
+
+
+def _expected_overlay(image: Path, attributions: np.ndarray, mode: str) -> np.ndarray:
+    """What igkit explain's panel draws: the model input at alpha 0.4 over the inferno mask."""
+    from igkit.io.images import load_image, preprocess
+    from igkit.viz import attribution_mask, overlay
+
+    pixels = preprocess(load_image(image), attributions.shape[:2], mode)
+    drawn = overlay(pixels.astype(np.float64), attribution_mask(attributions), "inferno", 0.4)
+    return np.round(255 * drawn).astype(np.int64)
+
+
+def _settings_shown(page: str) -> dict[str, str]:
+    return dict(re.findall(r"<tr><td>setting: ([^<]*)</td><td>([^<]*)</td></tr>", page))
+
+
+@pytest.mark.parametrize(
+    ("settings", "mode", "shown"),
+    [
+        # An older store of a built-in model: None resolved by the model's name.
+        ({"model": "efficientnet_lite0"}, "center_crop",
+         {"preprocess": "center_crop (model default)", "output": "softmax (model default)",
+          "input_size": "16, 16 (model default)", "weights": "model default",
+          "baseline": "black"}),
+        # A store that records the resolved values.
+        ({"model": "mine:net", "preprocess": "resize", "output": "sigmoid",
+          "input_size": [16, 16]}, "resize",
+         {"preprocess": "resize", "output": "sigmoid", "input_size": "16, 16"}),
+        # An older store of a model only loading could tell about.
+        ({"model": "mine:net"}, None,
+         {"preprocess": "model default", "output": "model default",
+          "input_size": "16, 16 (model default)"}),
+    ],
+)
+def test_report_store_overlays_and_settings(tmp_path: Path, settings: dict[str, Any],
+                                            mode: str | None, shown: dict[str, str]) -> None:
+    from PIL import Image
+
+    images = make_images(tmp_path / "imgs", 3)  # 20x24: the presets give different inputs
+    square = tmp_path / "imgs" / "square.png"  # 32x32: every preset gives the same input
+    Image.fromarray(np.random.default_rng(5).integers(0, 256, (32, 32, 3), np.uint8)).save(square)
+    images.append(square)
+    rng = np.random.default_rng(1)
+    attributions = [rng.normal(size=(16, 16, 3)).astype(np.float32) for _ in images]
+    examples = [{"path": str(p), "label": "cat", "attributions": a}
+                for p, a in zip(images, attributions, strict=True)]
+    store = write_store(tmp_path / "store", examples, shape=(16, 16, 3), settings=settings)
+    images[1].unlink()  # the image of example 1 is gone
+    report = tmp_path / "report"
+    assert main(["report", str(store), "--out", str(report)]) == 0
+    items = _data(report)
+    for i, item in enumerate(items):
+        page = (report / item["detail"]).read_text(encoding="utf-8")
+        assert "None" not in page
+        assert _settings_shown(page).items() >= shown.items()
+        thumb = _png(report / item["thumb"])
+        has_overlay = i != 1 and (mode is not None or images[i] == square)
+        if not has_overlay:
+            assert item["thumb"] == f"img/{i}_mask.png"
+            why = "is gone" if i == 1 else "does not record how the run preprocessed"
+            assert why in item["note"]
+            assert why in page and 'id="note"' in page
+            continue
+        assert item["thumb"] == f"img/{i}_overlay.png" and item["note"] is None
+        assert (report / f"img/{i}_mask.png").is_file()  # the mask too, on the detail page
+        step = 128 // 16  # thumbnails are upscaled (nearest) to 128 pixels
+        expected = _expected_overlay(images[i], attributions[i], mode or "resize")
+        assert np.abs(thumb[::step, ::step] - expected).max() <= 1
+        if images[i] != square:  # the run's preset, not another one
+            other = "pad" if mode == "center_crop" else "center_crop"
+            assert np.abs(thumb[::step, ::step]
+                          - _expected_overlay(images[i], attributions[i], other)).max() > 10
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "hpa_synthetic"])
+def test_builtin_model_defaults_match_the_loaders(name: str) -> None:
+    pytest.importorskip("torch")
+    import igkit
+    from igkit.runner.aggregate import BUILTIN_MODEL_DEFAULTS
+
+    loaded = igkit.load_model(name)
+    defaults = BUILTIN_MODEL_DEFAULTS[name]
+    assert defaults["preprocess"] == loaded.preprocess
+    assert defaults["output"] == loaded.default_output
+    assert tuple(defaults.get("channels") or ()) == tuple(loaded.channels or ())
+
+
+@pytest.mark.parametrize("module", [None, *COMMAND_MODULES])
+def test_help_is_plain_text(module: str | None, capsys: pytest.CaptureFixture[str]) -> None:
+    """``igkit --help`` and every ``igkit COMMAND --help`` print no reST markup."""
+    import importlib
+
+    name = importlib.import_module(f"igkit.cli.{module}").COMMAND.name if module else None
+    assert main([name, "--help"] if name else ["--help"]) == 0
+    text = capsys.readouterr().out
+    assert text.strip()
+    assert "``" not in text
+    assert not re.search(r":(mod|func|class|meth|data|attr|obj):`", text), text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -316,4 +431,34 @@ def test_browser_compare_page_loads(driver: Any, compared: dict[str, Path]) -> N
     images = driver.find_elements(By.CSS_SELECTOR, "figure img")
     assert images
     assert all(driver.execute_script("return arguments[0].naturalWidth", i) > 0 for i in images)
+    assert _errors(driver) == []
+
+
+def test_browser_store_gallery_overlays_and_note(driver: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    images = make_images(tmp_path / "imgs", 3)
+    rng = np.random.default_rng(2)
+    examples = [{"path": str(p), "label": "cat",
+                 "attributions": rng.normal(size=(16, 16, 3)).astype(np.float32)}
+                for p in images]
+    store = write_store(tmp_path / "store", examples, shape=(16, 16, 3),
+                        settings={"preprocess": "center_crop"})
+    images[2].unlink()
+    report = tmp_path / "report"
+    assert main(["report", str(store), "--out", str(report)]) == 0
+    driver.get_log("browser")
+    driver.get((report / "index.html").as_uri())
+    cards = driver.find_elements(By.CSS_SELECTOR, "#gallery .card")
+    assert len(cards) == 3
+    for card in cards:
+        img = card.find_element(By.TAG_NAME, "img")
+        driver.execute_script("arguments[0].scrollIntoView()", img)  # lazy images load
+    srcs = [c.find_element(By.TAG_NAME, "img").get_attribute("src") for c in cards]
+    assert [s.rsplit("/", 1)[1] for s in srcs] == ["0_overlay.png", "1_overlay.png", "2_mask.png"]
+    notes = [[n.text for n in c.find_elements(By.CSS_SELECTOR, ".note")] for c in cards]
+    assert notes[:2] == [[], []]
+    assert len(notes[2]) == 1 and "is gone" in notes[2][0]
+    driver.get((report / "item_2.html").as_uri())
+    assert "is gone" in driver.find_element(By.ID, "note").text
     assert _errors(driver) == []

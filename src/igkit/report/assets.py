@@ -21,6 +21,7 @@ td,th{border:1px solid #ddd;padding:.2rem .5rem;text-align:left;font-size:.9rem}
 figure{display:inline-block;margin:.5rem;vertical-align:top}
 figure img{max-width:min(100%,760px);border:1px solid #eee}
 #more{margin:1rem 0}
+.note{color:#7a4b00;font-size:.78rem;overflow-wrap:anywhere}
 """
 
 #: Renders the gallery from the embedded JSON with DOM APIs only (``textContent``, never
@@ -71,6 +72,12 @@ INDEX_JS = r"""
     badge.className = "badge " + it.status.replace(" ", "-");
     badge.textContent = it.status;
     div.appendChild(badge);
+    if (it.note) {
+      var note = document.createElement("div");
+      note.className = "note";
+      note.textContent = it.note;
+      div.appendChild(note);
+    }
     return div;
   }
   function fmt(v) { return v === null ? "n/a" : Number(v).toPrecision(4); }

@@ -8,6 +8,15 @@ the figures of ``igkit compare``) and a gallery of the first store's items. File
 the report never come from data, so links are always plain relative paths; every string from
 data is escaped with :func:`html.escape` here, and the index script only ever sets
 ``textContent``.
+
+A store keeps no figures, so its gallery draws them: each example's image is read again from the
+path in its row and prepared as the run prepared it (:func:`igkit.io.images.load_image`, then
+:func:`igkit.io.images.preprocess` at the store's input size with the run's preprocessing), and
+the overlay is the one of ``igkit explain``'s panel (:func:`igkit.viz.overlay` of the image and
+:func:`igkit.viz.attribution_mask`, inferno, the image at alpha 0.4). When the image file is gone
+or cannot be read, the gallery shows the attribution mask and the page says why. Settings a run
+left as None (the model's default) are shown as what the built-in models use, else as "model
+default" (:func:`igkit.runner.aggregate.setting_value`).
 """
 
 from __future__ import annotations
@@ -17,10 +26,10 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
@@ -48,6 +57,12 @@ class ReportItem:
         top_k: ``(label, index, score)`` predictions.
         completeness: The completeness check in words.
         attributions: Attributions to render a thumbnail from when there is no figure.
+        load_attributions: Reads the attributions when they are needed (a store's items, so a
+            large store is not held in memory at once).
+        image_path: The image file to draw the overlay on (a store's items), or None.
+        preprocess: How the run turned that image into a model input ("pad", "resize",
+            "center_crop") at the attributions' size, or None when the store does not say.
+        note: What the page should say about the figures (e.g. why there is no overlay).
     """
 
     name: str
@@ -62,6 +77,10 @@ class ReportItem:
     top_k: list[tuple[str, int, float]] = field(default_factory=list)
     completeness: str = ""
     attributions: np.ndarray | None = None
+    load_attributions: Callable[[], np.ndarray] | None = None
+    image_path: str | None = None
+    preprocess: str | None = None
+    note: str = ""
 
 
 def embed_json(value: Any) -> str:
@@ -142,7 +161,7 @@ def load_explain_folder(folder: Path) -> list[ReportItem]:
 
 def load_store(root: Path) -> tuple[list[ReportItem], list[dict[str, Any]], Any]:
     """The items of a dataset store, its per-class summaries and the store itself."""
-    from igkit.runner.aggregate import store_channel_names, summarize_store
+    from igkit.runner.aggregate import setting_value, store_channel_names, summarize_store
     from igkit.runner.store import DatasetStore
 
     store = DatasetStore.open(root)
@@ -155,12 +174,9 @@ def load_store(root: Path) -> tuple[list[ReportItem], list[dict[str, Any]], Any]
             "relative_error", "converged", "steps", "evaluations", "seconds", "status", "error",
         ) if row.get(k) is not None}
         fields["tol"] = f"{tol:.6g}"
-        try:
-            settings = json.loads(row["settings"] or "{}")
-        except ValueError:
-            settings = {}
-        if isinstance(settings, dict):
-            fields.update({f"setting: {k}": str(v) for k, v in sorted(settings.items())})
+        settings = _row_settings(row["settings"], store.settings)
+        fields.update(_settings_fields(settings, store.shape))
+        mode, _ = setting_value(settings, "preprocess")
         rel = _finite(row["relative_error"]) if ok else None
         if ok:
             words = (
@@ -179,7 +195,9 @@ def load_store(root: Path) -> tuple[list[ReportItem], list[dict[str, Any]], Any]
                 status=("converged" if row["converged"] else "not converged") if ok else "failed",
                 fields=fields,
                 completeness=words,
-                attributions=store.attributions(row["id"]) if ok else None,
+                load_attributions=_reader(store, row["id"]) if ok else None,
+                image_path=row["path"] if ok else None,
+                preprocess=mode if isinstance(mode, str) else None,
             )
         )
     summaries, _ = summarize_store(store)
@@ -191,6 +209,55 @@ def load_store(root: Path) -> tuple[list[ReportItem], list[dict[str, Any]], Any]
         for s in summaries
     ]
     return items, classes, store
+
+
+def _reader(store: Any, example_id: int) -> Callable[[], np.ndarray]:
+    return lambda: store.attributions(example_id)
+
+
+def _row_settings(text: str | None, store_settings: Mapping[str, Any]) -> dict[str, Any]:
+    """A row's settings JSON over the store's settings (the same for rows of one run)."""
+    settings = dict(store_settings)
+    try:
+        parsed = json.loads(text or "{}")
+    except ValueError:
+        parsed = {}
+    if isinstance(parsed, dict):
+        settings.update(parsed)
+    return settings
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_value_text(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value) if value != "" else "n/a"
+
+
+def _settings_fields(settings: Mapping[str, Any], shape: tuple[int, int, int]) -> dict[str, str]:
+    """The detail page's ``setting: KEY`` rows: what the run used, never "None".
+
+    A value the run recorded is shown as recorded; None (the model's default) becomes the
+    built-in model's default marked "(model default)", the store's own size for the input size,
+    or "model default" when only loading the model could tell.
+    """
+    from igkit.runner.aggregate import MODEL_DEFAULT, channel_names, setting_value
+
+    fields = {}
+    for key in sorted(settings):
+        value, source = setting_value(settings, key)
+        if key == "input_size" and source == "unknown":
+            value, source = list(shape[:2]), "default"  # the attributions have the input's size
+        if source == "unknown":
+            text = MODEL_DEFAULT
+        elif source == "default":
+            text = f"{_value_text(value)} ({MODEL_DEFAULT})"
+        else:
+            text = _value_text(value)
+        fields[f"setting: {key}"] = text
+    fields["channels"] = ", ".join(channel_names(settings, shape[2]))
+    return fields
 
 
 def _write_map_png(values: np.ndarray, path: Path, size: int = 128) -> None:
@@ -229,7 +296,7 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.6g}"
 
 
-def _detail_page(index: int, item: ReportItem, figures: list[str], npz: str | None,
+def _detail_page(index: int, item: ReportItem, figures: list[tuple[str, str]], npz: str | None,
                  class_page: str) -> str:
     esc = html.escape
     parts = [
@@ -242,13 +309,15 @@ def _detail_page(index: int, item: ReportItem, figures: list[str], npz: str | No
         "<h2>Completeness check</h2>",
         f"<p id=\"completeness\">{esc(item.completeness)}</p>",
     ]
-    if figures:
+    if figures or item.note:
         parts.append("<h2>Figures</h2>")
-        parts.extend(
-            f"<figure><img src=\"{f}\" alt=\"figure {k}\"><figcaption>{esc(cap)}</figcaption>"
-            "</figure>"
-            for k, (f, cap) in enumerate(zip(figures, _captions(item), strict=False))
-        )
+    if item.note:
+        parts.append(f"<p id=\"note\" class=\"note\">{esc(item.note)}</p>")
+    parts.extend(
+        f"<figure><img src=\"{f}\" alt=\"figure {k}\"><figcaption>{esc(cap)}</figcaption>"
+        "</figure>"
+        for k, (f, cap) in enumerate(figures)
+    )
     if item.top_k:
         parts.append("<h2>Top-k predictions</h2>")
         parts.append(_table([(lab, str(i), f"{s:.6g}") for lab, i, s in item.top_k],
@@ -261,10 +330,75 @@ def _detail_page(index: int, item: ReportItem, figures: list[str], npz: str | No
     return _page(f"{item.name} - {item.target_label}", "".join(parts))
 
 
-def _captions(item: ReportItem) -> list[str]:
-    if not item.figures:
-        return ["mean |attribution| over channels"]
-    return [f.name for f in item.figures]
+_MASK_CAPTION = "attribution mask (sum over channels of |attribution|)"
+_OVERLAY_CAPTION = "overlay: the image at alpha 0.4 over the attribution mask (inferno)"
+
+
+def _draw_figures(dest: Path, i: int, item: ReportItem,
+                  attributions: np.ndarray) -> list[tuple[str, str]]:
+    """The overlay (when the image can be prepared again) and the mask of an item without
+    figures; sets ``item.note`` when the overlay cannot be drawn."""
+    from igkit.viz.transforms import attribution_mask
+
+    mask = attribution_mask(attributions)
+    figures = []
+    if item.image_path is not None:
+        image, why = _model_input(item.image_path, item.preprocess, mask.shape)
+        if image is not None:
+            try:
+                from igkit.viz.transforms import display_rgb, overlay
+
+                drawn = overlay(display_rgb(image, (0.0, 1.0)), mask, "inferno", 0.4)
+            except ImportError:
+                why = "drawing the overlay needs matplotlib (pip install 'igkit[viz]')"
+            else:
+                rel = f"img/{i}_overlay.png"
+                _write_rgb_png(drawn, dest / rel)
+                figures.append((rel, _OVERLAY_CAPTION))
+        if why:
+            item.note = f"No overlay: {why}; the gallery shows the attribution mask."
+    rel = f"img/{i}_mask.png"
+    _write_map_png(mask, dest / rel)
+    figures.append((rel, _MASK_CAPTION))
+    return figures
+
+
+def _model_input(path: str, mode: str | None,
+                 size: tuple[int, int]) -> tuple[np.ndarray | None, str]:
+    """The image at ``path`` as the run fed it to the model, or None and why not.
+
+    With the preprocessing unknown (an older store of a model that only loading could tell
+    about) the image is used only when every preset gives the same input, as they do when its
+    aspect ratio is the input's.
+    """
+    from igkit.io.images import ImageError, Mode, load_image, preprocess
+
+    if not Path(path).is_file():
+        return None, f"the image file {path} is gone"
+    try:
+        image = load_image(path)
+    except ImageError as exc:
+        return None, f"the image file cannot be read ({exc})"
+    if mode is not None:
+        try:
+            return preprocess(image, size, mode), ""  # type: ignore[arg-type]
+        except ValueError as exc:  # a mode this igkit does not know
+            return None, str(exc)
+    inputs = [preprocess(image, size, m) for m in get_args(Mode)]
+    if all(np.array_equal(inputs[0], other) for other in inputs[1:]):
+        return inputs[0], ""
+    return None, ("the store does not record how the run preprocessed the images (the model's "
+                  "default) and the presets differ for this image")
+
+
+def _write_rgb_png(rgb: np.ndarray, path: Path, size: int = 128) -> None:
+    """An RGB image in [0, 1] as a PNG, upscaled (nearest) to about ``size`` pixels."""
+    from PIL import Image
+
+    pixels = np.round(255 * np.clip(np.nan_to_num(rgb), 0.0, 1.0)).astype(np.uint8)
+    height, width = pixels.shape[:2]
+    scale = max(1, size // max(height, width))
+    Image.fromarray(pixels).resize((width * scale, height * scale), Image.NEAREST).save(path)
 
 
 def build_report(source: str | os.PathLike[str], out: str | os.PathLike[str],
@@ -321,24 +455,23 @@ def build_report(source: str | os.PathLike[str], out: str | os.PathLike[str],
     class_index = {name: k for k, name in enumerate(class_names)}
     entries = []
     for i, item in enumerate(items):
-        figures = []
+        figures: list[tuple[str, str]] = []  # (path in the report, caption)
         for k, fig in enumerate(item.figures):
             rel = f"img/{i}_{k}.png"
             shutil.copyfile(fig, dest / rel)
-            figures.append(rel)
-        if not figures and item.attributions is not None:
-            from igkit.viz.transforms import attribution_mask
-
-            rel = f"img/{i}_mask.png"
-            _write_map_png(attribution_mask(np.asarray(item.attributions)), dest / rel)
-            figures.append(rel)
+            figures.append((rel, fig.name))
+        attributions = item.attributions
+        if attributions is None and item.load_attributions is not None:
+            attributions = item.load_attributions()
+        if not figures and attributions is not None:
+            figures = _draw_figures(dest, i, item, np.asarray(attributions))
         npz = None
         if item.npz is not None:
             npz = f"data/{i}.npz"
             shutil.copyfile(item.npz, dest / npz)
-        elif item.attributions is not None:
+        elif attributions is not None:
             npz = f"data/{i}.npz"
-            np.savez_compressed(dest / npz, attributions=np.asarray(item.attributions),
+            np.savez_compressed(dest / npz, attributions=np.asarray(attributions),
                                 **{k.replace("setting: ", "setting_"): np.asarray(v)
                                    for k, v in item.fields.items()})
         cls = item.label if item.label else item.target_label
@@ -351,7 +484,8 @@ def build_report(source: str | os.PathLike[str], out: str | os.PathLike[str],
             "id": i, "name": item.name, "cls": cls, "label": item.label,
             "target_label": item.target_label, "score": item.score,
             "relative_error": item.relative_error, "status": item.status,
-            "thumb": figures[0] if figures else None, "detail": detail,
+            "thumb": figures[0][0] if figures else None, "detail": detail,
+            "note": item.note or None,
         })
     by_class = {c["name"]: c for c in classes}
     for name, k in class_index.items():
