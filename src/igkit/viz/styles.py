@@ -1,8 +1,8 @@
 """Every figure of one explanation in one call: what ``igkit explain --figure`` draws.
 
 :func:`explain_figures` takes one input and its :class:`~igkit.Result` and renders the requested
-*styles* (:data:`FIGURE_STYLES`) with the figure functions of :mod:`igkit.viz.figures`, so a
-notebook gets exactly the pictures the command line writes. Two styles need the model itself:
+*styles* with the figure functions of :mod:`igkit.viz.figures`, so a notebook gets exactly the
+pictures the command line writes. Two styles need the model itself:
 ``gradvis`` draws plain gradients beside IG (one extra gradient evaluation) and ``baselines``
 recomputes IG against black, white, uniform and blurred baselines (up to four more IG runs at
 the Result's step count). The figure functions the styles add, :func:`channel_figure`,
@@ -10,21 +10,31 @@ the Result's step count). The figure functions the styles add, :func:`channel_fi
 rotated / flipped / zoomed comparison, drawn by ``igkit explain --augment``), live with the other
 figures and are importable from here too.
 
+Styles are registered, not listed: a style is one function decorated with
+:func:`register_style`, which names the style and declares what it needs (the model, the path
+trace, a baseline image, SciPy); :func:`explain_figures` checks every need of the chosen styles
+before it draws, and :func:`parse_figure_styles` accepts every registered name::
+
+    @register_style("outline", needs=("scipy",))
+    def outline(c: StyleContext) -> Figure:
+        "Only the outlines of the strongest regions."
+        return gradvis_figure(c.image, c.drawn, outlines=True, title=c.title, label=c.label)
+
 matplotlib is imported only when a figure is drawn, as everywhere in :mod:`igkit.viz`.
 """
+
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from igkit.core.result import Result
-from igkit.viz._draw import _result_line, _target
 from igkit.viz._model import (
     COMPARED_BASELINES,
     _baseline_image,
@@ -35,6 +45,17 @@ from igkit.viz._model import (
 from igkit.viz.grids import augment_figure, channel_figure, compare_grid
 from igkit.viz.panels import ig_panel, keras_gradvis_figure, sign_mask_figure
 from igkit.viz.paths import path_strip, saturation_plots
+from igkit.viz.registry import (
+    STYLE_NEEDS,
+    FigureStyle,
+    StyleContext,
+    compose_title,
+    figure_filename,
+    figure_styles,
+    get_style,
+    parse_figure_styles,
+    register_style,
+)
 from igkit.viz.rules import riemann_figure
 
 if TYPE_CHECKING:
@@ -44,33 +65,21 @@ __all__ = [
     "COMPARED_BASELINES",
     "FIGURE_STYLES",
     "RIEMANN_FILE",
+    "STYLE_NEEDS",
+    "FigureStyle",
+    "StyleContext",
     "augment_figure",
     "channel_figure",
     "explain_figures",
     "figure_filename",
+    "figure_styles",
     "keras_gradvis_figure",
     "parse_figure_styles",
+    "register_style",
     "riemann_figure",
 ]
 
 PathLike = str | os.PathLike[str]
-
-#: The figure styles, in the order they are drawn. ``panel``: the TF tutorial's 2 x 2 figure;
-#: ``signs``: positive / negative attributions in red / blue (HPA notebook); ``gradvis``: the
-#: Keras example's processing of plain gradients and IG; ``path``: images along the path;
-#: ``saturation``: score and mean gradient over alpha; ``riemann``: the 1-D Riemann-sum
-#: illustration (independent of the input); ``baselines``: IG against four baselines side by
-#: side; ``channels``: each channel's view and attributions.
-FIGURE_STYLES: tuple[str, ...] = (
-    "panel",
-    "signs",
-    "gradvis",
-    "path",
-    "saturation",
-    "riemann",
-    "baselines",
-    "channels",
-)
 
 #: File name of the ``riemann`` figure: it does not depend on the input, so one per folder.
 RIEMANN_FILE = "riemann.png"
@@ -80,55 +89,6 @@ PATH_ALPHAS: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
 
 #: Rescale power of the ``signs`` masks: IG maps are peaky, so a square root shows their shape.
 SIGN_POWER = 2.0
-
-
-def parse_figure_styles(spec: str | Sequence[str]) -> tuple[str, ...]:
-    """The styles a spec names: ``"panel,signs"``, ``"all"`` or a sequence of names.
-
-    Names are case-insensitive; repeats are dropped; the result is in :data:`FIGURE_STYLES`
-    order.
-
-    Args:
-        spec: Comma-separated names, or a sequence of them; ``all`` means every style.
-
-    Returns:
-        The styles.
-
-    Raises:
-        ValueError: For an empty spec or an unknown name (the message lists the styles).
-    """
-    parts = spec.split(",") if isinstance(spec, str) else list(spec)
-    names = [str(p).strip().lower() for p in parts]
-    choices = ", ".join(FIGURE_STYLES) + " or all"
-    if not names or any(not n for n in names):
-        raise ValueError(f"empty figure style in {spec!r}; choose from {choices}")
-    unknown = [n for n in names if n != "all" and n not in FIGURE_STYLES]
-    if unknown:
-        raise ValueError(f"unknown figure style {unknown[0]!r}; choose from {choices}")
-    if "all" in names:
-        return FIGURE_STYLES
-    return tuple(s for s in FIGURE_STYLES if s in names)
-
-
-def figure_filename(name: str, style: str) -> str:
-    """The file a style is saved as: ``NAME.png`` (panel), ``NAME.STYLE.png``, or riemann's."""
-    if style == "panel":
-        return f"{name}.png"
-    if style == "riemann":
-        return RIEMANN_FILE
-    return f"{name}.{style}.png"
-
-
-def _compose_title(
-    title: str | None, result: Result | None, index: int, label: str | None
-) -> str | None:
-    """The title lines the result-aware figures put on top: title, class, score, completeness."""
-    lines = [title] if title else []
-    if result is not None:
-        lines.append(_result_line(result, index, label))
-    elif label:
-        lines.append(label)
-    return "\n".join(lines) or None
 
 
 # ------------------------------------------------------------------------------- the bundle
@@ -156,8 +116,8 @@ def explain_figures(
 ) -> dict[str, Figure]:
     """Render the requested figure styles for one explained input.
 
-    Everything a style needs is checked before anything is drawn, so a missing model or path
-    trace fails at once, with nothing saved. Typical use in a notebook::
+    Everything a style needs (:attr:`FigureStyle.needs`) is checked before anything is drawn,
+    so a missing model or path trace fails at once, with nothing saved. Typical use in a notebook::
 
         result = igkit.integrated_gradients(net, x, target=285, output="softmax",
                                             return_path=True)
@@ -172,7 +132,8 @@ def explain_figures(
         result: Its Result (single-target; for a multi-target Result pass one of
             ``result.per_target()``).
         index: Which example of a batched Result ``image`` is.
-        styles: Names from :data:`FIGURE_STYLES`, comma-separated or a sequence, or ``"all"``.
+        styles: Names of registered styles (:func:`figure_styles`), comma-separated or a
+            sequence, or ``"all"``.
         model: The model (as given to :func:`igkit.integrated_gradients`, or a LoadedModel from
             :func:`igkit.load_model`); needed by ``gradvis`` (unless ``gradients`` are given) and
             ``baselines``.
@@ -197,14 +158,15 @@ def explain_figures(
         save: How to save ``(path, figure)``; an atomic PNG writer by default.
 
     Returns:
-        ``{style: figure}`` in :data:`FIGURE_STYLES` order.
+        ``{style: figure}`` in registration order.
 
     Raises:
         ValueError: For an unknown style, a multi-target Result, or a style whose inputs are
             missing (``saturation`` without ``return_path=True``, ``gradvis`` or ``baselines``
             without a model, ``panel``/``path`` for a custom baseline without ``baseline=``).
+        ImportError: For a style whose package is missing (``gradvis`` without SciPy).
     """
-    chosen = parse_figure_styles(styles)
+    chosen = [get_style(s) for s in parse_figure_styles(styles)]
     if getattr(result, "multi_target", False):
         raise ValueError(
             "explain_figures draws one explanation; pass one of result.per_target() for a "
@@ -212,90 +174,123 @@ def explain_figures(
         )
     if not 0 <= index < len(result):
         raise IndexError(f"index {index} out of range for a Result of {len(result)}")
-    if "saturation" in chosen and result.path is None:
-        raise ValueError(
-            "the 'saturation' style needs the path trace: compute the Result with "
-            "return_path=True"
-        )
-    if model is None and ("baselines" in chosen or ("gradvis" in chosen and gradients is None)):
-        needs = "baselines" if "baselines" in chosen else "gradvis"
-        raise ValueError(f"the {needs!r} style runs the model: pass model=")
     setting = _setting(image, model, output, channel_axis, input_range)
-    img = np.asarray(setting.to_hwc(setting.x[0]))
-    drawn = _result_hwc(result, setting)
     base: np.ndarray | None
     if baseline is not None:
         base = np.asarray(setting.given_to_hwc(np.asarray(baseline)), dtype=np.float32)
     else:
         base = _baseline_image(setting, str(result.baselines[0]), seed)
-    if base is None and ("panel" in chosen or "path" in chosen):
-        raise ValueError(
-            f"the Result used a {result.baselines[0]!r} baseline that cannot be rebuilt; pass "
-            "baseline="
-        )
-    head = title if title is not None else name
+    context = StyleContext(
+        image=np.asarray(setting.to_hwc(setting.x[0])),
+        result=result,
+        drawn=_result_hwc(result, setting),
+        index=index,
+        baseline=base,
+        gradients=None if gradients is None else np.asarray(
+            setting.given_to_hwc(np.asarray(gradients))
+        ),
+        title=title if title is not None else name,
+        label=label,
+        batch_size=batch_size,
+        seed=seed,
+        setting=setting,
+    )
+    for key, need in STYLE_NEEDS.items():
+        for style in chosen:
+            if key in style.needs and not need.met(context):
+                raise need.error(
+                    need.message.format(style=style.name, baseline=str(result.baselines[0]))
+                )
     folder = Path(out_dir) if out_dir is not None else None
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
     writer = save or _save_png
-    t = _target(result, index)
     figures: dict[str, Figure] = {}
     for style in chosen:
-        fig: Any
-        if style == "panel":
-            fig = ig_panel(img, drawn, base, title=head, label=label, index=index)
-        elif style == "signs":
-            fig = sign_mask_figure(
-                img, drawn, base, power=SIGN_POWER, title=head, label=label, index=index
-            )
-        elif style == "gradvis":
-            if gradients is not None:
-                grads = np.asarray(setting.given_to_hwc(np.asarray(gradients)))
-            else:
-                import igkit
-
-                grads = setting.to_hwc(
-                    igkit.gradients(
-                        setting.net, setting.x, target=t, output=setting.output,
-                        batch_size=batch_size, batched=True,
-                    )[0]
-                )
-            fig = keras_gradvis_figure(img, drawn, grads, title=head, label=label, index=index)
-        elif style == "path":
-            fig = path_strip(
-                base, img, PATH_ALPHAS,
-                title=_compose_title(
-                    f"{head}: interpolated images x' + alpha (x - x') along the straight path",
-                    result, index, label,
-                ),
-            )
-        elif style == "saturation":
-            fig = saturation_plots(
-                result, index, title=f"{head}: gradient saturation along the path", label=label
-            )
-        elif style == "riemann":
-            fig = riemann_figure(result.method, int(np.asarray(result.steps).reshape(-1)[index]))
-        elif style == "baselines":
-            runs = _baseline_runs(setting, result, index, batch_size, seed)
-            fig = compare_grid(
-                img,
-                [run for _, _, run in runs],
-                [_baseline_title(n, run) for n, _, run in runs],
-                rows=("baseline", "mask", "overlay"),
-                baselines=[b for _, b, _ in runs],
-                title=_compose_title(
-                    f"{head}: IG against four baselines (each mask on its own scale)",
-                    None,
-                    index,
-                    f"{label} (class {t})" if label else f"class {t}",
-                ),
-            )
-        else:  # channels
-            fig = channel_figure(img, drawn, title=head, label=label, index=index)
-        figures[style] = fig
+        fig = figures[style.name] = style.draw(context)
         if folder is not None:
-            writer(folder / figure_filename(name, style), fig)
+            writer(folder / figure_filename(name, style.name), fig)
     return figures
+
+
+def _save_png(path: Path, figure: Figure) -> None:
+    from igkit.io.writers import write_figure_png
+
+    write_figure_png(path, figure)
+
+
+# ---------------------------------------------------------------------------- the styles
+
+
+@register_style("panel", needs=("baseline",), file="{name}.png")
+def _panel(c: StyleContext) -> Figure:
+    """The TF tutorial's 2 x 2 figure: baseline, image, attribution mask, overlay."""
+    return ig_panel(c.image, c.drawn, c.baseline, title=c.title, label=c.label, index=c.index)
+
+
+@register_style("signs")
+def _signs(c: StyleContext) -> Figure:
+    """Positive / negative attributions in red / blue (the HPA notebook)."""
+    return sign_mask_figure(
+        c.image, c.drawn, c.baseline, power=SIGN_POWER, title=c.title, label=c.label,
+        index=c.index,
+    )
+
+
+@register_style("gradvis", needs=("gradients", "scipy"))
+def _gradvis(c: StyleContext) -> Figure:
+    """The Keras example's processing of plain gradients beside IG."""
+    grads = c.gradients
+    if grads is None:
+        import igkit
+
+        s = c.setting
+        at_input = igkit.gradients(
+            s.net, s.x, target=c.target, output=s.output, batch_size=c.batch_size, batched=True
+        )
+        grads = np.asarray(s.to_hwc(at_input[0]))
+    return keras_gradvis_figure(c.image, c.drawn, grads, title=c.title, label=c.label,
+                                index=c.index)
+
+
+@register_style("path", needs=("baseline",))
+def _path(c: StyleContext) -> Figure:
+    """Images along the straight path from the baseline to the input."""
+    assert c.baseline is not None  # a need of the style
+    what = "interpolated images x' + alpha (x - x') along the straight path"
+    return path_strip(c.baseline, c.image, PATH_ALPHAS, title=c.heading(what))
+
+
+@register_style("saturation", needs=("path",))
+def _saturation(c: StyleContext) -> Figure:
+    """The target score and mean gradient over alpha."""
+    return saturation_plots(
+        c.result, c.index, title=f"{c.title}: gradient saturation along the path", label=c.label
+    )
+
+
+@register_style("riemann", file=RIEMANN_FILE)
+def _riemann(c: StyleContext) -> Figure:
+    """The run's quadrature rule in 1-D (independent of the input: one file per folder)."""
+    return riemann_figure(c.result.method, c.steps)
+
+
+@register_style("baselines", needs=("model",))
+def _baselines(c: StyleContext) -> Figure:
+    """IG against black, white, uniform and blur baselines side by side."""
+    runs = _baseline_runs(c.setting, c.result, c.index, c.batch_size, c.seed)
+    explained = f"{c.label} (class {c.target})" if c.label else f"class {c.target}"
+    return compare_grid(
+        c.image,
+        [run for _, _, run in runs],
+        [_baseline_title(n, run) for n, _, run in runs],
+        rows=("baseline", "mask", "overlay"),
+        baselines=[b for _, b, _ in runs],
+        title=compose_title(
+            f"{c.title}: IG against four baselines (each mask on its own scale)",
+            None, c.index, explained,
+        ),
+    )
 
 
 def _baseline_title(name: str, run: Result) -> str:
@@ -306,7 +301,17 @@ def _baseline_title(name: str, run: Result) -> str:
     return f"{name} baseline\nF(x') = {base:.2g}\nsum of IG = {total:.3g}\nIG error {err:.1%}"
 
 
-def _save_png(path: Path, figure: Figure) -> None:
-    from igkit.io.writers import write_figure_png
+@register_style("channels")
+def _channels(c: StyleContext) -> Figure:
+    """Each channel's view and attributions."""
+    return channel_figure(c.image, c.drawn, title=c.title, label=c.label, index=c.index)
 
-    write_figure_png(path, figure)
+
+#: The built-in figure styles, in the order they are drawn (:func:`figure_styles` also lists
+#: styles registered later). ``panel``: the TF tutorial's 2 x 2 figure; ``signs``: positive /
+#: negative attributions in red / blue (HPA notebook); ``gradvis``: the Keras example's
+#: processing of plain gradients and IG; ``path``: images along the path; ``saturation``: score
+#: and mean gradient over alpha; ``riemann``: the run's quadrature rule in 1-D (independent of
+#: the input); ``baselines``: IG against four baselines side by side; ``channels``: each
+#: channel's view and attributions.
+FIGURE_STYLES: tuple[str, ...] = figure_styles()
