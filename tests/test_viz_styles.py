@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 from viz_data import _attributions, _image, _result, _trace
 
+import igkit
 import igkit.viz as viz
 from igkit.viz import registry, styles
+from igkit.viz.rules import example_gradient, riemann_figure, rule_sketch
 
 BUILT_IN = ("panel", "signs", "gradvis", "path", "saturation", "riemann", "baselines", "channels")
 
@@ -102,9 +104,90 @@ def test_explain_figures_draws_the_model_free_styles_from_arrays(tmp_path: Path)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["b.channels.png", "b.path.png", "b.png", "b.saturation.png", "b.signs.png",
                      "riemann.png"]
+    assert "Gauss-Legendre rule (32 steps)" in figs["riemann"].get_suptitle()
     # Channels-first input with channel_axis draws the same panel.
     chw = viz.explain_figures(np.moveaxis(img, -1, 0), _result(np.moveaxis(attr, -1, 0)),
                               channel_axis=0)
     same = viz.explain_figures(img, _result(attr))
     for a, b in zip(chw["panel"].axes[:4], same["panel"].axes[:4], strict=True):
         np.testing.assert_array_equal(a.images[0].get_array(), b.images[0].get_array())
+
+
+# ---------------------------------------------------------------------- the rule a run used
+
+
+def _bars(fig: object) -> tuple[np.ndarray, np.ndarray]:
+    from matplotlib.patches import Rectangle
+
+    ax = fig.axes[0]  # type: ignore[attr-defined]
+    rects = [p for p in ax.patches if isinstance(p, Rectangle)]
+    return np.array([r.get_x() for r in rects]), np.array([r.get_width() for r in rects])
+
+
+def _dots(fig: object) -> np.ndarray:
+    ax = fig.axes[0]  # type: ignore[attr-defined]
+    [dots] = [line for line in ax.lines if line.get_marker() == "o"]
+    return np.asarray(dots.get_xdata())
+
+
+@pytest.mark.parametrize("n", [3, 8, 20])
+def test_gauss_legendre_figure_draws_its_nodes_with_bars_as_wide_as_the_weights(n: int) -> None:
+    nodes, weights = igkit.nodes_and_weights("gauss_legendre", n)
+    fig = riemann_figure("gauss_legendre", n)
+    left, width = _bars(fig)
+    np.testing.assert_allclose(width, weights, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(_dots(fig), nodes, rtol=0, atol=1e-15)
+    # The bars tile [0, 1] and each holds its node.
+    np.testing.assert_allclose(left + width, np.cumsum(weights), atol=1e-15)
+    assert np.all((left < nodes) & (nodes < left + width))
+    title = fig.get_suptitle()
+    assert f"Gauss-Legendre rule ({n} steps)" in title and "Riemann" not in title
+    sketch = rule_sketch("gauss_legendre", n)
+    assert sketch.value == pytest.approx(float(np.sum(weights * example_gradient(nodes))))
+
+
+@pytest.mark.parametrize(
+    "method,offset", [("riemann_left", 0.0), ("riemann_right", 1.0), ("riemann_middle", 0.5)]
+)
+def test_riemann_figures_keep_their_rectangles(method: str, offset: float) -> None:
+    n = 5
+    nodes, weights = igkit.nodes_and_weights(method, n)
+    fig = riemann_figure(method, n)
+    left, width = _bars(fig)
+    np.testing.assert_allclose(width, weights)
+    np.testing.assert_allclose(left, nodes - offset / n, atol=1e-15)
+    np.testing.assert_allclose(_dots(fig), nodes)
+    assert f"({n} steps)" in fig.get_suptitle()
+
+
+def test_trapezoid_adaptive_and_secant_figures() -> None:
+    nodes, weights = igkit.nodes_and_weights("riemann_trapezoid", 6)
+    fig = riemann_figure("riemann_trapezoid", 6)
+    np.testing.assert_allclose(_dots(fig), nodes)
+    assert _bars(fig)[0].size == 0  # drawn as trapezoids
+    assert "trapezoidal rule (6 steps)" in fig.get_suptitle()
+
+    ends, piece_weights = igkit.nodes_and_weights("secant", 12)
+    fig = riemann_figure("secant", 12)
+    left, width = _bars(fig)
+    np.testing.assert_allclose(left, ends[:-1], atol=1e-15)
+    np.testing.assert_allclose(width, piece_weights[:-1], atol=1e-15)
+    assert "secant rule (12 pieces)" in fig.get_suptitle()
+    secant = rule_sketch("secant", 12)
+    assert secant.value == pytest.approx(secant.exact, rel=1e-12)  # each piece is exact
+
+    adaptive = rule_sketch("adaptive", 24)
+    assert adaptive.nodes.size == 24 and adaptive.weights.sum() == pytest.approx(1.0)
+    assert adaptive.nodes[0] == 0.0 and adaptive.nodes[-1] == 1.0
+    gaps = np.diff(adaptive.nodes)
+    assert np.all(gaps > 0) and gaps.max() > 3 * gaps.min()  # denser where the gradient moves
+    np.testing.assert_allclose(_dots(riemann_figure("adaptive", 24)), adaptive.nodes)
+
+
+def test_riemann_figure_for_auto_steps_and_without_a_method() -> None:
+    title = riemann_figure("gauss_legendre", "auto").get_suptitle()
+    assert "steps=auto" in title and "drawn with 8 steps" in title
+    tutorial = riemann_figure()
+    assert len(tutorial.axes) == 4 and "Left Riemann sum" in tutorial.axes[0].get_title()
+    with pytest.raises(ValueError, match="unknown method"):
+        riemann_figure("simpson", 4)
