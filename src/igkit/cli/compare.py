@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from igkit.cli._base import Command, UsageError
-from igkit.cli.summarize import _print_table, bar_figure, map_grid, open_store
+from igkit.cli.summarize import _print_table, open_store, require_matplotlib
 
 __all__ = ["COMMAND", "run"]
 
@@ -36,7 +36,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Aggregate both stores, print and write the per-class differences."""
-    from igkit.io.writers import write_csv, write_figure_png, write_npz
+    from igkit.io.writers import write_csv, write_npz
     from igkit.runner.aggregate import (
         compare_rows,
         normalized_map,
@@ -54,9 +54,7 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a folder")
     if not args.no_figures:
-        from igkit.cli.summarize import _require_matplotlib
-
-        _require_matplotlib()
+        require_matplotlib()
     channels = store_channel_names(store_a)
     other_channels = store_channel_names(store_b)
     if other_channels != channels:
@@ -81,23 +79,10 @@ def run(args: argparse.Namespace) -> int:
     write_npz(out / "map_differences.npz",
               {name: diff.astype(np.float32) for (name, *_), diff in zip(both, diffs, strict=True)})
     if not args.no_figures and both:
-        write_figure_png(
-            out / "map_differences.png",
-            map_grid(
-                [name for name, *_ in both], diffs, diverging=True,
-                title="normalised mean |attribution|: B - A (red: more in B)",
-            ),
-        )
+        from igkit.report.charts import write_compare_figures
+
         delta = np.stack([b.channel_share - a.channel_share for _, a, b in both])
-        write_figure_png(
-            out / "channel_share_differences.png",
-            bar_figure(
-                [name for name, *_ in both],
-                {name: delta[:, c] for c, name in enumerate(channels)},
-                ylabel="share in B - share in A",
-                title="change of per-channel share of attribution",
-            ),
-        )
+        write_compare_figures(out, [name for name, *_ in both], diffs, delta, channels)
     only = [name for name, a, b, _ in compared if a is None or b is None]
     if only:
         print(f"classes in only one store: {', '.join(only)}")

@@ -20,12 +20,9 @@ import numpy as np
 from igkit.cli._base import Command, UsageError
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
-    from igkit.runner.aggregate import ClassSummary
     from igkit.runner.store import DatasetStore
 
-__all__ = ["COMMAND", "bar_figure", "map_grid", "open_store", "run"]
+__all__ = ["COMMAND", "open_store", "require_matplotlib", "run"]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -56,49 +53,6 @@ def open_store(path: str) -> DatasetStore:
         raise UsageError(str(exc)) from None
 
 
-def map_grid(
-    titles: Sequence[str], maps: Sequence[np.ndarray], *, diverging: bool = False, title: str = ""
-) -> Figure:
-    """A row of maps with one colour bar each (``diverging``: symmetric red/blue scale)."""
-    from matplotlib.figure import Figure
-
-    count = max(1, len(maps))
-    fig = Figure(figsize=(3.2 * count, 3.4))
-    axes = fig.subplots(1, count, squeeze=False)[0]
-    for ax, name, values in zip(axes, titles, maps, strict=False):
-        if diverging:
-            bound = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
-            image = ax.imshow(values, cmap="RdBu_r", vmin=-bound, vmax=bound or 1.0)
-        else:
-            image = ax.imshow(values, cmap="inferno")
-        ax.set_title(name, fontsize=9)
-        ax.axis("off")
-        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    return fig
-
-
-def bar_figure(
-    classes: Sequence[str], series: dict[str, np.ndarray], *, ylabel: str, title: str
-) -> Figure:
-    """Grouped bars: one group per class, one bar per series (e.g. per channel)."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(max(4.0, 1.2 * len(classes) + 2), 3.2))
-    ax = fig.subplots()
-    positions = np.arange(len(classes))
-    width = 0.8 / max(1, len(series))
-    for k, (name, values) in enumerate(series.items()):
-        ax.bar(positions + k * width - 0.4 + width / 2, values, width, label=name)
-    ax.set_xticks(positions, list(classes), rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
-    ax.axhline(0.0, color="black", linewidth=0.5)
-    ax.legend(fontsize=8)
-    return fig
-
-
 def _print_table(rows: Sequence[dict[str, Any]]) -> None:
     if not rows:
         print("(no results)")
@@ -120,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a folder")
     if not args.no_figures:
-        _require_matplotlib()
+        require_matplotlib()
     summaries, failures = summarize_store(store)
     channels = store_channel_names(store)
     rows = summary_rows(summaries, channels)
@@ -131,41 +85,21 @@ def run(args: argparse.Namespace) -> int:
     write_csv(out / "failures.csv", failures, ["id", "path", "label", "error"])
     write_npz(out / "mean_maps.npz", {s.name: s.mean_map.astype(np.float32) for s in summaries})
     if not args.no_figures and summaries:
-        _write_figures(out, summaries, channels)
+        from igkit.report.charts import write_summary_figures
+
+        write_summary_figures(out, summaries, channels)
     print(f"{len(failures)} failed example(s); wrote the summary to {out}")
     return 0
 
 
-def _require_matplotlib() -> None:
+def require_matplotlib() -> None:
+    """A UsageError (before any work) when figures are asked for and matplotlib is missing."""
+    from igkit.report.charts import require_matplotlib as check
+
     try:
-        import matplotlib  # noqa: F401 - only checking that it is there
-    except ImportError:
-        raise UsageError(
-            "figures need matplotlib: pip install 'igkit[viz]', or --no-figures"
-        ) from None
-
-
-def _write_figures(out: Path, summaries: Sequence[ClassSummary], channels: Sequence[str]) -> None:
-    from igkit.io.writers import write_figure_png
-
-    summaries = [s for s in summaries if s.count > s.failed]  # classes with attributions
-    if not summaries:
-        return
-    names = [f"{s.name} (n={s.count - s.failed})" for s in summaries]
-    write_figure_png(
-        out / "mean_abs_attribution.png",
-        map_grid(names, [s.mean_map for s in summaries], title="mean |attribution| per class"),
-    )
-    shares = np.stack([s.channel_share for s in summaries])
-    write_figure_png(
-        out / "channel_shares.png",
-        bar_figure(
-            [s.name for s in summaries],
-            {name: shares[:, c] for c, name in enumerate(channels)},
-            ylabel="share of |attribution|",
-            title="per-channel share of attribution",
-        ),
-    )
+        check()
+    except ImportError as exc:
+        raise UsageError(str(exc)) from None
 
 
 COMMAND = Command(

@@ -9,267 +9,33 @@ the report never come from data, so links are always plain relative paths; every
 data is escaped with :func:`html.escape` here, and the index script only ever sets
 ``textContent``.
 
-A store keeps no figures, so its gallery draws them: each example's image is read again from the
-path in its row and prepared as the run prepared it (:func:`igkit.io.images.load_image`, then
-:func:`igkit.io.images.preprocess` at the store's input size with the run's preprocessing), and
-the overlay is the one of ``igkit explain``'s panel (:func:`igkit.viz.overlay` of the image and
-:func:`igkit.viz.attribution_mask`, inferno, the image at alpha 0.4). When the image file is gone
-or cannot be read, the gallery shows the attribution mask and the page says why. Settings a run
-left as None (the model's default) are shown as what the built-in models use, else as "model
-default" (:func:`igkit.runner.aggregate.setting_value`).
+The items come from :mod:`igkit.report.items` (an explain folder: its figures are copied) and
+:mod:`igkit.report.store` (a store: overlays and masks are drawn, settings shown as used).
 """
 
 from __future__ import annotations
 
 import html
 import json
-import math
 import os
 import shutil
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import numpy as np
 
 from igkit.report.assets import CSS, INDEX_JS
+from igkit.report.items import ReportItem, load_explain_folder, write_map_png
+from igkit.report.store import draw_figures, load_store
 
-__all__ = ["ReportItem", "build_report", "embed_json", "load_explain_folder"]
-
-_SCALAR_ORDER = ("score", "baseline_score", "delta", "relative_error", "tol", "converged")
-
-
-@dataclass
-class ReportItem:
-    """One image and target of the report.
-
-    Attributes:
-        name: The display name (file stem or image path's name).
-        target_label: The explained class.
-        label: The true class, or None when unknown.
-        score: F(x), or None for a failed example.
-        relative_error: The completeness check's relative error, or None.
-        status: ``"converged"``, ``"not converged"`` or ``"failed"``.
-        figures: Figure files to copy (the first is the thumbnail).
-        npz: An npz file to copy, or None.
-        fields: Every number and setting to show on the detail page, in order.
-        top_k: ``(label, index, score)`` predictions.
-        completeness: The completeness check in words.
-        attributions: Attributions to render a thumbnail from when there is no figure.
-        load_attributions: Reads the attributions when they are needed (a store's items, so a
-            large store is not held in memory at once).
-        image_path: The image file to draw the overlay on (a store's items), or None.
-        preprocess: How the run turned that image into a model input ("pad", "resize",
-            "center_crop") at the attributions' size, or None when the store does not say.
-        note: What the page should say about the figures (e.g. why there is no overlay).
-    """
-
-    name: str
-    target_label: str
-    label: str | None
-    score: float | None
-    relative_error: float | None
-    status: str
-    figures: list[Path] = field(default_factory=list)
-    npz: Path | None = None
-    fields: dict[str, str] = field(default_factory=dict)
-    top_k: list[tuple[str, int, float]] = field(default_factory=list)
-    completeness: str = ""
-    attributions: np.ndarray | None = None
-    load_attributions: Callable[[], np.ndarray] | None = None
-    image_path: str | None = None
-    preprocess: str | None = None
-    note: str = ""
+__all__ = ["ReportItem", "build_report", "embed_json", "load_explain_folder", "load_store"]
 
 
 def embed_json(value: Any) -> str:
     """JSON safe inside ``<script type="application/json">``: ``<``, ``>``, ``&`` escaped."""
     text = json.dumps(value, ensure_ascii=False, allow_nan=False)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
-def _finite(value: Any) -> float | None:
-    if value is None:
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
-def _text(value: Any) -> str:
-    array = np.asarray(value)
-    if array.ndim == 0:
-        item = array.item()
-        return f"{item:.6g}" if isinstance(item, float) else str(item)
-    return ", ".join(str(v) for v in array.tolist())
-
-
-def load_explain_folder(folder: Path) -> list[ReportItem]:
-    """The items of an ``igkit explain`` output folder (one per ``NAME.npz``)."""
-    items = []
-    npzs = sorted(folder.glob("*.npz"))
-    stems = {p.stem for p in npzs}
-    pngs: dict[str, list[Path]] = {}
-    for png in sorted(folder.glob("*.png")):
-        # Each figure belongs to the longest stem it starts with: NAME.png, NAME.STYLE.png.
-        base = png.name[: -len(".png")]
-        owners = [base[:k] for k in range(len(base), 0, -1)
-                  if (k == len(base) or base[k] == ".") and base[:k] in stems]
-        if owners:
-            pngs.setdefault(owners[0], []).append(png)
-    for path in npzs:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-        stem = path.stem
-        # The panel (NAME.png) first: it is the thumbnail.
-        figures = sorted(pngs.get(stem, []), key=lambda f: (f.name != f"{stem}.png", f.name))
-        converged = bool(arrays["converged"]) if "converged" in arrays else False
-        fields = {
-            key: _text(arrays[key])
-            for key in (*_SCALAR_ORDER, *sorted(arrays))
-            if key in arrays and arrays[key].ndim <= 1 and not key.startswith("top_k")
-        }
-        top_k = []
-        if "top_k_labels" in arrays:
-            top_k = [
-                (str(lab), int(idx), float(sc))
-                for lab, idx, sc in zip(
-                    arrays["top_k_labels"].tolist(),
-                    arrays["top_k_indices"].tolist(),
-                    arrays["top_k_scores"].tolist(),
-                    strict=False,
-                )
-            ]
-        items.append(
-            ReportItem(
-                name=stem,
-                target_label=str(arrays.get("target_label", "")),
-                label=None,
-                score=_finite(arrays.get("score")),
-                relative_error=_finite(arrays.get("relative_error")),
-                status="converged" if converged else "not converged",
-                figures=figures,
-                npz=path,
-                fields=fields,
-                top_k=top_k,
-                completeness=str(arrays.get("completeness", "")),
-                attributions=None if figures else arrays.get("attributions"),
-            )
-        )
-    return items
-
-
-def load_store(root: Path) -> tuple[list[ReportItem], list[dict[str, Any]], Any]:
-    """The items of a dataset store, its per-class summaries and the store itself."""
-    from igkit.runner.aggregate import setting_value, store_channel_names, summarize_store
-    from igkit.runner.store import DatasetStore
-
-    store = DatasetStore.open(root)
-    tol = float(store.settings.get("tol", 0.05))
-    items = []
-    for row in store.results().to_pylist():
-        ok = row["status"] == "ok"
-        fields = {k: _text(row[k]) for k in (
-            "id", "path", "label", "target", "target_label", "score", "baseline_score", "delta",
-            "relative_error", "converged", "steps", "evaluations", "seconds", "status", "error",
-        ) if row.get(k) is not None}
-        fields["tol"] = f"{tol:.6g}"
-        settings = _row_settings(row["settings"], store.settings)
-        fields.update(_settings_fields(settings, store.shape))
-        mode, _ = setting_value(settings, "preprocess")
-        rel = _finite(row["relative_error"]) if ok else None
-        if ok:
-            words = (
-                f"|F(x) - F(x') - sum(attributions)| / |F(x) - F(x')| = {abs(rel or 0):.3g}, "
-                f"{'within' if row['converged'] else 'above'} the tolerance {tol:g}."
-            )
-        else:
-            words = f"failed: {row['error'] or ''}"
-        items.append(
-            ReportItem(
-                name=os.path.basename(row["path"] or f"example {row['id']}"),
-                target_label=str(row["target_label"] or ""),
-                label=row["label"],
-                score=_finite(row["score"]) if ok else None,
-                relative_error=rel,
-                status=("converged" if row["converged"] else "not converged") if ok else "failed",
-                fields=fields,
-                completeness=words,
-                load_attributions=_reader(store, row["id"]) if ok else None,
-                image_path=row["path"] if ok else None,
-                preprocess=mode if isinstance(mode, str) else None,
-            )
-        )
-    summaries, _ = summarize_store(store)
-    names = store_channel_names(store)
-    classes = [
-        {"name": s.name, "count": s.count, "failed": s.failed, "map": s.mean_map,
-         "shares": s.channel_share, "channels": names, "mean_err": s.mean_abs_relative_error,
-         "within_tol": s.within_tol}
-        for s in summaries
-    ]
-    return items, classes, store
-
-
-def _reader(store: Any, example_id: int) -> Callable[[], np.ndarray]:
-    return lambda: store.attributions(example_id)
-
-
-def _row_settings(text: str | None, store_settings: Mapping[str, Any]) -> dict[str, Any]:
-    """A row's settings JSON over the store's settings (the same for rows of one run)."""
-    settings = dict(store_settings)
-    try:
-        parsed = json.loads(text or "{}")
-    except ValueError:
-        parsed = {}
-    if isinstance(parsed, dict):
-        settings.update(parsed)
-    return settings
-
-
-def _value_text(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return ", ".join(_value_text(v) for v in value)
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value) if value != "" else "n/a"
-
-
-def _settings_fields(settings: Mapping[str, Any], shape: tuple[int, int, int]) -> dict[str, str]:
-    """The detail page's ``setting: KEY`` rows: what the run used, never "None".
-
-    A value the run recorded is shown as recorded; None (the model's default) becomes the
-    built-in model's default marked "(model default)", the store's own size for the input size,
-    or "model default" when only loading the model could tell.
-    """
-    from igkit.runner.aggregate import MODEL_DEFAULT, channel_names, setting_value
-
-    fields = {}
-    for key in sorted(settings):
-        value, source = setting_value(settings, key)
-        if key == "input_size" and source == "unknown":
-            value, source = list(shape[:2]), "default"  # the attributions have the input's size
-        if source == "unknown":
-            text = MODEL_DEFAULT
-        elif source == "default":
-            text = f"{_value_text(value)} ({MODEL_DEFAULT})"
-        else:
-            text = _value_text(value)
-        fields[f"setting: {key}"] = text
-    fields["channels"] = ", ".join(channel_names(settings, shape[2]))
-    return fields
-
-
-def _write_map_png(values: np.ndarray, path: Path, size: int = 128) -> None:
-    """A greyscale PNG of a non-negative ``(H, W)`` map, upscaled to about ``size`` pixels."""
-    from PIL import Image
-
-    values = np.nan_to_num(np.asarray(values, dtype=np.float64))
-    top = values.max() if values.size else 0.0
-    grey = (255 * values / top).astype(np.uint8) if top > 0 else np.zeros(values.shape, np.uint8)
-    image = Image.fromarray(grey)
-    scale = max(1, size // max(values.shape))
-    image.resize((values.shape[1] * scale, values.shape[0] * scale), Image.NEAREST).save(path)
 
 
 def _page(title: str, body: str, *, script: str = "") -> str:
@@ -328,77 +94,6 @@ def _detail_page(index: int, item: ReportItem, figures: list[tuple[str, str]], n
         parts.append(f"<p><a id=\"npz\" href=\"{npz}\">Download the arrays (npz)</a></p>")
     del index
     return _page(f"{item.name} - {item.target_label}", "".join(parts))
-
-
-_MASK_CAPTION = "attribution mask (sum over channels of |attribution|)"
-_OVERLAY_CAPTION = "overlay: the image at alpha 0.4 over the attribution mask (inferno)"
-
-
-def _draw_figures(dest: Path, i: int, item: ReportItem,
-                  attributions: np.ndarray) -> list[tuple[str, str]]:
-    """The overlay (when the image can be prepared again) and the mask of an item without
-    figures; sets ``item.note`` when the overlay cannot be drawn."""
-    from igkit.viz.transforms import attribution_mask
-
-    mask = attribution_mask(attributions)
-    figures = []
-    if item.image_path is not None:
-        image, why = _model_input(item.image_path, item.preprocess, mask.shape)
-        if image is not None:
-            try:
-                from igkit.viz.transforms import display_rgb, overlay
-
-                drawn = overlay(display_rgb(image, (0.0, 1.0)), mask, "inferno", 0.4)
-            except ImportError:
-                why = "drawing the overlay needs matplotlib (pip install 'igkit[viz]')"
-            else:
-                rel = f"img/{i}_overlay.png"
-                _write_rgb_png(drawn, dest / rel)
-                figures.append((rel, _OVERLAY_CAPTION))
-        if why:
-            item.note = f"No overlay: {why}; the gallery shows the attribution mask."
-    rel = f"img/{i}_mask.png"
-    _write_map_png(mask, dest / rel)
-    figures.append((rel, _MASK_CAPTION))
-    return figures
-
-
-def _model_input(path: str, mode: str | None,
-                 size: tuple[int, int]) -> tuple[np.ndarray | None, str]:
-    """The image at ``path`` as the run fed it to the model, or None and why not.
-
-    With the preprocessing unknown (an older store of a model that only loading could tell
-    about) the image is used only when every preset gives the same input, as they do when its
-    aspect ratio is the input's.
-    """
-    from igkit.io.images import ImageError, Mode, load_image, preprocess
-
-    if not Path(path).is_file():
-        return None, f"the image file {path} is gone"
-    try:
-        image = load_image(path)
-    except ImageError as exc:
-        return None, f"the image file cannot be read ({exc})"
-    if mode is not None:
-        try:
-            return preprocess(image, size, mode), ""  # type: ignore[arg-type]
-        except ValueError as exc:  # a mode this igkit does not know
-            return None, str(exc)
-    inputs = [preprocess(image, size, m) for m in get_args(Mode)]
-    if all(np.array_equal(inputs[0], other) for other in inputs[1:]):
-        return inputs[0], ""
-    return None, ("the store does not record how the run preprocessed the images (the model's "
-                  "default) and the presets differ for this image")
-
-
-def _write_rgb_png(rgb: np.ndarray, path: Path, size: int = 128) -> None:
-    """An RGB image in [0, 1] as a PNG, upscaled (nearest) to about ``size`` pixels."""
-    from PIL import Image
-
-    pixels = np.round(255 * np.clip(np.nan_to_num(rgb), 0.0, 1.0)).astype(np.uint8)
-    height, width = pixels.shape[:2]
-    scale = max(1, size // max(height, width))
-    Image.fromarray(pixels).resize((width * scale, height * scale), Image.NEAREST).save(path)
 
 
 def build_report(source: str | os.PathLike[str], out: str | os.PathLike[str],
@@ -464,7 +159,7 @@ def build_report(source: str | os.PathLike[str], out: str | os.PathLike[str],
         if attributions is None and item.load_attributions is not None:
             attributions = item.load_attributions()
         if not figures and attributions is not None:
-            figures = _draw_figures(dest, i, item, np.asarray(attributions))
+            figures = draw_figures(dest, i, item, np.asarray(attributions))
         npz = None
         if item.npz is not None:
             npz = f"data/{i}.npz"
@@ -512,7 +207,7 @@ def _write_class_page(dest: Path, k: int, name: str, members: list[dict[str, Any
     ]
     if summary is not None:
         rel = f"img/class_{k}_mean.png"
-        _write_map_png(summary["map"], dest / rel, size=256)
+        write_map_png(summary["map"], dest / rel, size=256)
         parts.append("<h2>Mean |attribution| map</h2>"
                      f"<figure><img src=\"{rel}\" alt=\"mean attribution map\"></figure>")
         names = summary.get("channels") or [f"c{c}" for c in range(len(summary["shares"]))]
@@ -575,10 +270,10 @@ def _write_compare_page(dest: Path, store_a: Any, store_b: Any, name_a: str,
     """``compare.html``: per class in both stores, the maps A, B, B - A and the share changes.
 
     The numbers are :func:`igkit.runner.aggregate.compare_rows`'s and the figures
-    ``igkit compare``'s (:func:`igkit.cli.summarize.map_grid`), so the page and the command agree.
+    ``igkit compare``'s (:func:`igkit.report.charts.map_grid`), so the page and the command agree.
     """
-    from igkit.cli.summarize import map_grid
     from igkit.io.writers import write_figure_png
+    from igkit.report.charts import map_grid
     from igkit.runner.aggregate import (
         compare_rows,
         normalized_map,
