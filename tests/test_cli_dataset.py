@@ -272,6 +272,26 @@ def test_summarize_and_compare_name_channels(
     capsys.readouterr()
 
 
+def test_summarize_and_compare_read_channel_names_from_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run records resolved settings in its rows; channel names there are used too."""
+    rng = np.random.default_rng(0)
+    store = write_store(tmp_path / "s", [{"path": "/nowhere/a.png", "label": "cat",
+                                          "attributions": rng.normal(size=(2, 2, 3))}],
+                        shape=(2, 2, 3), row_settings={"channels": ["DAPI", "actin", "ER"]})
+    assert "channels" not in DatasetStore.open(store).settings
+    assert main(["summarize", str(store), "--no-figures"]) == 0
+    (row,) = _csv(store / "summary" / "classes.csv")
+    assert [k for k in row if k.startswith("share_")] == ["share_DAPI", "share_actin", "share_ER"]
+    assert main(["compare", str(store), str(store), "--out", str(tmp_path / "c"),
+                 "--no-figures"]) == 0
+    (row,) = _csv(tmp_path / "c" / "compare.csv")
+    assert [k for k in row if k.startswith("d_share_")] == [
+        "d_share_DAPI", "d_share_actin", "d_share_ER"]
+    capsys.readouterr()
+
+
 def test_manifest_labels_group_the_summary(
     tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

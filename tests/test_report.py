@@ -128,6 +128,20 @@ def test_report_store_class_page(sources: dict[str, Path]) -> None:
     assert "channel 0" not in page
 
 
+def test_report_store_gallery_shows_overlays(sources: dict[str, Path]) -> None:
+    """A store from explain-dataset records how its images were preprocessed, so the gallery
+    shows each overlay (not the grey mask) and the settings say what was used."""
+    report = sources["rep_store"]
+    for item in _data(report):
+        assert item["thumb"] == f"img/{item['id']}_overlay.png" and item["note"] is None
+        page = (report / item["detail"]).read_text(encoding="utf-8")
+        assert "None" not in page
+        shown = _settings_shown(page)
+        assert shown["preprocess"] in ("pad", "resize", "center_crop")
+        assert shown["output"] in ("softmax", "raw", "sigmoid")
+        assert shown["input_size"] == "16, 16"
+
+
 def test_report_rejects_other_folders(tmp_path: Path) -> None:
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
     assert main(["report", str(tmp_path / "nope"), "--out", str(tmp_path / "r")]) == 2

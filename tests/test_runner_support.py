@@ -119,13 +119,15 @@ def write_store(
     *,
     shape: tuple[int, int, int],
     settings: Mapping[str, Any] | None = None,
+    row_settings: Mapping[str, Any] | None = None,
 ) -> Path:
     """A store at ``root`` holding exactly the given examples, committed in one batch.
 
     Each example is a mapping with ``path`` and optional ``label``, ``target_label``,
     ``relative_error`` (default 0), ``converged`` (default: within the tolerance) and either
     ``attributions`` (an ``(H, W, C)`` array: an ok row) or ``error`` (a failed row).
-    ``settings`` update :data:`STORE_SETTINGS`.
+    ``settings`` update :data:`STORE_SETTINGS`; ``row_settings`` update them further in the
+    rows' ``settings`` only (where a run records what it resolved).
     """
     from igkit.runner.store import DatasetStore, Example
 
@@ -134,6 +136,7 @@ def write_store(
         root, full,
         [Example(i, str(e["path"]), e.get("label")) for i, e in enumerate(examples)], shape,
     )
+    recorded = json.dumps({**full, **(row_settings or {})}, sort_keys=True)
     rows, arrays = [], {}
     for i, e in enumerate(examples):
         ok = "attributions" in e
@@ -146,7 +149,7 @@ def write_store(
             "converged": bool(e.get("converged", abs(rel) <= full["tol"])) if ok else None,
             "steps": full["steps"] if ok else None, "evaluations": full["steps"] if ok else None,
             "seconds": 0.01, "status": "ok" if ok else "failed",
-            "error": None if ok else str(e["error"]), "settings": json.dumps(full, sort_keys=True),
+            "error": None if ok else str(e["error"]), "settings": recorded,
         })
         if ok:
             arrays[i] = np.asarray(e["attributions"], dtype=np.float32)

@@ -19,6 +19,7 @@ as None ("the model's default") stood for, where that is known without loading a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,7 @@ __all__ = [
     "normalized_map",
     "setting_value",
     "store_channel_names",
+    "store_settings",
     "summarize_store",
     "summary_rows",
 ]
@@ -48,9 +50,9 @@ MODEL_DEFAULT = "model default"
 #: The names of an RGB photo's channels, in the order :func:`igkit.io.images.load_image` gives.
 RGB_CHANNELS: tuple[str, ...] = ("red", "green", "blue")
 
-#: The defaults of the built-in models (as their loaders in :mod:`igkit.models.loaders` declare
-#: them; a test checks that they agree), so a store whose settings say None ("the model's
-#: default") can still say what was used without importing a framework.
+#: The defaults of the built-in models (as ``igkit.load_model`` describes them; a test checks
+#: that they agree), so a store whose settings say None ("the model's default") can still say
+#: what was used without importing a framework.
 BUILTIN_MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "efficientnet_lite0": {"preprocess": "center_crop", "output": "softmax"},
     "keras:efficientnet_lite0": {"preprocess": "center_crop", "output": "softmax"},
@@ -114,9 +116,25 @@ def channel_names(settings: Mapping[str, Any], count: int) -> list[str]:
     return [f"c{c}" for c in range(count)]
 
 
+def store_settings(store: DatasetStore) -> dict[str, Any]:
+    """The settings a store's run used: ``store.json``'s (what the user passed, which identify
+    the store) updated with its first result row's (where a run records what it resolved, e.g.
+    the model's default preprocessing; the rows of one run share them)."""
+    settings = store.settings
+    for text in store.results().column("settings").to_pylist():
+        try:
+            recorded = json.loads(text) if text else None
+        except ValueError:
+            continue
+        if isinstance(recorded, dict):
+            settings.update(recorded)
+            break
+    return settings
+
+
 def store_channel_names(store: DatasetStore) -> list[str]:
-    """:func:`channel_names` of a store's settings and attribution channels."""
-    return channel_names(store.settings, store.shape[2])
+    """:func:`channel_names` of a store's settings (:func:`store_settings`) and channels."""
+    return channel_names(store_settings(store), store.shape[2])
 
 
 @dataclass(frozen=True)
