@@ -95,7 +95,8 @@ COMMAND = Command(
     help="compare two explain-dataset stores per class (data skew)",
     description=(
         "Per class present in both stores: the difference of the normalised mean |attribution| "
-        "maps and of the per-channel shares (B - A), with figures, written to --out."
+        "maps (map_l1, map_differences.npz) and of the per-channel shares (d_share_red, ...: "
+        "B - A), with figures, written to --out."
     ),
     configure=configure,
     run=run,

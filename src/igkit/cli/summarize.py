@@ -108,7 +108,8 @@ COMMAND = Command(
     description=(
         "Per class (the manifest label, else the explained class): mean |attribution| map, "
         "per-channel share of attribution, completeness statistics and failures. Prints a "
-        "table and writes CSVs and figures to STORE/summary/."
+        "table and writes CSVs and figures to STORE/summary/. Channels are named as the store "
+        "records them, red/green/blue for photos (columns share_red, share_green, share_blue)."
     ),
     configure=configure,
     run=run,
