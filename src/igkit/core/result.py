@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -39,6 +40,9 @@ class Result:
     scores and errors, ``steps = evaluations = 0`` and ``converged = False``; :meth:`pairs` and
     :meth:`per_target` walk the filled slots only.
 
+    The fields from ``output`` on hold what redoes, extends or draws the result;
+    ``igkit.integrated_gradients`` fills them, and they are None in a result built without them.
+
     Attributes:
         attributions: Same shape as the inputs given (one example or a batch); with a target
             axis after the batch axis for multi-target results.
@@ -60,6 +64,18 @@ class Result:
             lists hold one entry per explanation, in :meth:`pairs` order.
         target_mask: ``(N, T)`` True where input ``i`` has a ``k``-th target, for multi-target
             results; None for single-target ones.
+        output: The explained output: "raw", "softmax", "sigmoid", or "callable" for a
+            user's function.
+        inputs: The explained inputs as numpy, in the layout given and the compute dtype, with
+            the attributions' input axes: ``(N, *example_shape)``, or ``example_shape`` for an
+            unbatched single-target result (no target axis in either case).
+        channel_axis: The axis holding channels in a batch of inputs (axis 0 the batch), as
+            ``integrated_gradients(channel_axis=)`` takes it; None when there is none.
+        baseline_inputs: The first baseline as numpy, shaped like ``inputs``.
+        seed: The seed of the random baselines.
+        requested_steps: What was asked for: a step count or "auto" (``steps`` holds what
+            each input used).
+        max_steps: The ceiling ``steps="auto"`` was given.
     """
 
     attributions: np.ndarray
@@ -76,6 +92,13 @@ class Result:
     baselines: tuple[str, ...] = ("black",)
     path: PathTrace | None = field(default=None, repr=False)
     target_mask: np.ndarray | None = None
+    output: str | None = None
+    inputs: np.ndarray | None = field(default=None, repr=False)
+    channel_axis: int | None = None
+    baseline_inputs: np.ndarray | None = field(default=None, repr=False)
+    seed: int | None = None
+    requested_steps: int | str | None = None
+    max_steps: int | None = None
 
     def __len__(self) -> int:
         return int(self.delta.shape[0])
@@ -98,7 +121,8 @@ class Result:
         """One single-target Result per explanation, in :meth:`pairs` order.
 
         Each holds one input (``attributions`` of shape ``(1, *example_shape)``, per-input
-        fields of shape ``(1,)``), so it can go wherever a single-target result goes (figures,
+        fields of shape ``(1,)``, ``inputs`` and ``baseline_inputs`` of that input,
+        ``(1, *example_shape)``), so it can go wherever a single-target result goes (figures,
         ``completeness_report``). The empty slots of ragged targets are skipped. A
         single-target result of one input is returned as it is.
         """
@@ -112,6 +136,7 @@ class Result:
         out = []
         for j, where in singles:
             attr = self.attributions[where]
+            row = where[0]  # the input: ``inputs`` has no target axis
             trace = None
             if self.path is not None:
                 trace = PathTrace(
@@ -133,6 +158,10 @@ class Result:
                     evaluations=self.evaluations[where][None],
                     path=trace,
                     target_mask=None,
+                    inputs=None if self.inputs is None else self.inputs[row][None],
+                    baseline_inputs=(
+                        None if self.baseline_inputs is None else self.baseline_inputs[row][None]
+                    ),
                 )
             )
         return out
@@ -173,3 +202,14 @@ class Result:
             f"relative error {self.relative_error[i]:.3%} after {self.steps[i]} steps "
             f"({self.method})"
         )
+
+    def _repr_html_(self) -> str:
+        """The result in a notebook: ``igkit.viz.notebook.result_html`` (figures and numbers),
+        imported when first shown so that ``import igkit`` stays light; without it, the
+        completeness check of every explanation as text."""
+        try:
+            from igkit.viz.notebook import result_html
+        except ImportError:
+            reports = [self.completeness_report(i, k) for i, k in self.pairs()]
+            return "<pre>" + html.escape("\n".join(reports)) + "</pre>"
+        return result_html(self)
