@@ -4,10 +4,12 @@
 outlines, sign masks, RGBY blending, overlays) that return arrays; ``igkit.viz.figures`` draws
 the tutorial, Keras and HPA figures from them and returns matplotlib Figures;
 ``igkit.viz.styles`` renders a chosen set of them for one explanation
-(:func:`explain_figures`, what ``igkit explain --figure`` writes); ``igkit.viz.augment`` makes
-the rotated, flipped and zoomed inputs of the tutorial's debugging use case. Importing this
-package imports neither matplotlib nor SciPy nor any deep-learning framework: each is imported
-by the function that needs it. Arrays are channels-last ``(H, W, C)``; see :func:`to_hwc`.
+(:func:`explain_figures`, what ``igkit explain --figure`` writes; styles are registered with
+``igkit.viz.registry.register_style``); ``igkit.viz.notebook`` shows a Result in Jupyter
+(:func:`result_html`); ``igkit.viz.augment`` makes the rotated, flipped and zoomed inputs of the
+tutorial's debugging use case. Importing this package imports neither matplotlib nor SciPy nor
+any deep-learning framework: each is imported by the function that needs it. Arrays are
+channels-last ``(H, W, C)``; see :func:`to_hwc`.
 """
 
 from .augment import Augmentation as Augmentation
@@ -22,6 +24,7 @@ from .figures import riemann_illustration as riemann_illustration
 from .figures import saturation_plots as saturation_plots
 from .figures import saturation_trace as saturation_trace
 from .figures import sign_mask_figure as sign_mask_figure
+from .notebook import result_html as result_html
 from .styles import FIGURE_STYLES as FIGURE_STYLES
 from .styles import augment_figure as augment_figure
 from .styles import channel_figure as channel_figure
@@ -80,6 +83,7 @@ __all__ = [
     "parse_figure_styles",
     "path_strip",
     "polarity",
+    "result_html",
     "rgby_figure",
     "rgby_to_rgb",
     "riemann_illustration",
