@@ -1,54 +1,161 @@
 """The public entry points: ``integrated_gradients`` and ``gradients``.
 
 Everything a user can get wrong is checked here, before the model is called: shapes, NaN and Inf,
-names of methods, baselines and outputs, step counts. The backend is found from the model itself.
+names of methods, baselines and outputs, step counts, and whether the model's backend supports
+the method and precision asked for (its declared ``Capabilities``). The backend is found from
+the model itself, or from a ``LoadedModel``'s framework.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from types import ModuleType
 
 import numpy as np
+from numpy.typing import DTypeLike
 
-from igkit.backends.base import OUTPUT_NAMES, PRECISIONS, SessionOptions
+from igkit.backends.base import OUTPUT_NAMES, PRECISIONS, Capabilities, Session, SessionOptions
 from igkit.core.baselines import BaselineContext, make_baselines
 from igkit.core.engine import AutoSteps, run_integrated_gradients
 from igkit.core.planner import RowBatch, default_batch_size
-from igkit.core.quadrature import check_steps, get_rule
+from igkit.core.quadrature import Rule, check_steps, get_rule
 from igkit.core.result import Result
 from igkit.core.targets import resolve_target_plan
+from igkit.models.spec import LoadedModel
+from igkit.typing import BaselineSpec, Method, OutputSpec, Precision, Steps, TargetSpec
 
-__all__ = ["gradients", "integrated_gradients", "resolve_backend"]
+__all__ = [
+    "capabilities",
+    "gradients",
+    "integrated_gradients",
+    "method_supported",
+    "resolve_backend",
+    "why_unsupported",
+]
 
 _BACKENDS = ("torch", "tensorflow", "jax")
 
 
 def _backend_module(name: str) -> ModuleType:
+    if name not in _BACKENDS:
+        raise ValueError(f"unknown framework {name!r}; choose one of {', '.join(_BACKENDS)}")
     return importlib.import_module(f"igkit.backends.{name}")
 
 
-def resolve_backend(model: object, example: object | None = None) -> ModuleType:
-    """The backend module for ``model``, found from the model (and, for bare callables, by trying
-    it on ``example`` with each framework that is already imported)."""
+def capabilities(framework: str) -> Capabilities:
+    """What the backend of ``framework`` ("torch", "tensorflow" or "jax") declares it can do,
+    read without importing the framework or building a session."""
+    caps: Capabilities = _backend_module(framework).CAPABILITIES
+    return caps
+
+
+def _titles(ok: Callable[[Capabilities], bool]) -> str:
+    """The frameworks (by title) whose backends pass the test ``ok(capabilities)``."""
+    names = [m.title for m in map(_backend_module, _BACKENDS) if ok(m.CAPABILITIES)]
+    return " or ".join(names) if names else "no"
+
+
+def _method_problem(backend: ModuleType, rule: Rule, precision: str) -> str | None:
+    caps: Capabilities = backend.CAPABILITIES
+    strategy = rule.strategy
+    if strategy.unsupported(caps):
+        where = _titles(lambda c: not strategy.unsupported(c))
+        return (
+            f"method={rule.name!r} is implemented for {where} models; this is a "
+            f"{backend.name} model: use method='gauss_legendre' or 'adaptive'"
+        )
+    if strategy.unsupported(caps, precision):
+        return (
+            f"method={rule.name!r} checks completeness to rounding, which reduced precision "
+            "breaks; pass precision='float32'"
+        )
+    return None
+
+
+def _precision_problem(backend: ModuleType, precision: str) -> str | None:
+    if precision in backend.CAPABILITIES.precisions:
+        return None
+    where = _titles(lambda c: precision in c.precisions)
+    return (
+        f"precision={precision!r} is supported for {where} models only; this is a "
+        f"{backend.name} model, pass precision='float32'"
+    )
+
+
+def why_unsupported(
+    framework: str, method: str, *, precision: str = "float32"
+) -> str | None:
+    """Why models of ``framework`` cannot be explained with ``method`` at ``precision``, or
+    None when they can: the question a front end asks before loading or computing anything.
+
+    It reads the backend's declared ``Capabilities`` (``igkit.api.capabilities``) against what
+    the method's strategy needs (``get_rule(method).strategy``) and imports no framework. The
+    reason is the message ``integrated_gradients`` would raise, e.g. for ``("jax", "secant")``:
+    "method='secant' is implemented for PyTorch models; this is a jax model: use
+    method='gauss_legendre' or 'adaptive'".
+
+    Args:
+        framework: "torch", "tensorflow" or "jax" (``LoadedModel.framework``).
+        method: A registered method name (``igkit.available_methods()``).
+        precision: A ``precision=`` value.
+
+    Raises:
+        ValueError: For an unknown framework, method or precision name (listing the choices).
+    """
+    backend = _backend_module(framework)
+    rule = get_rule(method)
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    return _precision_problem(backend, precision) or _method_problem(backend, rule, precision)
+
+
+def method_supported(framework: str, method: str, *, precision: str = "float32") -> bool:
+    """Whether models of ``framework`` can be explained with ``method`` at ``precision``.
+
+    ``igkit.api.method_supported("jax", "secant")`` is False; :func:`why_unsupported` gives the
+    reason to show. Imports no framework and builds no session.
+
+    Raises:
+        ValueError: For an unknown framework, method or precision name (listing the choices).
+    """
+    return why_unsupported(framework, method, precision=precision) is None
+
+
+def _adapt(model: object, modules: Sequence[ModuleType]) -> object:
+    """The model as a callable: each backend turns the framework-specific forms it knows (e.g.
+    a Flax ``(module, params)`` pair) into one, or refuses them with the fix."""
+    for mod in modules:
+        model = mod.adapt_model(model)
+    return model
+
+
+def _resolve(
+    model: object, example: object | None
+) -> tuple[ModuleType, object, LoadedModel | None]:
+    """The backend, the callable to run, and the ``LoadedModel`` it came from (if any)."""
     if isinstance(model, str):
         raise TypeError(
             f"model is the string {model!r}; load it first, e.g. "
             f"igkit.load_model({model!r}), or pass the model object"
         )
+    if isinstance(model, LoadedModel):
+        backend = _backend_module(model.framework)
+        return backend, _adapt(model.model, [backend]), model
+    modules = [_backend_module(n) for n in _BACKENDS]
+    model = _adapt(model, modules)
     if not callable(model):
         raise TypeError(f"model must be callable (a network or a function); got {type(model)!r}")
-    modules = [_backend_module(n) for n in _BACKENDS]
     for mod in modules:
         if mod.matches(model):
-            return mod
+            return mod, model, None
     # A bare callable: prefer the framework of the inputs, then any imported one that runs it.
     for mod in modules:
         if example is not None and mod.is_tensor(example):
-            return mod
+            return mod, model, None
     if example is not None:
         probe_input = _as_numpy(example, modules)
         probe_input = probe_input.astype(np.float32) if probe_input.dtype.kind in "iub" else (
@@ -56,17 +163,20 @@ def resolve_backend(model: object, example: object | None = None) -> ModuleType:
         )
         for mod in modules:
             if mod.name in sys.modules and mod.probe(model, _batched(probe_input)):
-                return mod
-            if mod.name == "tensorflow" and "tensorflow" in sys.modules and mod.probe(
-                model, _batched(probe_input)
-            ):
-                return mod
+                return mod, model, None
     raise TypeError(
         f"cannot tell which framework runs the callable {model!r}: it is not a torch.nn.Module, "
         "a Keras model, a tf.Module or a JAX function, and it did not run on torch, TensorFlow "
         "or JAX tensors of the input. Import the framework before calling igkit, or pass a model "
         "object"
     )
+
+
+def resolve_backend(model: object, example: object | None = None) -> ModuleType:
+    """The backend module for ``model``, found from the model (and, for bare callables, by trying
+    it on ``example`` with each framework that is already imported); for a ``LoadedModel``, its
+    framework's."""
+    return _resolve(model, example)[0]
 
 
 def _batched(x: np.ndarray) -> np.ndarray:
@@ -86,6 +196,7 @@ def _as_numpy(x: object, modules: Sequence[ModuleType]) -> np.ndarray:
 @dataclass(frozen=True)
 class _Prepared:
     backend: ModuleType
+    model: object  # the callable the backend runs
     x: np.ndarray  # (N, ...) in the compute dtype
     batched: bool
     channel_axis: int | None
@@ -103,9 +214,11 @@ def _prepare(
     input_range: tuple[float, float] | None,
     batched: bool | None,
     trace: bool = False,
-    dtype: object = None,
+    dtype: DTypeLike | None = None,
     precision: str = "float32",
 ) -> _Prepared:
+    """Validates everything that needs no model call. A ``LoadedModel`` gives its callable,
+    its framework's backend and, unless given, its channel axis and the input range [0, 1]."""
     if not (callable(output) or output in OUTPUT_NAMES):
         raise ValueError(
             f"unknown output {output!r}; choose one of {', '.join(OUTPUT_NAMES)} or pass a "
@@ -118,12 +231,13 @@ def _prepare(
         raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    backend = resolve_backend(model, inputs)
-    if precision != "float32" and backend.name != "torch":
-        raise ValueError(
-            f"precision={precision!r} is supported for PyTorch models only; this is a "
-            f"{backend.name} model, pass precision='float32'"
-        )
+    backend, model, loaded = _resolve(model, inputs)
+    if loaded is not None:
+        channel_axis = loaded.channel_axis if channel_axis is None else channel_axis
+        input_range = (0.0, 1.0) if input_range is None else input_range
+    problem = _precision_problem(backend, precision)
+    if problem:
+        raise ValueError(problem)
     modules = [_backend_module(n) for n in _BACKENDS]
     raw = _as_numpy(inputs, modules)
     if raw.dtype == object or raw.dtype.kind not in "iufb":
@@ -148,9 +262,21 @@ def _prepare(
         dtype=np.dtype(dtype) if dtype is not None else None,
         input_dtype=x.dtype,
         trace=trace,
-        precision=precision,
+        precision=precision,  # type: ignore[arg-type]
     )
-    return _Prepared(backend, x, is_batched, channel_axis, tuple(input_range), options)
+    low, high = input_range
+    return _Prepared(backend, model, x, is_batched, channel_axis, (low, high), options)
+
+
+@contextlib.contextmanager
+def _session(prep: _Prepared) -> Iterator[Session]:
+    """A session of the prepared model, closed afterwards when it declares ``closing``."""
+    session: Session = prep.backend.open_session(prep.model, prep.options)
+    try:
+        yield session
+    finally:
+        if session.capabilities.closing:
+            session.close()
 
 
 def _infer_range(x: np.ndarray) -> tuple[float, float]:
@@ -193,18 +319,18 @@ def _resolve_steps(steps: object, method: str, tol: float, max_steps: int) -> in
             raise ValueError(f"max_steps must be an integer >= {rule.min_steps}, got {max_steps!r}")
         return AutoSteps(tol=tol, max_steps=int(max_steps))
     check_steps(rule, steps)
-    return int(steps)  # type: ignore[arg-type]
+    return int(steps)  # type: ignore[call-overload]
 
 
 def integrated_gradients(
     model: object,
     inputs: object,
     *,
-    target: object = None,
-    baseline: object = "black",
-    steps: int | str = 50,
-    method: str = "gauss_legendre",
-    output: object = "raw",
+    target: TargetSpec = None,
+    baseline: BaselineSpec = "black",
+    steps: Steps = 50,
+    method: Method = "gauss_legendre",
+    output: OutputSpec = "raw",
     batch_size: int | None = None,
     tol: float = 0.01,
     seed: int = 0,
@@ -213,14 +339,18 @@ def integrated_gradients(
     input_range: tuple[float, float] | None = None,
     batched: bool | None = None,
     return_path: bool = False,
-    dtype: object = None,
-    precision: str = "float32",
+    dtype: DTypeLike | None = None,
+    precision: Precision = "float32",
 ) -> Result:
     """Integrated Gradients of ``model`` at ``inputs``, with the completeness check.
 
     Args:
         model: A torch module or callable on torch tensors; a Keras model, ``tf.Module`` or
-            callable on TensorFlow tensors; or a JAX function. The framework is found from it.
+            callable on TensorFlow tensors; or a JAX function (``jax.jit``,
+            ``functools.partial(module.apply, params)``, a bound Flax module or the pair
+            ``(flax_module, params)``). The framework is found from it. A ``LoadedModel``
+            (``igkit.load_model``) gives its model and framework, and its channel axis and the
+            input range [0, 1] unless ``channel_axis`` / ``input_range`` are given.
         inputs: One example or a batch (numpy or framework tensor) in the model's own layout.
             Ranks 1 and 3 are read as one example, 2, 4 and 5 as a batch (``batched=`` decides
             otherwise). Integer images become floats with the same values.
@@ -259,7 +389,15 @@ def integrated_gradients(
         A ``Result``; ``attributions`` has the shape of ``inputs``. With several classes per
         input it is multi-target: ``attributions`` is ``(N, T, *example_shape)`` (the batch axis
         kept even for one unbatched example) and the per-input fields are ``(N, T)``; see
-        ``Result`` for ragged targets, ``Result.pairs`` and ``Result.per_target``.
+        ``Result`` for ragged targets, ``Result.pairs`` and ``Result.per_target``. It also
+        holds what redoes or draws it: ``inputs`` and ``baseline_inputs`` (the first
+        baseline) as numpy, ``output``, ``channel_axis``, ``seed``, ``requested_steps`` and
+        ``max_steps``.
+
+    Raises:
+        ValueError: A bad argument, or a method or precision the model's backend does not
+            support (:func:`why_unsupported` says so without a model).
+        TypeError: A model that is not one igkit can run (a bare Flax module: with the fix).
     """
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol > 0:
         raise ValueError(f"tol must be a positive number, got {tol!r}")
@@ -269,14 +407,14 @@ def integrated_gradients(
         input_range=input_range, batched=batched, trace=return_path, dtype=dtype,
         precision=precision,
     )
-    if get_rule(method).secant:
-        _check_secant(prep)
-    session = prep.backend.open_session(model, prep.options)
-    try:
+    problem = _method_problem(prep.backend, get_rule(method), precision)
+    if problem:
+        raise ValueError(problem)
+    with _session(prep) as session:
         x = prep.x.astype(session.dtype, copy=False)
         ctx = BaselineContext(
             inputs=x,
-            channel_axis=_channel_axis(x, channel_axis, session.default_channel_axis),
+            channel_axis=_channel_axis(x, prep.channel_axis, session.default_channel_axis),
             input_range=prep.input_range,
             rng=np.random.default_rng(seed),
         )
@@ -285,54 +423,53 @@ def integrated_gradients(
             session, x, baselines, target=target, method=method, steps=method_steps,
             tol=float(tol), batch_size=prep.options.batch_size, return_path=return_path,
         )
-    finally:
-        session.close()
+    result = replace(
+        result,
+        output=output if isinstance(output, str) else "callable",
+        # A copy: ``x`` may share memory with the caller's array or tensor.
+        inputs=np.array(x, copy=True),
+        channel_axis=ctx.channel_axis,
+        baseline_inputs=np.asarray(baselines[0][1]),
+        seed=seed,
+        requested_steps="auto" if isinstance(method_steps, AutoSteps) else int(method_steps),
+        max_steps=int(max_steps),
+    )
     if not prep.batched and not result.multi_target:
         result = _unbatch(result)
     return result
 
 
-def _check_secant(prep: _Prepared) -> None:
-    if prep.backend.name != "torch":
-        raise ValueError(
-            f"method='secant' is implemented for PyTorch models; this is a {prep.backend.name} "
-            "model: use method='gauss_legendre' or 'adaptive'"
-        )
-    if prep.options.precision != "float32":
-        raise ValueError(
-            "method='secant' checks completeness to rounding, which reduced precision breaks; "
-            "pass precision='float32'"
-        )
-
-
 def _unbatch(result: Result) -> Result:
-    from dataclasses import replace
-
-    return replace(result, attributions=result.attributions[0])
+    """One example's result: the batch axis dropped from the arrays shaped like the inputs."""
+    return replace(
+        result,
+        attributions=result.attributions[0],
+        inputs=None if result.inputs is None else result.inputs[0],
+        baseline_inputs=None if result.baseline_inputs is None else result.baseline_inputs[0],
+    )
 
 
 def gradients(
     model: object,
     inputs: object,
     *,
-    target: object = None,
-    output: object = "raw",
+    target: TargetSpec = None,
+    output: OutputSpec = "raw",
     batch_size: int | None = None,
     batched: bool | None = None,
-    dtype: object = None,
+    dtype: DTypeLike | None = None,
 ) -> np.ndarray:
     """Plain gradient saliency: dF_target/dx at the inputs, shaped like ``inputs``.
 
-    ``target`` takes the same forms as in :func:`integrated_gradients`; with several classes per
-    input the gradients are ``(N, T, *example_shape)`` (zeros in the empty slots of ragged
-    targets).
+    ``model`` takes the same forms as in :func:`integrated_gradients` (a ``LoadedModel`` too),
+    and so does ``target``; with several classes per input the gradients are
+    ``(N, T, *example_shape)`` (zeros in the empty slots of ragged targets).
     """
     prep = _prepare(
         model, inputs, output=output, batch_size=batch_size, channel_axis=None,
         input_range=(0.0, 1.0), batched=batched, dtype=dtype,
     )
-    session = prep.backend.open_session(model, prep.options)
-    try:
+    with _session(prep) as session:
         x = prep.x.astype(session.dtype, copy=False)
         plan = resolve_target_plan(target, session.outputs(x))
         n = len(plan)
@@ -343,6 +480,4 @@ def gradients(
             rows = np.arange(start, min(n, start + bs))
             session.accumulate(RowBatch(rows, np.ones(rows.shape[0]), np.ones(rows.shape[0])))
         grads = plan.scatter(session.take().sums.astype(x.dtype), 0)
-    finally:
-        session.close()
     return grads if prep.batched or plan.multi else grads[0]

@@ -142,7 +142,7 @@ def region_pieces(counts: np.ndarray, keep: np.ndarray | None = None
 
 
 def _pilot_errors(change: np.ndarray | None, roughness: np.ndarray,
-                  counts: np.ndarray | None) -> np.ndarray:
+                  counts: np.ndarray) -> np.ndarray:
     """Each region's pilot error: the measured ``change`` where it has two pieces or more,
     else (or with ``change=None``) predicted from the roughness."""
     predicted = PILOT_ERROR_PER_ROUGHNESS * roughness / roughness.shape[0]
@@ -260,7 +260,7 @@ class SecantRun:
         backend follows, before the other paths' work."""
         m = PILOT_PIECES
         ends, weights, regions = region_pieces(np.ones(m, dtype=np.int64))
-        parts = []
+        parts: list[np.ndarray] = []
         for group in (paths[:1], paths[1:]):
             if group.size:
                 n = group.shape[0]
@@ -285,15 +285,15 @@ class SecantRun:
         if steps is not None and steps < MIN_PIECES_FOR_PILOT:
             self.probe()
             ends, weights = uniform_pieces(steps)
-            taken, counts, _ = self._accumulate(
+            taken, evaluated, _ = self._accumulate(
                 all_rows([int(p) for p in paths], [ends] * n_paths, [weights] * n_paths))
-            self._count(counts)
+            self._count(evaluated)
             record(paths, [ends] * n_paths, taken, True)
             return (self._diff[paths] * taken.sums[paths], np.full(n_paths, steps),
                     np.ones(n_paths, dtype=bool))
         pilot, rough = self.pilot(paths)
         if steps is None:
-            norms = [np.linalg.norm(a.sum(axis=0)) for a in pilot]
+            norms = [float(np.linalg.norm(a.sum(axis=0))) for a in pilot]
             n = [plan_pieces(r, tol * s, MIN_PIECES_FOR_PILOT, max_steps)
                  for r, s in zip(rough, norms, strict=True)]
         else:

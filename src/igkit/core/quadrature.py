@@ -3,7 +3,9 @@
 Integrated Gradients is ``(x - x') * integral_0^1 grad F(x' + a (x - x')) da``. Every rule here
 turns that integral into ``sum_k w_k grad F(x' + a_k (x - x'))`` with ``steps`` gradient
 evaluations. Rules are registered by name (no ``if method == ...`` chains), so a new rule is one
-decorated function.
+decorated function. Each rule carries its integration strategy (``igkit.core.strategies``): the
+point rules share ``POINT_RULE`` (fixed nodes, or nested refinement for ``steps="auto"``),
+"adaptive" and "secant" bring their own, and the engine runs ``rule.strategy``.
 
 The weights are exact, not conventional: every rule's weights sum to 1 (a constant integrand is
 integrated exactly), the trapezoid rule gives its two end points half weight, and Gauss-Legendre
@@ -17,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
+from igkit.core.strategies import ADAPTIVE, POINT_RULE, SECANT, Strategy
 
 __all__ = ["Rule", "available_methods", "get_rule", "nodes_and_weights", "register_rule"]
 
@@ -33,11 +37,12 @@ class Rule:
             refinement re-uses every gradient already computed; ``None`` if the rule is not nested.
         includes_endpoints: The nodes contain alpha = 0 and alpha = 1, so the scores there (the
             completeness check's F(x') and F(x)) come free with the gradients.
-        adaptive: The nodes depend on the model and input (``igkit.core.adaptive``); ``build``
-            is not used.
-        secant: ``steps`` counts pieces of the path, not points: ``build(n)`` gives the ``n + 1``
-            piece ends, each weighted by the width of the piece it starts, and the backend
-            integrates each piece with one secant backward pass (``method="secant"``).
+        strategy: How the engine integrates with the rule (``igkit.core.strategies``):
+            ``POINT_RULE`` evaluates ``build``'s nodes; ``ADAPTIVE`` places nodes per input
+            from a pilot (its ``build`` refuses); ``SECANT`` reads ``steps`` as pieces of the
+            path, ``build(n)`` giving the ``n + 1`` piece ends, each weighted by the width of
+            the piece it starts, and the backend integrates each piece with one secant
+            backward pass.
     """
 
     name: str
@@ -45,8 +50,13 @@ class Rule:
     min_steps: int = 1
     nested: Callable[[int], int] | None = None
     includes_endpoints: bool = False
-    adaptive: bool = False
-    secant: bool = False
+    strategy: Strategy = POINT_RULE
+
+    def nodes(self, steps: int) -> tuple[np.ndarray, np.ndarray]:
+        """Alphas in [0, 1] and their weights (float64) for ``steps`` evaluations."""
+        check_steps(self, steps)
+        alphas, weights = self.build(int(steps))
+        return np.asarray(alphas, dtype=np.float64), np.asarray(weights, dtype=np.float64)
 
 
 _RULES: dict[str, Rule] = {}
@@ -58,13 +68,15 @@ def register_rule(
     min_steps: int = 1,
     nested: Callable[[int], int] | None = None,
     includes_endpoints: bool = False,
+    strategy: Strategy = POINT_RULE,
 ) -> Callable[[Callable[[int], tuple[np.ndarray, np.ndarray]]], Callable]:
-    """Registers ``build(n) -> (alphas, weights)`` as the rule ``name``."""
+    """Registers ``build(n) -> (alphas, weights)`` as the rule ``name``, integrated by
+    ``strategy``."""
 
     def decorate(build: Callable[[int], tuple[np.ndarray, np.ndarray]]) -> Callable:
         if name in _RULES:
             raise ValueError(f"a quadrature rule named {name!r} is already registered")
-        _RULES[name] = Rule(name, build, min_steps, nested, includes_endpoints)
+        _RULES[name] = Rule(name, build, min_steps, nested, includes_endpoints, strategy)
         return build
 
     return decorate
@@ -87,15 +99,7 @@ def get_rule(name: str) -> Rule:
 
 def nodes_and_weights(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     """Alphas in [0, 1] and their weights for ``steps`` gradient evaluations of ``method``."""
-    rule = get_rule(method)
-    check_steps(rule, steps)
-    if rule.adaptive:
-        raise ValueError(
-            f"method {method!r} places its nodes per input from a pilot pass, so it has no fixed "
-            "nodes; call igkit.integrated_gradients(..., method='adaptive')"
-        )
-    alphas, weights = rule.build(int(steps))
-    return np.asarray(alphas, dtype=np.float64), np.asarray(weights, dtype=np.float64)
+    return get_rule(method).nodes(steps)
 
 
 def check_steps(rule: Rule, steps: object) -> None:
@@ -152,19 +156,16 @@ def _legendre_on_unit_interval(n: int) -> tuple[np.ndarray, np.ndarray]:
     return (x + 1.0) / 2.0, w / 2.0
 
 
+@register_rule("adaptive", min_steps=2, includes_endpoints=True, strategy=ADAPTIVE)
 def _no_fixed_nodes(n: int) -> tuple[np.ndarray, np.ndarray]:
-    raise ValueError("the adaptive method has no fixed nodes")
+    raise ValueError(
+        "method 'adaptive' places its nodes per input from a pilot pass, so it has no fixed "
+        "nodes; call igkit.integrated_gradients(..., method='adaptive')"
+    )
 
 
-_RULES["adaptive"] = Rule(
-    "adaptive", _no_fixed_nodes, min_steps=2, includes_endpoints=True, adaptive=True
-)
-
-
+@register_rule("secant", min_steps=1, includes_endpoints=True, strategy=SECANT)
 def _piece_ends(n: int) -> tuple[np.ndarray, np.ndarray]:
     from igkit.core.pieces import uniform_pieces
 
     return uniform_pieces(n)
-
-
-_RULES["secant"] = Rule("secant", _piece_ends, min_steps=1, includes_endpoints=True, secant=True)

@@ -14,9 +14,14 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+
+from igkit.typing import OutputSpec, TargetSpec
+
+if TYPE_CHECKING:
+    from igkit.core.result import Result
 
 __all__ = [
     "FRAMEWORKS",
@@ -111,8 +116,8 @@ class LoadedModel:
             return array.transpose(1, 2, 0)
         return array.transpose(0, 2, 3, 1)
 
-    def explain(self, x: np.ndarray, target: object, settings: object, output: object,
-                return_path: bool = False):
+    def explain(self, x: np.ndarray, target: TargetSpec, settings: Any, output: OutputSpec,
+                return_path: bool = False) -> Result:
         """``igkit.integrated_gradients`` on a batch already in the model's layout, with the
         run settings of a command or dataset run (``settings`` has ``baseline``, ``steps``,
         ``method``, ``batch_size``, ``tol``, ``seed`` and ``max_steps``). Inputs are in [0, 1].
