@@ -49,7 +49,7 @@ def _finish(fig: Figure, path: PathLike | None) -> Figure:
 
 
 def _image_and_attributions(
-    image: np.ndarray, attributions: object, index: int, channel_axis: int | None
+    image: ArrayLike, attributions: ArrayLike | Result, index: int, channel_axis: int | None
 ) -> tuple[np.ndarray, np.ndarray, Any]:
     """``(image HWC, attributions HWC, Result or None)``, refusing different (H, W)."""
     attr_arr, result = _example(attributions, index)

@@ -9,7 +9,7 @@ its attributions) and :func:`rgby_figure` (the four HPA stains and their blend).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -148,7 +148,7 @@ def compare_grid(
                 for spine in ax.spines.values():
                     spine.set_edgecolor("0.6")
             elif row == "mask":
-                kwargs = {"vmin": 0.0, "vmax": vmax} if vrange else {}
+                kwargs: dict[str, Any] = {"vmin": 0.0, "vmax": vmax} if vrange else {}
                 im = _show(ax, masks[j], cmap=cmap, **kwargs)
             else:
                 _show(ax, overlay(img_rgb, masks[j], cmap, alpha, value_range=vrange))

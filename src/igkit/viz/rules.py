@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from igkit.viz._draw import _TITLE_SIZE, PathLike, _finish, _new_figure, _title
 
@@ -219,12 +220,12 @@ _RULE_NAMES = {
 }
 
 
-def example_score(alpha: np.ndarray) -> np.ndarray:
+def example_score(alpha: ArrayLike) -> np.ndarray:
     """The 1-D stand-in for a model's score along the path: a logistic that saturates."""
     return 1.0 / (1.0 + np.exp(-_EXAMPLE_K * (np.asarray(alpha, dtype=np.float64) - _EXAMPLE_C)))
 
 
-def example_gradient(alpha: np.ndarray) -> np.ndarray:
+def example_gradient(alpha: ArrayLike) -> np.ndarray:
     """Its derivative, the stand-in for one pixel's gradient: large while the score rises, near
     zero once it saturates. Its integral over ``[0, 1]`` is ``example_score(1) -
     example_score(0)``."""
