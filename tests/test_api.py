@@ -70,7 +70,8 @@ def test_import_igkit_imports_no_framework_and_no_matplotlib():
 
 def test_core_source_imports_only_numpy_and_the_standard_library():
     allowed = {"numpy", "igkit", "__future__"} | set(sys.stdlib_module_names)
-    for path in (SRC / "core").glob("*.py"):
+    # The model spec too: a framework's forward pass lives in its backend.
+    for path in [*(SRC / "core").glob("*.py"), SRC / "models" / "spec.py", SRC / "typing.py"]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 names = [a.name for a in node.names]
@@ -362,3 +363,169 @@ def test_reduced_precision_is_close_and_keeps_float32_sums(precision, images):
 def test_unknown_precision_is_refused(images):
     with pytest.raises(ValueError, match="unknown precision 'int8'"):
         igkit.integrated_gradients(small_cnn(), images, precision="int8")
+
+
+# --- declared capabilities: one way to ask ------------------------------------------------------
+
+
+def test_method_support_is_answered_from_declarations_without_importing_a_framework():
+    code = (
+        "import sys\n"
+        "from igkit import api\n"
+        "assert api.method_supported('torch', 'secant')\n"
+        "assert not api.method_supported('jax', 'secant')\n"
+        "assert not api.method_supported('tensorflow', 'secant')\n"
+        "assert all(api.method_supported(f, 'adaptive') for f in ('torch', 'tensorflow', 'jax'))\n"
+        "why = api.why_unsupported('jax', 'secant')\n"
+        "assert 'implemented for PyTorch models' in why and 'gauss_legendre' in why, why\n"
+        "why = api.why_unsupported('torch', 'secant', precision='bf16')\n"
+        "assert \"pass precision='float32'\" in why, why\n"
+        "why = api.why_unsupported('tensorflow', 'gauss_legendre', precision='fp16')\n"
+        "assert 'supported for PyTorch models only' in why, why\n"
+        "assert api.why_unsupported('torch', 'gauss_legendre', precision='bf16') is None\n"
+        "assert api.capabilities('torch').interval_accumulation\n"
+        "assert api.capabilities('jax').precisions == ('float32',)\n"
+        "bad = [m for m in ('torch', 'tensorflow', 'jax', 'keras') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("caffe", "secant"), "unknown framework 'caffe'"),
+        (("torch", "simpson"), "unknown method 'simpson'"),
+    ],
+)
+def test_method_support_names_unknown_frameworks_and_methods(args, message):
+    with pytest.raises(ValueError, match=message):
+        igkit.api.method_supported(*args)
+    with pytest.raises(ValueError, match="unknown precision 'int8'"):
+        igkit.api.why_unsupported("torch", "secant", precision="int8")
+
+
+def test_sessions_declare_what_their_backend_module_declares():
+    from igkit.backends import torch as torch_backend
+    from igkit.backends.base import SessionOptions
+
+    session = torch_backend.open_session(small_cnn(), SessionOptions())
+    try:
+        assert session.capabilities is torch_backend.CAPABILITIES
+        assert session.capabilities.row_accumulation and session.capabilities.closing
+    finally:
+        session.close()
+
+
+def test_api_and_engine_do_not_probe_sessions_or_test_backend_names():
+    for path in (SRC / "api.py", SRC / "core" / "engine.py", SRC / "core" / "strategies.py"):
+        text = path.read_text()
+        for probe in ('getattr(session', 'hasattr(session', 'name == "torch"',
+                      'name != "torch"', 'rule.secant', 'rule.adaptive'):
+            assert probe not in text, f"{path.name}: {probe}"
+
+
+# --- LoadedModel wherever a model goes -----------------------------------------------------------
+
+
+def _loaded(model, **kw):
+    from igkit.models.spec import LoadedModel
+
+    return LoadedModel(model=model, framework="torch", channels_first=True, input_size=(12, 12),
+                       preprocess="pad", **kw)
+
+
+def test_a_loaded_model_is_unwrapped_with_its_channel_axis_and_pixel_range(images):
+    model = small_cnn()
+    # Values up to 200 would be read as a 0..255 image; the loaded model says [0, 1].
+    x = images * 200
+    ref = igkit.integrated_gradients(model, x, steps=4, baseline="white", channel_axis=1,
+                                     input_range=(0.0, 1.0))
+    res = igkit.integrated_gradients(_loaded(model), x, steps=4, baseline="white")
+    np.testing.assert_array_equal(res.attributions, ref.attributions)
+    assert res.channel_axis == 1
+    np.testing.assert_array_equal(res.baseline_inputs, np.ones_like(x))
+    guessed = igkit.integrated_gradients(model, x, steps=4, baseline="white")
+    assert guessed.baseline_inputs.max() == 255
+    # What is given wins over what the loaded model says.
+    given = igkit.integrated_gradients(_loaded(model), x, steps=4, baseline="white",
+                                       input_range=(0.0, 255.0))
+    np.testing.assert_array_equal(given.attributions, guessed.attributions)
+    np.testing.assert_array_equal(igkit.gradients(_loaded(model), x), igkit.gradients(model, x))
+
+
+def test_a_loaded_callable_runs_on_its_declared_framework_without_probing(images):
+    model = small_cnn()
+    calls = []
+
+    def forward(t):
+        calls.append(t.shape[0])
+        return model(t)
+
+    res = igkit.integrated_gradients(_loaded(forward), images, steps=4, batch_size=64)
+    ref = igkit.integrated_gradients(model, images, steps=4)
+    np.testing.assert_array_equal(res.attributions, ref.attributions)
+    assert calls == [6, 12]  # F(x) and F(x') together, then the 12 path points: no probe call
+
+
+# --- the Result carries what redoes and draws it ---------------------------------------------
+
+
+def test_result_carries_inputs_baseline_and_settings(images):
+    import warnings
+
+    model = small_cnn()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", igkit.NotConvergedWarning)
+        res = igkit.integrated_gradients(model, images, steps="auto", max_steps=64, seed=5,
+                                         baseline=["uniform", "black"], output="softmax")
+    assert res.output == "softmax" and res.seed == 5
+    assert res.requested_steps == "auto" and res.max_steps == 64
+    assert res.channel_axis == 1
+    np.testing.assert_array_equal(res.inputs, images)
+    assert res.inputs.dtype == res.attributions.dtype
+    assert res.baseline_inputs.shape == images.shape
+    again = igkit.integrated_gradients(model, images, steps=4, seed=5, baseline="uniform")
+    np.testing.assert_array_equal(res.baseline_inputs, again.baseline_inputs)
+    assert again.requested_steps == 4
+    # The inputs are a copy: changing the caller's array later changes nothing.
+    x = images.copy()
+    kept = igkit.integrated_gradients(model, x, steps=2)
+    x[:] = 0
+    np.testing.assert_array_equal(kept.inputs, images)
+    custom = igkit.integrated_gradients(model, images, steps=2, output=lambda y: y * 2)
+    assert custom.output == "callable"
+
+
+def test_result_fields_follow_unbatching_and_per_target(images):
+    model = small_cnn()
+    one = igkit.integrated_gradients(model, images[0], steps=2, baseline="white")
+    assert one.inputs.shape == one.baseline_inputs.shape == images[0].shape
+    assert one.channel_axis == 1  # an axis of the batch, as channel_axis= takes it
+    assert one.per_target() == [one]
+    multi = igkit.integrated_gradients(model, images, steps=2, target=[[0, 1], [2], [3, 4]],
+                                       baseline="uniform")
+    assert multi.inputs.shape == images.shape
+    singles = multi.per_target()
+    assert [s.target[0] for s in singles] == [0, 1, 2, 3, 4]
+    for single, (i, _) in zip(singles, multi.pairs(), strict=True):
+        np.testing.assert_array_equal(single.inputs, images[i][None])
+        np.testing.assert_array_equal(single.baseline_inputs, multi.baseline_inputs[i][None])
+        assert single.channel_axis == 1 and single.output == "raw"
+    batched = igkit.integrated_gradients(model, images, steps=2).per_target()
+    np.testing.assert_array_equal(batched[2].inputs, images[2:3])
+
+
+def test_repr_html_uses_the_notebook_view_and_falls_back_to_escaped_text(images, monkeypatch):
+    import types
+
+    res = igkit.integrated_gradients(small_cnn(), images[:2], steps=2)
+    fake = types.ModuleType("igkit.viz.notebook")
+    fake.result_html = lambda result: f"<div>{len(result)} explained</div>"
+    monkeypatch.setitem(sys.modules, "igkit.viz.notebook", fake)
+    assert res._repr_html_() == "<div>2 explained</div>"
+    monkeypatch.setitem(sys.modules, "igkit.viz.notebook", None)  # the import fails
+    text = res._repr_html_()
+    assert text.startswith("<pre>") and text.endswith("</pre>")
+    assert text.count("completeness") == 2
+    assert "F(x) - F(x&#x27;)" in text and "F(x')" not in text

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -189,6 +190,12 @@ def jax_params(jax: Any, w: Weights, dtype: str = "float32") -> dict[str, Any]:
 
 def flax_cnn(flax_linen: Any, jax: Any, w: Weights) -> Callable[[Any], Any]:
     """The CNN as a Flax linen module; returns ``partial(module.apply, variables)``."""
+    module, variables = flax_module(flax_linen, jax, w)
+    return functools.partial(module.apply, variables)
+
+
+def flax_module(flax_linen: Any, jax: Any, w: Weights) -> tuple[Any, dict[str, Any]]:
+    """The CNN as an unbound Flax linen module and its variables."""
     nn = flax_linen
 
     class Cnn(nn.Module):
@@ -204,7 +211,7 @@ def flax_cnn(flax_linen: Any, jax: Any, w: Weights) -> Callable[[Any], Any]:
         "Conv_1": {"kernel": a(w["w2"]), "bias": a(w["b2"])},
         "Dense_0": {"kernel": a(w["w3"]), "bias": a(w["b3"])},
     }}
-    return functools.partial(Cnn().apply, variables)
+    return Cnn(), variables
 
 
 # --- cross-backend agreement --------------------------------------------------------------------
@@ -730,3 +737,57 @@ def test_adaptive_method_agrees_with_torch(
                                      steps=steps, tol=0.02)
     np.testing.assert_array_equal(res.evaluations, ref.evaluations)
     assert rel_l2(nchw(res.attributions), ref.attributions) <= 1e-4
+
+
+def test_flax_linen_pair_and_bound_module_are_models_and_a_bare_module_is_refused(
+    jax: Any, flax_linen: Any, weights: Weights, images: np.ndarray
+) -> None:
+    """``(module, params)`` and ``module.bind(params)`` run as ``partial(module.apply, params)``;
+    a module without parameters is refused with the fix, before any model call."""
+    module, variables = flax_module(flax_linen, jax, weights)
+    reference = functools.partial(module.apply, variables)
+    ref = igkit.integrated_gradients(reference, images, target=[0, 1], steps=8)
+    ref_grad = igkit.gradients(reference, images, target=[0, 1])
+    for label, model in {"pair": (module, variables), "bound": module.bind(variables)}.items():
+        res = igkit.integrated_gradients(model, images, target=[0, 1], steps=8)
+        assert rel_l2(res.attributions, ref.attributions) <= SAME, label
+        assert rel_l2(igkit.gradients(model, images, target=[0, 1]), ref_grad) <= SAME, label
+        assert igkit.api.resolve_backend(model) is jax_backend
+    fix = ("a Flax module needs its parameters: pass functools.partial(module.apply, params) "
+           "or module.bind(params)")
+    with pytest.raises(TypeError, match=re.escape(fix)):
+        igkit.integrated_gradients(module, images)
+    with pytest.raises(TypeError, match=re.escape(fix)):
+        igkit.gradients(module, images)
+
+
+def test_predict_is_each_backends_forward_pass(
+    torch: Any, tf: Any, keras: Any, jax: Any, flax_linen: Any,
+    weights: Weights, images: np.ndarray,
+) -> None:
+    """``igkit.backends.<framework>.predict``: forward only, float64 numpy, the torch module in
+    eval mode on its own device and dtype; ``LoadedModel.predict`` goes through it."""
+    from igkit.backends import torch as torch_backend
+    from igkit.models.spec import LoadedModel
+
+    ref_model = torch_cnn(torch, weights)
+    with torch.no_grad():
+        ref_out = ref_model(torch.as_tensor(nchw(images))).numpy()
+    ref_model.train()
+    out = torch_backend.predict(ref_model, nchw(images))
+    assert out.dtype == np.float64 and not ref_model.training
+    np.testing.assert_allclose(out, ref_out, rtol=1e-6, atol=1e-7)
+    out64 = torch_backend.predict(torch_cnn(torch, weights, "float64"), nchw(images))
+    assert rel_l2(out64, ref_out) <= AGREE
+    others = {
+        tf_backend: keras_cnn(keras, weights),
+        jax_backend: flax_cnn(flax_linen, jax, weights),
+    }
+    for backend, model in others.items():
+        out = backend.predict(model, images)
+        assert out.dtype == np.float64 and rel_l2(out, ref_out) <= AGREE, backend.name
+    for framework, model, first in (("torch", ref_model, True),
+                                    ("jax", others[jax_backend], False)):
+        loaded = LoadedModel(model=model, framework=framework, channels_first=first,
+                             input_size=(SIZE, SIZE), preprocess="resize")
+        assert rel_l2(loaded.predict(images, batch_size=1), ref_out) <= AGREE, framework

@@ -170,3 +170,58 @@ def test_pack_rows_keeps_order_and_weights():
                              [np.array([1.0, 2.0]), np.array([3.0])], 2))
     assert [b.path.tolist() for b in batches] == [[0, 0], [1]]
     assert [b.weight.tolist() for b in batches] == [[1.0, 2.0], [3.0]]
+
+
+# --- declared capabilities, not probed methods ---------------------------------------------------
+
+
+class _RowsNotDeclared(NumpySession):
+    """Has an ``accumulate_rows`` method but does not declare it: the engine must not call it."""
+
+    def accumulate_rows(self, rows, batch_size):
+        raise AssertionError("accumulate_rows used without row_accumulation declared")
+
+
+class _RowsDeclared(NumpySession):
+    """Declares ``row_accumulation`` and takes whole levels, counting them."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.levels = []
+
+    @property
+    def capabilities(self):
+        from igkit.backends.base import Capabilities
+
+        return Capabilities(row_accumulation=True)
+
+    def accumulate_rows(self, rows, batch_size):
+        self.levels.append(len(rows))
+        for start in range(0, len(rows), batch_size):
+            self.accumulate(rows.slice(start, start + batch_size))
+
+
+def test_the_engine_reads_declared_capabilities_instead_of_probing(rng):
+    u = rng.normal(size=6)
+    x, xb = rng.normal(size=(3, 6)), rng.normal(size=(3, 6))
+    ref = _run(NumpySession(cubic_ridge(u)), x, xb, method="gauss_legendre", steps=5)
+    undeclared = _RowsNotDeclared(cubic_ridge(u), batch_size=4)
+    res = _run(undeclared, x, xb, method="gauss_legendre", steps=5)
+    np.testing.assert_array_equal(res.attributions, ref.attributions)
+    assert undeclared.calls == [4, 4, 4, 3]
+    declared = _RowsDeclared(cubic_ridge(u), batch_size=4)
+    res = _run(declared, x, xb, method="gauss_legendre", steps=5)
+    np.testing.assert_array_equal(res.attributions, ref.attributions)
+    assert declared.levels == [15]  # the whole level in one call
+
+
+def test_a_method_whose_capability_is_not_declared_is_refused_before_any_model_call(rng):
+    class Counting(NumpySession):
+        def outputs(self, x):
+            raise AssertionError("the model was called")
+
+    session = Counting(cubic_ridge(rng.normal(size=4)))
+    with pytest.raises(ValueError, match="method='secant' needs a session declaring "
+                                         "interval_accumulation"):
+        _run(session, np.ones((1, 4)), np.zeros((1, 4)), method="secant", steps=4)
+    assert session.calls == []

@@ -112,3 +112,51 @@ def test_gauss_legendre_nodes_are_computed_once_and_handed_out_as_copies(monkeyp
     x, u = leggauss(37)
     np.testing.assert_array_equal(b, (x + 1) / 2)
     np.testing.assert_array_equal(v, u / 2)
+
+
+def test_every_rule_carries_its_strategy():
+    from igkit.core.strategies import ADAPTIVE, POINT_RULE, SECANT, Strategy
+
+    for method in available_methods():
+        assert isinstance(get_rule(method).strategy, Strategy)
+    for method in METHODS:
+        assert get_rule(method).strategy is POINT_RULE
+    assert get_rule("adaptive").strategy is ADAPTIVE
+    assert get_rule("secant").strategy is SECANT
+    assert SECANT.needs == ("interval_accumulation",) and SECANT.exact_only
+    assert not POINT_RULE.needs and not ADAPTIVE.needs
+
+
+def test_the_engine_dispatches_on_the_rules_strategy_not_its_name(monkeypatch, rng):
+    """A rule registered with its own strategy is run by that strategy, whatever its name."""
+    from analytic import NumpySession, cubic_ridge
+
+    from igkit.core import quadrature
+    from igkit.core.engine import run_integrated_gradients
+    from igkit.core.strategies import Integrated, PathJob, Strategy
+
+    class Midpoint(Strategy):
+        """One gradient at alpha = 1/2 per path: the midpoint rule written as a strategy."""
+
+        name = "one midpoint"
+        runs: list[int] = []
+
+        def run(self, job: PathJob) -> Integrated:
+            self.runs.append(job.n_paths)
+            taken = job.level(np.arange(job.n_paths), np.array([0.5]), np.array([1.0]))
+            one = np.ones(job.n_paths, dtype=np.int64)
+            return Integrated(job.diff * taken.sums, one, one)
+
+    strategy = Midpoint()
+    rule = quadrature.Rule("adaptive_lookalike", quadrature.get_rule("riemann_middle").build,
+                           strategy=strategy)
+    monkeypatch.setitem(quadrature._RULES, rule.name, rule)
+    u = rng.normal(size=5)
+    x, xb = rng.normal(size=(2, 5)), np.zeros((2, 5))
+    ours = run_integrated_gradients(NumpySession(cubic_ridge(u)), x, [("b", xb)], target=0,
+                                    method=rule.name, steps=1, tol=0.01, batch_size=8)
+    ref = run_integrated_gradients(NumpySession(cubic_ridge(u)), x, [("b", xb)], target=0,
+                                   method="riemann_middle", steps=1, tol=0.01, batch_size=8)
+    assert strategy.runs == [2]
+    np.testing.assert_array_equal(ours.attributions, ref.attributions)
+    assert ours.method == rule.name
