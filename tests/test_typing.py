@@ -1,5 +1,5 @@
 """Types that document: the public option aliases match the registries, and mypy passes on the
-modules that are fully typed (the public API, the core, the backend contract)."""
+modules that are fully typed (the public API, the core, the backends, the model spec)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ TYPED = [
     "src/igkit/typing.py",
     "src/igkit/api.py",
     "src/igkit/core",
-    "src/igkit/backends/base.py",
+    "src/igkit/backends",
     "src/igkit/models/spec.py",
 ]
 

@@ -27,7 +27,7 @@ import importlib
 import sys
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -206,7 +206,7 @@ def probe(model: object, example: np.ndarray) -> bool:
     wanted = example.dtype if example.dtype.kind == "f" else np.dtype(np.float32)
     dtype = jax.dtypes.canonicalize_dtype(wanted)
     try:
-        out = model(jax.numpy.asarray(example[:1], dtype=dtype))
+        out = cast(Callable[..., Any], model)(jax.numpy.asarray(example[:1], dtype=dtype))
     except Exception:  # noqa: BLE001 - a failed probe only means "not a JAX callable"
         return False
     return _is_jax_output(out, jax)
@@ -216,7 +216,7 @@ def _weight_dtype(model: object, jax: Any) -> np.dtype | None:
     """The first floating dtype among a Keras model's weights or a partial's bound arrays."""
     layer = _keras_on_jax_layer()
     if layer is not None and isinstance(model, layer):
-        leaves: list[Any] = list(model.weights)
+        leaves: list[Any] = list(cast(Any, model).weights)
     elif isinstance(model, functools.partial):
         leaves = jax.tree_util.tree_leaves((model.args, model.keywords))
     else:
@@ -383,7 +383,7 @@ def _program_for(model: object, output: object, jax: Any) -> _Program:
     key = str(output)
     if key not in programs:
         ref = weakref.ref(model)
-        programs[key] = _Program(jax, lambda x: ref()(x), output)  # type: ignore[misc]
+        programs[key] = _Program(jax, lambda x: cast(Any, ref())(x), output)
     return programs[key]
 
 
@@ -404,6 +404,9 @@ class JaxSession:
         self._pad_to = options.batch_size
         self._checked = False
         self._sums: Any = None
+        self._base: Any = None
+        self._diff: Any = None
+        self._target: Any = None
         self._scores: list[tuple[Any, int]] = []
         self._grads: list[tuple[Any, int]] = []
 
@@ -438,7 +441,9 @@ class JaxSession:
         chunks = []
         bs = self._opts.batch_size
         for start in range(0, x.shape[0], bs):
-            out = self._oom_guard(lambda s=start: prog.scores_of(self._a(x[s : s + bs])))
+            chunk = x[start : start + bs]
+            # Called at once, so the closure sees this iteration's chunk.
+            out = self._oom_guard(lambda: prog.scores_of(self._a(chunk)))  # noqa: B023
             chunks.append(np.asarray(out, dtype=np.float64))
         return np.concatenate(chunks, axis=0)
 

@@ -21,7 +21,7 @@ import inspect
 import sys
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -151,7 +151,7 @@ def probe(model: object, example: np.ndarray) -> bool:
         return False
     dtype = example.dtype if example.dtype.kind == "f" else np.float32
     try:
-        out = model(tf.constant(example[:1], dtype=tf.as_dtype(dtype)))
+        out = cast(Callable[..., Any], model)(tf.constant(example[:1], dtype=tf.as_dtype(dtype)))
     except Exception:  # noqa: BLE001 - a failed probe only means "not a TensorFlow callable"
         return False
     return _is_tf_output(out, tf)
@@ -406,7 +406,9 @@ class TensorFlowSession:
         chunks = []
         bs = self._opts.batch_size
         for start in range(0, x.shape[0], bs):
-            out = self._oom_guard(lambda s=start: prog.scores_of(self._t(x[s : s + bs])))
+            chunk = x[start : start + bs]
+            # Called at once, so the closure sees this iteration's chunk.
+            out = self._oom_guard(lambda: prog.scores_of(self._t(chunk)))  # noqa: B023
             chunks.append(np.asarray(out.numpy(), dtype=np.float64))
         return np.concatenate(chunks, axis=0)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, cast
 
 import numpy as np
 
@@ -48,7 +49,7 @@ def probe(model: object, example: np.ndarray) -> bool:
         return False
     try:
         with torch.no_grad():
-            out = model(torch.as_tensor(example[:1], dtype=torch.float32))
+            out = cast(Any, model)(torch.as_tensor(example[:1], dtype=torch.float32))
     except Exception:  # noqa: BLE001 - a failed probe only means "not a torch callable"
         return False
     return isinstance(out, torch.Tensor)
@@ -72,16 +73,11 @@ def predict(model: object, x: np.ndarray) -> np.ndarray:
     """
     import torch
 
-    device, dtype = torch.device("cpu"), torch.float32
-    if isinstance(model, torch.nn.Module):
-        for tensor in (*model.parameters(), *model.buffers()):
-            if tensor.is_floating_point():
-                device, dtype = tensor.device, tensor.dtype
-                break
-        if model.training:
-            model.eval()
+    device, dtype = _model_place(model)
+    if isinstance(model, torch.nn.Module) and model.training:
+        model.eval()
     with torch.no_grad():
-        out = model(torch.as_tensor(x, dtype=dtype, device=device))  # type: ignore[operator]
+        out = cast(Any, model)(torch.as_tensor(x, dtype=dtype or torch.float32, device=device))
     if not isinstance(out, torch.Tensor):
         raise ValueError(f"the model returned {type(out).__name__}, not a tensor")
     return out.detach().to(torch.float64).cpu().numpy()
@@ -123,7 +119,9 @@ def _tf32(allowed: bool) -> Iterator[None]:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
 
 
-def _model_place(model: object) -> tuple[object, object | None]:
+def _model_place(model: object) -> tuple[Any, Any]:
+    """The device and dtype of the model's first floating parameter (else buffer); the CPU and
+    None for a model without either."""
     torch = sys.modules["torch"]
     if isinstance(model, torch.nn.Module):
         for p in model.parameters():
@@ -145,7 +143,7 @@ class TorchSession:
         import torch
 
         self._torch = torch
-        self._model = model
+        self._model: Any = model
         self._opts = options
         self.device, model_dtype = _model_place(model)
         if options.dtype is not None:
@@ -164,7 +162,7 @@ class TorchSession:
             (lambda: torch.autocast(self.device.type, dtype=half)) if half is not None
             else contextlib.nullcontext
         )
-        self._sums = None
+        self._sums: Any = None
         self._scores: list = []
         self._grads: list = []
         self._checked = False
@@ -173,7 +171,7 @@ class TorchSession:
         self.unhandled_ops: set[str] = set()
         self.piece_residual = 0.0
         # Activation inputs and output of each distinct baseline (by content), oldest first.
-        self._baseline_points: dict[bytes, tuple[list, object]] = {}
+        self._baseline_points: dict[bytes, tuple[list, Any]] = {}
 
     def close(self) -> None:
         self._stack.close()
@@ -353,7 +351,7 @@ class TorchSession:
             start = stop
         return np.bincount(rows.path[kept], minlength=int(rows.path.max()) + 1 if n else 0)
 
-    def _baseline_point(self, path: int) -> tuple[list, object]:
+    def _baseline_point(self, path: int) -> tuple[list, Any]:
         """Activation inputs and output of path ``path``'s baseline, from one forward pass per
         distinct baseline, kept while they take at most ``_BASELINE_POINTS_BYTES``."""
         from igkit.backends.torch_secant import SecantMode
@@ -465,11 +463,12 @@ def _output_transform(output: object):
 
     if callable(output):
         return output
-    return {
+    named: dict[str, Callable[[Any], Any]] = {
         "raw": lambda y: y,
         "softmax": lambda y: torch.softmax(y, dim=-1),
         "sigmoid": torch.sigmoid,
-    }[output]
+    }
+    return named[cast(str, output)]
 
 
 def open_session(model: object, options: SessionOptions) -> TorchSession:

@@ -29,7 +29,7 @@ being evaluated after it.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -162,7 +162,7 @@ class SecantMode(TorchFunctionMode):
     """
 
     def __init__(self, before: list[torch.Tensor] | None = None,
-                 joins: list[tuple[int, list[torch.Tensor]]] = (), capture: bool = False
+                 joins: Sequence[tuple[int, list[torch.Tensor]]] = (), capture: bool = False
                  ) -> None:
         super().__init__()
         self.unhandled: set[str] = set()
@@ -207,7 +207,7 @@ def interval_seeds(
     target: torch.Tensor,
     ends: torch.Tensor,
     before: torch.Tensor | None,
-    joins: list[tuple[int, torch.Tensor]] = (),
+    joins: Sequence[tuple[int, torch.Tensor]] = (),
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Seeds on the model output for the secant backward pass, and the scores.
 
