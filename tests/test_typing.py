@@ -25,6 +25,9 @@ TYPED = [
     "src/igkit/core",
     "src/igkit/backends",
     "src/igkit/models/spec.py",
+    "src/igkit/workflow",
+    "src/igkit/cli",
+    "src/igkit/runner",
 ]
 
 

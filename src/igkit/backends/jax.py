@@ -174,6 +174,21 @@ def adapt_model(model: object) -> object:
     return model
 
 
+def place(model: object, *, threads: int | None = None, device: str | None = None) -> None:
+    """Thread counts and devices are JAX's own to choose: ``threads`` is left to it, and a
+    ``device`` other than None is refused (dataset runs place PyTorch models only).
+
+    Raises:
+        ValueError: For a device.
+    """
+    del model, threads
+    if device is not None:
+        raise ValueError(
+            f"placing a JAX model on {device!r} is not supported; JAX chooses its "
+            "device itself"
+        )
+
+
 def predict(model: object, x: np.ndarray) -> np.ndarray:
     """The raw outputs of ``model`` at the batch ``x``, forward only, as float64 numpy."""
     import jax.numpy as jnp

@@ -122,6 +122,21 @@ def adapt_model(model: object) -> object:
     return model
 
 
+def place(model: object, *, threads: int | None = None, device: str | None = None) -> None:
+    """Thread counts and devices are TensorFlow's own to choose: ``threads`` is left to it, and a
+    ``device`` other than None is refused (dataset runs place PyTorch models only).
+
+    Raises:
+        ValueError: For a device.
+    """
+    del model, threads
+    if device is not None:
+        raise ValueError(
+            f"placing a TensorFlow model on {device!r} is not supported; TensorFlow chooses its "
+            "device itself"
+        )
+
+
 def predict(model: object, x: np.ndarray) -> np.ndarray:
     """The raw outputs of ``model`` at the batch ``x``, forward only, as float64 numpy. A
     SavedModel signature's one-entry dict gives its one tensor."""

@@ -17,10 +17,11 @@ Writing files is :mod:`igkit.workflow.outputs`; printing is the command line's.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -31,6 +32,7 @@ from igkit.workflow.targets import Choice, choose_targets, fixed_target, label_o
 if TYPE_CHECKING:
     from igkit.core.result import Result
     from igkit.models.spec import LoadedModel
+    from igkit.typing import Output
 
 __all__ = ["Explainer", "Explanation", "Prediction", "TargetExplanation", "Variant"]
 
@@ -153,25 +155,25 @@ class Explainer:
         device: str | None = None,
     ) -> None:
         self.settings = settings
+        from igkit.api import why_unsupported
+
         if model is None:
             model = _load(settings)
-        if model.framework == "torch" and (threads is not None or device is not None):
-            import torch
-
-            if threads is not None:
-                torch.set_num_threads(threads)
-            if device is not None:
-                model.model.to(device)  # type: ignore[attr-defined]
+        if threads is not None or device is not None:
+            backend = importlib.import_module(f"igkit.backends.{model.framework}")
+            backend.place(model.model, threads=threads, device=device)
         if settings.input_size is not None:
-            model = dataclasses.replace(model, input_size=tuple(settings.input_size))
-        if settings.method == "secant" and model.framework != "torch":
+            height, width = settings.input_size
+            model = dataclasses.replace(model, input_size=(int(height), int(width)))
+        problem = why_unsupported(model.framework, settings.method)
+        if problem is not None:
             raise InputError(
-                f"--method secant: needs a PyTorch model, and --model {settings.model} runs on "
-                f"{model.framework}; use --method gauss_legendre or adaptive"
+                f"--method {settings.method}: needs a PyTorch model, and --model "
+                f"{settings.model} runs on {model.framework} ({problem})"
             )
         self.model = model
         self.preprocess = settings.preprocess or model.preprocess
-        self.output = settings.output or model.default_output
+        self.output = cast("Output", settings.output or model.default_output)
         if settings.multichannel:
             from igkit.io.channels import DEFAULT_CHANNELS
 

@@ -9,9 +9,7 @@ command line writes.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -167,43 +165,21 @@ def explain(
     return done
 
 
-def _png(figure: Any) -> str:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
-    plt.close(figure)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 def explanation_html(explanation: Explanation) -> str:
-    """One input's explanation as HTML: predictions, and per target the panel and the
-    completeness check in words (text escaped; the panel an inline PNG when matplotlib is
-    there)."""
+    """One input's explanation as HTML: its top predictions, then per target and variant the
+    completeness check in words, the numbers and the tutorial's panel
+    (:func:`igkit.viz.result_html`). Every string from data is escaped."""
+    from igkit.viz.notebook import result_html
+
     p = explanation.prediction
-    parts = [f"<div class='igkit-explanation'><h4>{html.escape(p.input.name)}</h4>"]
-    parts.append("<ol>")
+    parts = [f"<div class='igkit-explanation'><h4>{html.escape(p.input.name)}</h4><ol>"]
     for k, name, score in explanation.top:
         parts.append(f"<li>{html.escape(name)} ({k}): {score:.4f}</li>")
     parts.append("</ol>")
     for te in explanation.targets:
         on = f" on the {te.variant.name} image" if te.variant.slug else ""
-        parts.append(
-            f"<p><b>{html.escape(te.label)}</b> ({te.target}){html.escape(on)}, rank {te.rank}: "
-            f"{html.escape(te.result.completeness_report(0))}</p>"
-        )
-        try:
-            from igkit.viz.figures import ig_panel
-
-            # The panel draws RGB: a 4-channel input shows its first three channels.
-            rgb = slice(0, 3)
-            figure = ig_panel(
-                te.variant.pixels[..., rgb], te.attributions[..., rgb], te.baseline[..., rgb],
-                title=f"{p.input.name}: {te.label} ({te.target})",
-            )
-            parts.append(f"<img src='data:image/png;base64,{_png(figure)}'/>")
-        except ImportError:  # no matplotlib: the words still say everything
-            pass
+        what = f"{te.label} ({te.target}){on}, rank {te.rank}"
+        parts.append(f"<p>{html.escape(what)}</p>")
+        parts.append(result_html(te.result, labels={te.target: te.label}))
     parts.append("</div>")
     return "".join(parts)
-

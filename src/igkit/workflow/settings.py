@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
+    from igkit.models.spec import PreprocessMode
+    from igkit.typing import Method, Output, Steps
     from igkit.viz.augment import Augmentation
 
 __all__ = [
@@ -41,7 +43,7 @@ __all__ = [
 
 DEFAULT_MODEL = "efficientnet_lite0"
 DEFAULT_STEPS = 64
-DEFAULT_METHOD = "gauss_legendre"
+DEFAULT_METHOD: Method = "gauss_legendre"
 DEFAULT_BATCH_SIZE = 16
 #: The TF tutorial's completeness check: attributions sum to F(x) - F(x') within 5 %.
 DEFAULT_TOL = 0.05
@@ -83,7 +85,7 @@ def parse_target(text: str) -> TargetSpec:
     return TargetSpec("label", text, text)
 
 
-def parse_steps(text: str) -> int | str:
+def parse_steps(text: str) -> Steps:
     """A positive step count or ``auto``."""
     if text.strip().lower() == "auto":
         return "auto"
@@ -169,16 +171,16 @@ class ExplainSettings:
     weights: str | None = None
     trust: bool = False
     input_size: tuple[int, int] | None = None
-    preprocess: str | None = None
+    preprocess: PreprocessMode | None = None
     targets: tuple[TargetSpec, ...] = (TOP1,)
     top_k: int = DEFAULT_TOP_K
-    steps: int | str = DEFAULT_STEPS
-    method: str = DEFAULT_METHOD
+    steps: Steps = DEFAULT_STEPS
+    method: Method = DEFAULT_METHOD
     tol: float = DEFAULT_TOL
     max_steps: int = DEFAULT_MAX_STEPS
     batch_size: int = DEFAULT_BATCH_SIZE
     baseline: tuple[str | float, ...] = ("black",)
-    output: str | None = None
+    output: Output | None = None
     seed: int = 0
     figures: tuple[str, ...] = ("panel",)
     augment: tuple[Augmentation, ...] = field(default=())
