@@ -17,6 +17,10 @@ such a model apart from one whose gradient merely vanishes at some points (dead 
 session reads the Jacobian-vector-product program of the first batch and checks that the input's
 tangent reaches the explained score.
 
+Why one module: a backend is one framework's side of the ``Session`` contract; its session,
+the compiled step it shares between sessions and the model probing it relies on change together
+when JAX does, so they stay side by side.
+
 Like every backend, this module imports nothing itself: it reads ``sys.modules``.
 """
 

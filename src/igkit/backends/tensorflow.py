@@ -13,6 +13,10 @@ batch does not retrace the step. The traced step is shared by all sessions of on
 output name), so a loop of calls traces once; the graph reads the model's variables when it
 runs, so weight updates between calls are seen. A model that cannot be traced (say it calls
 ``.numpy()`` on its input) is run eagerly instead, without padding.
+
+Why one module: a backend is one framework's side of the ``Session`` contract; its session,
+the compiled step it shares between sessions and the model probing it relies on change together
+when TensorFlow does, so they stay side by side.
 """
 
 from __future__ import annotations

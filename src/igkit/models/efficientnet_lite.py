@@ -1,6 +1,6 @@
 """EfficientNet-Lite0 with real ImageNet weights, in PyTorch and in Keras 3, from one weight file.
 
-(About 500 lines on purpose: the architecture table and the two builders that lay it out stay
+(Why one module: about 500 lines on purpose, since the architecture table and the two builders that lay it out stay
 together, because the PyTorch and Keras graphs must match layer for layer and are checked side by
 side; the torch-free ``.pth`` reader lives apart, in :mod:`igkit.models.pth_reader`.)
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from igkit.workflow.inputs import Input, InputError
+from igkit.workflow.inputs import Input, InputError, model_channels
 from igkit.workflow.settings import ExplainSettings, baseline_text
 from igkit.workflow.targets import Choice, choose_targets, fixed_target, label_of
 
@@ -178,7 +178,7 @@ class Explainer:
             from igkit.io.channels import DEFAULT_CHANNELS
 
             self.channels: tuple[str, ...] = tuple(settings.channels or DEFAULT_CHANNELS)
-            self.model_channels = _model_channels(settings, model, self.channels)
+            self.model_channels = model_channels(settings.model_channels, model, self.channels)
         else:
             self.channels = self.model_channels = ("red", "green", "blue")
         self.picks = [self.channels.index(c) for c in self.model_channels]
@@ -476,32 +476,3 @@ def _load(settings: ExplainSettings) -> LoadedModel:
     except ModelLoadError as exc:
         raise InputError(str(exc)) from None
 
-
-def _model_channels(
-    settings: ExplainSettings, model: LoadedModel, channels: tuple[str, ...]
-) -> tuple[str, ...]:
-    """The channels the model takes: ``--model-channels``, else the model's own, else all."""
-    from igkit.io.channels import ChannelError, parse_channel_names
-
-    if settings.model_channels:
-        try:
-            wanted = parse_channel_names(settings.model_channels, "--model-channels")
-        except ChannelError as exc:
-            raise InputError(str(exc)) from None
-    elif model.channels is not None:
-        wanted = tuple(model.channels)
-    else:
-        wanted = channels
-    absent = [c for c in wanted if c not in channels]
-    if absent:
-        raise InputError(
-            f"--model-channels: {absent[0]!r} is not one of the example's channels "
-            f"({','.join(channels)}); name it in --channels or leave it out"
-        )
-    if model.channels is not None and len(wanted) != len(model.channels):
-        raise InputError(
-            f"--model {model.name} takes {len(model.channels)} channels "
-            f"({','.join(model.channels)}), not {len(wanted)} ({','.join(wanted)}); "
-            "choose that many with --model-channels"
-        )
-    return wanted

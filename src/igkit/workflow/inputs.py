@@ -13,14 +13,19 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from igkit.models.spec import LoadedModel
 
 __all__ = [
     "ImageReader",
     "Input",
     "InputError",
     "array_inputs",
+    "model_channels",
     "channel_inputs",
     "photo_inputs",
     "unique_names",
@@ -209,3 +214,38 @@ class _Constant:
 
     def __call__(self) -> np.ndarray:
         return self.image
+
+
+def model_channels(
+    requested: Sequence[str] | str | None, model: LoadedModel, channels: tuple[str, ...]
+) -> tuple[str, ...]:
+    """The channels the model takes, out of an example's ``channels``: those ``requested``
+    (``--model-channels``), else the model's declared ones, else all of them.
+
+    Raises:
+        InputError: For a channel the examples lack, or a count the model does not take.
+    """
+    from igkit.io.channels import ChannelError, parse_channel_names
+
+    if requested:
+        try:
+            wanted = parse_channel_names(requested, "--model-channels")
+        except ChannelError as exc:
+            raise InputError(str(exc)) from None
+    elif model.channels is not None:
+        wanted = tuple(model.channels)
+    else:
+        wanted = channels
+    absent = [c for c in wanted if c not in channels]
+    if absent:
+        raise InputError(
+            f"--model-channels: {absent[0]!r} is not one of the example's channels "
+            f"({','.join(channels)}); name it in --channels or leave it out"
+        )
+    if model.channels is not None and len(wanted) != len(model.channels):
+        raise InputError(
+            f"--model {model.name} takes {len(model.channels)} channels "
+            f"({','.join(model.channels)}), not {len(wanted)} ({','.join(wanted)}); "
+            "choose that many with --model-channels"
+        )
+    return wanted
