@@ -16,7 +16,7 @@ found by probing for methods: the engine and ``igkit.api`` read the declaration.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import Protocol, get_args
 
@@ -249,3 +249,18 @@ class IntervalSession(Session, Protocol):
             The rows evaluated per path index.
         """
         ...
+
+
+def self_placing(title: str) -> Callable[..., None]:
+    """The ``place(model, *, threads, device)`` of a framework that chooses its own threads and
+    devices: ``threads`` is left to it, and a ``device`` other than None is refused."""
+
+    def place(model: object, *, threads: int | None = None, device: str | None = None) -> None:
+        del model, threads
+        if device is not None:
+            raise ValueError(
+                f"placing a {title} model on {device!r} is not supported; {title} chooses its "
+                "device itself"
+            )
+
+    return place

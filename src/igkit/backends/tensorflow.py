@@ -36,6 +36,7 @@ from igkit.backends.base import (
     SessionOptions,
     Taken,
     check_output_shape,
+    self_placing,
 )
 from igkit.core.planner import RowBatch
 
@@ -126,19 +127,8 @@ def adapt_model(model: object) -> object:
     return model
 
 
-def place(model: object, *, threads: int | None = None, device: str | None = None) -> None:
-    """Thread counts and devices are TensorFlow's own to choose: ``threads`` is left to it, and a
-    ``device`` other than None is refused (dataset runs place PyTorch models only).
-
-    Raises:
-        ValueError: For a device.
-    """
-    del model, threads
-    if device is not None:
-        raise ValueError(
-            f"placing a TensorFlow model on {device!r} is not supported; TensorFlow chooses its "
-            "device itself"
-        )
+#: Thread counts and devices are TensorFlow's own to choose (dataset runs place PyTorch models).
+place = self_placing("TensorFlow")
 
 
 def predict(model: object, x: np.ndarray) -> np.ndarray:
