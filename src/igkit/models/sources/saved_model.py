@@ -1,5 +1,10 @@
 """TensorFlow SavedModel folders, and how a restored SavedModel becomes a classifier (the
 ``tfhub:`` source restores its models the same way).
+
+A SavedModel runs code of its own: its graphs may hold any TensorFlow op, including file I/O
+(``tf.io.write_file``, ``tf.io.read_file``...), which runs when an endpoint is called. So a
+SavedModel folder needs ``trust``; the dispatch refuses it before it is read (see
+:func:`saved_model_risk`).
 """
 
 from __future__ import annotations
@@ -10,7 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from igkit.models.sources._common import DEFAULT_INPUT_SIZE, first_line, no_weights, require
-from igkit.models.sources._registry import LoadOptions, ModelLoadError, register_folder
+from igkit.models.sources._registry import (
+    LoadOptions,
+    ModelLoadError,
+    RunsCode,
+    register_folder,
+)
 from igkit.models.spec import LoadedModel
 
 
@@ -53,7 +63,26 @@ def _tensor_specs(structure: Any) -> list[Any]:
     return [s for s in tf.nest.flatten(structure) if isinstance(s, tf.TensorSpec)]
 
 
-@register_folder("a SavedModel folder")
+SAVED_MODEL = RunsCode(
+    what="a TensorFlow SavedModel",
+    why="its graphs run when it is called and may hold any TensorFlow op, including ones that "
+    "read and write files (tf.io.write_file)",
+    instead="export the model as a .keras file without Lambda layers, which loads in Keras's "
+    "safe mode",
+)
+
+
+def is_saved_model(path: Path) -> bool:
+    """Whether the folder ``path`` holds a SavedModel (``saved_model.pb`` or ``.pbtxt``)."""
+    return (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file()
+
+
+def saved_model_risk(path: Path) -> RunsCode | None:
+    """A SavedModel runs code; another folder is not one (the loader says so)."""
+    return SAVED_MODEL if is_saved_model(path) else None
+
+
+@register_folder("a SavedModel folder", runs_code=saved_model_risk)
 def load_saved_model_folder(path: Path, options: LoadOptions) -> LoadedModel:
     """A local folder, which must be a SavedModel, named after the folder."""
     return load_saved_model(path, options, name=path.name or str(path))
@@ -68,10 +97,12 @@ def load_saved_model(
 ) -> LoadedModel:
     """A SavedModel folder, restored with ``load`` (default ``tf.saved_model.load``)."""
     no_weights(options, f"the SavedModel {path}")
-    if not (path / "saved_model.pb").is_file() and not (path / "saved_model.pbtxt").is_file():
+    if not is_saved_model(path):
         raise ModelLoadError(
             f"{path} is a folder but not a TensorFlow SavedModel (no saved_model.pb)"
         )
+    if not options.trust:  # the dispatch refused it already; never restore it untrusted
+        raise ModelLoadError(SAVED_MODEL.refusal(str(path)))
     tf = require("tensorflow", "tensorflow", "a SavedModel")
     try:
         restored = (load or tf.saved_model.load)(str(path))

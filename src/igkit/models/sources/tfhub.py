@@ -1,5 +1,8 @@
 """``tfhub:HANDLE_OR_PATH``: a TF-Hub model from a local SavedModel folder, or a remote handle
 that ``tensorflow_hub`` downloads (failing with advice when there is no network).
+
+TF-Hub modules are SavedModels (or the TF1 Hub format): their graphs run when called and may
+read and write files, so they need ``trust`` like any SavedModel.
 """
 
 from __future__ import annotations
@@ -14,14 +17,42 @@ from igkit.models.sources._common import (
     no_weights,
     stdout_to_stderr,
 )
-from igkit.models.sources._registry import LoadOptions, ModelLoadError, register_scheme
-from igkit.models.sources.saved_model import describe_restored, load_saved_model
+from igkit.models.sources._registry import (
+    LoadOptions,
+    ModelLoadError,
+    RunsCode,
+    register_scheme,
+)
+from igkit.models.sources.saved_model import (
+    SAVED_MODEL,
+    describe_restored,
+    is_saved_model,
+    load_saved_model,
+)
 from igkit.models.spec import LoadedModel
 
 _REMOTE = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 
 
-@register_scheme("tfhub", "tfhub:HANDLE_OR_PATH")
+TFHUB_MODULE = RunsCode(
+    what="a TF-Hub module",
+    why="it is a SavedModel whose graphs run when it is loaded and called and may hold any "
+    "TensorFlow op, including ones that read and write files (tf.io.write_file)",
+    instead=SAVED_MODEL.instead,
+)
+
+
+def tfhub_risk(handle: str) -> RunsCode | None:
+    """A local SavedModel or a remote handle runs code; anything else is an error of its own."""
+    local = Path(handle).expanduser()
+    if local.is_dir() and is_saved_model(local):
+        return TFHUB_MODULE
+    if _REMOTE.match(handle):
+        return TFHUB_MODULE
+    return None
+
+
+@register_scheme("tfhub", "tfhub:HANDLE_OR_PATH", runs_code=tfhub_risk)
 def load_tfhub(handle: str, options: LoadOptions) -> LoadedModel:
     """A TF-Hub model: a local SavedModel folder, or a handle that tensorflow_hub resolves."""
     no_weights(options, "a TF-Hub model")
@@ -40,6 +71,8 @@ def load_tfhub(handle: str, options: LoadOptions) -> LoadedModel:
         "download it on a machine with network access and pass its SavedModel folder "
         "(--model tfhub:/path/to/folder), or set TFHUB_CACHE_DIR to a cache that holds it"
     )
+    if not options.trust:  # the dispatch refused it already; never fetch or load it untrusted
+        raise ModelLoadError(TFHUB_MODULE.refusal(f"tfhub:{handle}"))
     if hub is None:
         raise ModelLoadError(
             f"tfhub:{handle} is a remote handle: loading it needs the package tensorflow_hub "

@@ -12,7 +12,7 @@ from igkit.models.sources._torch_common import (
 from igkit.models.spec import LoadedModel, guess_labels
 
 
-@register_scheme("timm", "timm:NAME")
+@register_scheme("timm", "timm:NAME", runs_code=False)
 def load_timm(name: str, options: LoadOptions) -> LoadedModel:
     """A timm model with its pretrained weights (or ``--weights``), normalised inside."""
     require("torch", "torch", f"timm:{name}")

@@ -12,7 +12,7 @@ from igkit.models.sources._torch_common import (
 from igkit.models.spec import LoadedModel
 
 
-@register_scheme("torchvision", "torchvision:NAME")
+@register_scheme("torchvision", "torchvision:NAME", runs_code=False)
 def load_torchvision(name: str, options: LoadOptions) -> LoadedModel:
     """A torchvision classifier with its ImageNet weights (or ``--weights``), normalised inside."""
     require("torch", "torch", f"torchvision:{name}")
