@@ -237,10 +237,12 @@ def png_bomb(path: Path, width: int, height: int, bit_depth: int = 1) -> Path:
     return path
 
 
-def png_header_only(width: int, height: int, color_type: int = 2, bit_depth: int = 8) -> bytes:
-    """The signature and IHDR of a PNG declaring ``width`` x ``height``, with no pixel data."""
+def png_declaring(width: int, height: int, color_type: int = 2, bit_depth: int = 8) -> bytes:
+    """A PNG declaring ``width`` x ``height`` in its header whose pixel data is one short row."""
     header = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header)
+    data = zlib.compress(b"\0" * 16)
+    chunks = _chunk(b"IHDR", header) + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + chunks
 
 
 def tiff_stack_bomb(path: Path, pages: int, side: int) -> Path:

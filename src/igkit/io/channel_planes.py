@@ -10,15 +10,30 @@ these planes. Here:
 
 Every problem a user can fix raises :class:`ChannelError`, a ``ValueError`` whose message names
 the file and says what to do.
+
+Sizes are checked from the headers before anything is decoded, against the budget of
+:mod:`igkit.io.images` (``IGKIT_MAX_IMAGE_PIXELS``, default 50 megapixels): for a TIFF the whole
+stack counts (planes x height x width), since every page is decoded at once. Pillow's
+decompression-bomb limit applies as in :func:`igkit.io.images.load_image`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
-import warnings
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
+from igkit.io.images import (
+    ImageError,
+    bomb_message,
+    pillow_warning_policy,
+    pixel_budget_problem,
+)
 
 __all__ = [
     "TIFF_SUFFIXES",
@@ -29,6 +44,9 @@ __all__ = [
 ]
 
 TIFF_SUFFIXES: tuple[str, ...] = (".tif", ".tiff")
+# Peak bytes per pixel of a plane while it becomes float32 in [0, 1]: the file's integers, a
+# float64 for exact scaling, the float32 result.
+_PLANE_BYTES_PER_PIXEL = 16
 
 
 class ChannelError(ValueError):
@@ -70,28 +88,27 @@ def _read_pillow(path: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                image.load()
-                if image.mode == "P":
-                    image = image.convert("RGB")
-                elif image.mode in ("LA", "PA", "La"):
-                    image = image.convert("L")
-                elif image.mode in ("RGBA", "RGBa", "CMYK", "YCbCr", "HSV", "LAB"):
-                    image = image.convert("RGB")
-                elif image.mode == "1":
-                    image = image.convert("L")
-                return np.asarray(image)
-    except (
-        UnidentifiedImageError,
-        OSError,
-        SyntaxError,
-        ValueError,
-        EOFError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
-    ) as exc:
+        with _budget_errors(), pillow_warning_policy(), Image.open(path) as image:
+            problem = pixel_budget_problem(
+                path, (image.height, image.width), bytes_per_pixel=_PLANE_BYTES_PER_PIXEL
+            )
+            if problem is not None:
+                raise ChannelError(problem)
+            image.load()
+            if image.mode == "P":
+                image = image.convert("RGB")
+            elif image.mode in ("LA", "PA", "La"):
+                image = image.convert("L")
+            elif image.mode in ("RGBA", "RGBa", "CMYK", "YCbCr", "HSV", "LAB"):
+                image = image.convert("RGB")
+            elif image.mode == "1":
+                image = image.convert("L")
+            return np.asarray(image)
+    except ChannelError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ChannelError(bomb_message(path, exc)) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ChannelError(
             f"{path}: cannot be read as an image ({type(exc).__name__}: "
             f"{_first_line(exc)}); replace the file or fix the --channel-files pattern"
@@ -119,12 +136,18 @@ def read_tiff_planes(path: Path) -> tuple[np.ndarray, str]:
             "`pip install tifffile` (or igkit[cli])"
         ) from None
     try:
-        with tifffile.TiffFile(path) as tif:
+        with _budget_errors(), _tifffile_log() as log, tifffile.TiffFile(path) as tif:
             if not tif.series:
                 raise ChannelError(
                     f"{path}: cannot be read as a TIFF (it holds no image); replace the file"
                 )
+            _check_stack_budget(path, [(tuple(s.shape), s.axes) for s in tif.series])
+            log.clear()  # complaints about metadata while parsing: the pixels may be fine
             parts = [(series.asarray(), series.axes) for series in tif.series]
+            if log:  # tifffile logs, rather than raises, pixel data it could not decode
+                raise ChannelError(
+                    f"{path}: the TIFF's image data is damaged ({log[0]}); replace the file"
+                )
     except ChannelError:
         raise
     except Exception as exc:  # noqa: BLE001 - tifffile raises many types for damaged files
@@ -132,6 +155,11 @@ def read_tiff_planes(path: Path) -> tuple[np.ndarray, str]:
             f"{path}: cannot be read as a TIFF ({type(exc).__name__}: {_first_line(exc)}); "
             "replace the file"
         ) from None
+    if any(array.ndim != len(axes) for array, axes in parts):
+        raise ChannelError(
+            f"{path}: the TIFF's image data does not match the shape its header declares "
+            "(damaged or truncated); replace the file"
+        )
     squeezed = [_squeeze(array, axes) for array, axes in parts]
     if len(squeezed) == 1:
         return squeezed[0]
@@ -150,6 +178,67 @@ def read_tiff_planes(path: Path) -> tuple[np.ndarray, str]:
     return np.stack([array for array, _ in squeezed]), "CYX"
 
 
+class _ThreadLog(logging.Filter):
+    """Takes tifffile's log records of the threads that are reading a TIFF, so that they
+    neither reach the user's terminal (the command line prints one error line) nor get lost:
+    the reader turns those about pixel data into its error message."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.local = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        taken: list[str] | None = getattr(self.local, "records", None)
+        if taken is None:
+            return True  # not read by igkit: tifffile's own behaviour
+        taken.append(_first_line(Exception(record.getMessage())))
+        return False
+
+
+_TIFFFILE_LOG = _ThreadLog()
+
+
+@contextlib.contextmanager
+def _tifffile_log() -> Iterator[list[str]]:
+    """The messages tifffile logs in this thread meanwhile (it reports damaged data so)."""
+    logger = logging.getLogger("tifffile")
+    if _TIFFFILE_LOG not in logger.filters:
+        logger.addFilter(_TIFFFILE_LOG)
+    records: list[str] = []
+    _TIFFFILE_LOG.local.records = records
+    try:
+        yield records
+    finally:
+        _TIFFFILE_LOG.local.records = None
+
+
+@contextlib.contextmanager
+def _budget_errors() -> Iterator[None]:
+    """An ImageError of the shared budget (a bad IGKIT_MAX_IMAGE_PIXELS) as a ChannelError."""
+    try:
+        yield
+    except ImageError as exc:
+        raise ChannelError(str(exc)) from None
+
+
+def _check_stack_budget(path: Path, series: list[tuple[tuple[int, ...], str]]) -> None:
+    """Refuse, from the TIFF's headers, a stack whose pixels (all series, pages and samples)
+    are above the decoding budget."""
+    total = sum(int(np.prod(shape, dtype=np.float64)) for shape, _ in series)
+    shape, axes = series[0]
+    if "Y" in axes and "X" in axes:
+        height, width = shape[axes.index("Y")], shape[axes.index("X")]
+        planes = total // max(height * width, 1)
+        size: tuple[int, ...] = (planes, height, width)
+    else:
+        size = (total,)
+    problem = pixel_budget_problem(
+        path, size, what="TIFF stack", bytes_per_pixel=_PLANE_BYTES_PER_PIXEL
+    )
+    if problem is not None:
+        raise ChannelError(problem)
+
+
 def _squeeze(array: np.ndarray, axes: str) -> tuple[np.ndarray, str]:
     """Drops the singleton axes of a TIFF series, keeping height (Y) and width (X)."""
     keep = [i for i, size in enumerate(array.shape) if size > 1 or axes[i] in "YX"]
@@ -165,9 +254,11 @@ def scale_to_unit(data: np.ndarray, path: Path, value_max: float | None) -> np.n
             raise ChannelError(f"value_max must be positive, got {value_max}")
         unit = data.astype(np.float64) / float(value_max)
     elif data.dtype == np.uint8:
-        unit = data.astype(np.float64) / 255.0
+        unit = data.astype(np.float64)
+        unit /= 255.0
     elif data.dtype == np.uint16:
-        unit = data.astype(np.float64) / 65535.0
+        unit = data.astype(np.float64)
+        unit /= 65535.0
     elif data.dtype.kind in "iu":
         low, high = (int(data.min()), int(data.max())) if data.size else (0, 0)
         if low < 0 or high > 65535:
