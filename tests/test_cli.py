@@ -272,7 +272,7 @@ def test_explain_two_photos(
         with Image.open(out_dir / f"{name}.png") as png:
             assert png.format == "PNG" and png.size[0] > 300
     assert sorted(p.name for p in out_dir.iterdir()) == [
-        "chelsea.npz", "chelsea.png", "coffee.npz", "coffee.png", "summary.csv",
+        "chelsea.npz", "chelsea.png", "coffee.npz", "coffee.png", "igkit-run.json", "summary.csv",
     ]  # fmt: skip
 
 
@@ -283,7 +283,7 @@ def test_target_by_label_and_several_targets(
     args += ["--out", str(tmp_path), "--target", "tabby", "--target", "top1"]
     assert main(args) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "chelsea_281.npz", "chelsea_285.npz", "summary.csv",
+        "chelsea_281.npz", "chelsea_285.npz", "igkit-run.json", "summary.csv",
     ]  # fmt: skip
     with np.load(tmp_path / "chelsea_281.npz", allow_pickle=False) as data:
         assert int(data["target"]) == 281 and str(data["target_label"]) == "tabby, tabby cat"
@@ -312,7 +312,9 @@ def test_failure_mid_run_keeps_the_other_outputs(
     captured = capsys.readouterr()
     assert code == 1
     assert "coffee.png: RuntimeError: simulated failure" in captured.err
-    assert sorted(p.name for p in out_dir.iterdir()) == ["chelsea.npz", "summary.csv"]
+    assert sorted(p.name for p in out_dir.iterdir()) == [
+        "chelsea.npz", "igkit-run.json", "summary.csv",
+    ]  # fmt: skip
     with open(out_dir / "summary.csv", newline="", encoding="utf-8") as handle:
         assert [row["name"] for row in csv.DictReader(handle)] == ["chelsea"]
 

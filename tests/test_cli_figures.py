@@ -154,7 +154,8 @@ def test_figure_all_writes_every_png(
     assert code == 0, captured.err
     pngs = {f"chelsea.{s}.png" for s in viz.FIGURE_STYLES if s not in ("panel", "riemann")}
     pngs |= {"chelsea.png", "riemann.png"}
-    assert {p.name for p in out_dir.iterdir()} == pngs | {"chelsea.npz", "summary.csv"}
+    written = {"chelsea.npz", "summary.csv", "igkit-run.json"}
+    assert {p.name for p in out_dir.iterdir()} == pngs | written
     sizes = {name: _check_png(out_dir / name) for name in sorted(pngs)}
     # Side-by-side figures are wider than tall; the 2 x 2 panel is about square.
     for name in ("chelsea.path.png", "riemann.png", "chelsea.saturation.png"):
@@ -177,7 +178,7 @@ def test_augment_explains_rotated_and_flipped_versions(
     assert "on the flip image, rank " in out
     assert {p.name for p in out_dir.iterdir()} == {
         "chelsea.npz", "chelsea.png", "chelsea.rot90.npz", "chelsea.flip.npz",
-        "chelsea.augment.png", "summary.csv",
+        "chelsea.augment.png", "summary.csv", "igkit-run.json",
     }  # fmt: skip
     width, height = _check_png(out_dir / "chelsea.augment.png")
     assert width > 1.2 * height  # three columns, two rows (image, overlay)

@@ -113,7 +113,9 @@ def test_explain_with_channel_files_targets_and_tiff_stack(tmp_path, cells_dir, 
     )
     assert code == 0, capsys.readouterr().err
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["c0_0.npz", "c0_1.npz", "stack_0.npz", "stack_1.npz", "summary.csv"]
+    assert names == [
+        "c0_0.npz", "c0_1.npz", "igkit-run.json", "stack_0.npz", "stack_1.npz", "summary.csv",
+    ]  # fmt: skip
 
 
 def test_channel_order_and_selection_reach_the_model(tmp_path, cells_dir, capsys):

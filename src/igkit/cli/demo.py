@@ -75,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_microscopy(args, out, inputs)
     settings = options.settings_from_args(args)  # before writing anything
     _save_photos(inputs)
-    code = run_settings(settings, [str(inputs)], out)
+    # The demo's folder holds the demo: a new demo replaces the previous one's files.
+    code = run_settings(settings, [str(inputs)], out, replace=True)
     print(f"demo inputs: {inputs}")
     print(f"demo outputs: {out} (figures *.png, attributions and numbers *.npz, table summary.csv)")
     return code
@@ -96,7 +97,7 @@ def _run_microscopy(args: argparse.Namespace, out: Path, inputs: Path) -> int:
     print(f"synthetic cells (seed {SEEDS['evaluation']}, not seen in training):")
     for example_id, truth in write_demo_cells(inputs):
         print(f"  {example_id}: green protein in {', '.join(truth)}")
-    code = run_settings(settings, [str(inputs)], out)
+    code = run_settings(settings, [str(inputs)], out, replace=True)
     print(f"demo inputs: {inputs} (four PNG files per cell)")
     print(
         f"demo outputs: {out} (ID_T.npz and sign-mask ID_T.png per cell and target, "

@@ -37,20 +37,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help=f"output folder (default: {DEFAULT_OUT})",
     )
+    options.add_replace_argument(parser)
     options.add_channel_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """``igkit explain``: validate everything, then explain input by input."""
-    return run_settings(options.settings_from_args(args), args.images, Path(args.out))
+    settings = options.settings_from_args(args)
+    return run_settings(settings, args.images, Path(args.out), replace=args.replace)
 
 
-def run_settings(settings: Any, paths: list[str], out: Path) -> int:
+def run_settings(settings: Any, paths: list[str], out: Path, *, replace: bool = False) -> int:
     """Explain ``paths`` with ``settings`` into ``out``, printing as the command does.
 
     Used by ``igkit explain`` and ``igkit demo``.
     """
+    from igkit.workflow.outputs import OutputError
+
+    try:
+        return _run(settings, paths, out, replace)
+    except OutputError as exc:
+        raise UsageError(exc.strerror or str(exc)) from None
+
+
+def _run(settings: Any, paths: list[str], out: Path, replace: bool) -> int:
     from igkit.workflow import Explainer, InputError, OutputFolder, channel_inputs, photo_inputs
+    from igkit.workflow.outputs import OutputError
     from igkit.workflow.progress import Progress
 
     try:
@@ -59,17 +71,21 @@ def run_settings(settings: Any, paths: list[str], out: Path) -> int:
         else:
             inputs = photo_inputs(paths)
         explainer = Explainer(settings)
-        folder = OutputFolder(out, explainer)
+        folder = OutputFolder(out, explainer, replace=replace)
         folder.check()
         predictions = explainer.prepare(inputs)
+        folder.plan(predictions)
     except InputError as exc:
         raise UsageError(str(exc)) from None
+    folder.begin()
     rows: list[dict[str, Any]] = []
     failures = 0
     with Progress(len(predictions), quiet_single=True) as progress:
         for prediction in predictions:
             try:
                 rows.extend(explain_one(explainer, folder, prediction, progress.say))
+            except OutputError:
+                raise
             except Exception as exc:  # noqa: BLE001 - report, keep the other inputs' outputs
                 failures += 1
                 message = " ".join(str(exc).split())
@@ -80,6 +96,8 @@ def run_settings(settings: Any, paths: list[str], out: Path) -> int:
     finished = True
     try:
         folder.finish(rows, [p.input.name for p in predictions])
+    except OutputError:
+        raise
     except Exception as exc:  # noqa: BLE001 - the summary is written; report the figure
         finished = False
         print(f"igkit: error: Riemann figure: {type(exc).__name__}: {exc}", file=sys.stderr)

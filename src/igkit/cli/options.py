@@ -26,6 +26,7 @@ __all__ = [
     "add_ig_arguments",
     "add_input_arguments",
     "add_model_arguments",
+    "add_replace_argument",
     "positive_int",
     "settings_from_args",
 ]
@@ -271,6 +272,17 @@ def add_augment_argument(parser: argparse.ArgumentParser) -> None:
         "zoom=F (the central F of the image, 0 < F < 1, resized back); prints each variant's "
         "predictions, writes NAME.VARIANT.npz, a summary row per variant and the comparison "
         "NAME.augment.png. Runs IG once more per variant and target",
+    )
+
+
+def add_replace_argument(parser: argparse.ArgumentParser) -> None:
+    """``--replace``: an output folder holds one run."""
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace the earlier run in --out (only the files its igkit-run.json lists); "
+        "without it a folder holding an earlier run is refused. Files igkit did not write "
+        "are never overwritten",
     )
 
 

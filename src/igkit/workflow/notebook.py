@@ -102,6 +102,7 @@ def explain(
     *,
     target: int | str | Sequence[int | str] | None = None,
     out: str | os.PathLike[str] | None = None,
+    replace: bool = False,
     **settings: Any,
 ) -> Explanations:
     """Explain photos, multi-channel examples or arrays in one call.
@@ -114,6 +115,7 @@ def explain(
         target: What to explain per input: ``"top1"`` (default), ``"top3"``, a class index or
             a class name, or a list of these.
         out: Also write the npz files, figures and ``summary.csv`` there, as the CLI does.
+        replace: Replace an earlier run in ``out`` (only the files its record lists).
         **settings: Any field of :class:`~igkit.workflow.settings.ExplainSettings`
             (``steps``, ``method``, ``baseline``, ``output``, ``figures``, ``channels``,
             ``multilabel``...). ``baseline`` may be a name or a list; ``figures`` defaults to
@@ -146,12 +148,16 @@ def explain(
     if out is not None:
         from igkit.workflow.outputs import OutputFolder
 
-        folder = OutputFolder(out, explainer)
+        folder = OutputFolder(out, explainer, replace=replace)
         folder.check()
     done = Explanations()
     done.explainer = explainer
     rows: list[dict[str, Any]] = []
-    for prediction in explainer.prepare(items):
+    predictions = explainer.prepare(items)
+    if folder is not None:
+        folder.plan(predictions)
+        folder.begin()
+    for prediction in predictions:
         explanation = explainer.explain(
             prediction,
             explainer.variants(prediction),

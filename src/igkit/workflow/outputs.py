@@ -1,5 +1,14 @@
 """Writing an explanation run: npz files, figures and ``summary.csv``, each atomically.
 
+An output folder holds one run. Before the first file is written, :meth:`OutputFolder.plan`
+lists every file the run will write and refuses (``InputError``, nothing written) when one would
+overwrite an input, or a file igkit did not write, or when the folder holds an earlier run and
+``replace`` is off. Each run keeps a record, :data:`RUN_RECORD` (``igkit-run.json``): the
+settings used, the inputs and every file written so far, rewritten atomically after each input;
+it is how a later run knows which files are igkit's to replace. A disk that fills up or turns
+read-only stops the run with one message (:class:`OutputError`); every file already written is
+whole.
+
 Per input and target an :class:`OutputFolder` writes ``NAME.npz`` (``NAME_TARGET.npz`` when an
 input has several targets, and always in multi-channel runs) and the figures the settings ask
 for; at the end, :meth:`OutputFolder.finish` writes the once-per-run Riemann figure and
@@ -12,23 +21,37 @@ them.
 
 from __future__ import annotations
 
+import errno
+import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from igkit.workflow.explainer import Explainer, Explanation, TargetExplanation
+from igkit.workflow.explainer import Explainer, Explanation, Prediction, TargetExplanation
 from igkit.workflow.inputs import InputError
 
 __all__ = [
     "CHANNEL_SUMMARY_FIELDS",
     "PHOTO_SUMMARY_FIELDS",
+    "RUN_RECORD",
+    "OutputError",
     "OutputFolder",
-    "check_out_dir",
     "check_figure_packages",
+    "check_out_dir",
 ]
+
+#: The run's record in its output folder: settings, inputs and every file written.
+RUN_RECORD = "igkit-run.json"
+#: Write errors that say the disk, not the data, is the problem.
+_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+class OutputError(OSError):
+    """The output folder cannot take more files (full disk, read-only, no permission): the run
+    stops; the files already written are whole and listed in the run record."""
 
 #: Columns of ``summary.csv`` for photos, one row per image, target and variant.
 PHOTO_SUMMARY_FIELDS: tuple[str, ...] = (
@@ -93,14 +116,23 @@ class OutputFolder:
     Args:
         out: The folder (created on the first write).
         explainer: The run's explainer (settings, model, labels).
+        replace: Replace an earlier run's files in ``out`` (only files its record lists);
+            without it a folder holding an earlier run is refused.
     """
 
-    def __init__(self, out: str | os.PathLike[str], explainer: Explainer) -> None:
+    def __init__(
+        self, out: str | os.PathLike[str], explainer: Explainer, *, replace: bool = False
+    ) -> None:
         self.out = Path(out)
         self.explainer = explainer
         self.settings = explainer.settings
+        self.replace = replace
         self.multichannel = self.settings.multichannel
         self.fields = CHANNEL_SUMMARY_FIELDS if self.multichannel else PHOTO_SUMMARY_FIELDS
+        self.written: list[str] = []
+        self._new: list[str] = []  # files of the input being written
+        self._earlier: list[str] = []
+        self._inputs: list[str] = []
 
     @property
     def styles(self) -> tuple[str, ...]:
@@ -118,17 +150,168 @@ class OutputFolder:
         if self.styles:
             check_figure_packages(self.styles)
 
+    def planned(self, predictions: Sequence[Prediction]) -> list[str]:
+        """The names of every file the run will write, in order."""
+        names: list[str] = []
+        styles = [s for s in self.styles if s != "riemann"]
+        for p in predictions:
+            name = p.input.name
+            if self.multichannel and self.styles and set(self.explainer.channels) >= set(_RGBY):
+                names.append(f"{name}_rgby.png")
+            for target in p.targets:
+                stem = name if self.settings.one_target else f"{name}_{target}"
+                names.append(f"{stem}.npz")
+                if self.multichannel:
+                    names += [f"{stem}.png"] if self.styles else []
+                    continue
+                names += [f"{stem}.{aug.slug}.npz" for aug in self.settings.augment]
+                names += [self._figure_name(stem, style) for style in styles]
+                if styles and self.settings.augment:
+                    names.append(f"{stem}.augment.png")
+        if "riemann" in self.styles and not self.multichannel:
+            names.append(self._riemann_name([p.input.name for p in predictions]))
+        return [*names, "summary.csv", RUN_RECORD]
+
+    @staticmethod
+    def _figure_name(stem: str, style: str) -> str:
+        from igkit.viz.styles import figure_filename
+
+        return figure_filename(stem, style)
+
+    @staticmethod
+    def _riemann_name(names: Sequence[str]) -> str:
+        from igkit.viz.styles import RIEMANN_FILE
+
+        stem = RIEMANN_FILE.removesuffix(".png")
+        return RIEMANN_FILE if stem not in names else f"{stem}-sums.png"
+
+    def plan(self, predictions: Sequence[Prediction]) -> None:
+        """Refuse, before anything is written, a run that would destroy a file.
+
+        Raises:
+            InputError: When a file the run writes is one of its inputs, exists without igkit
+                having written it, or the folder holds an earlier run and ``replace`` is off.
+        """
+        self._inputs = sorted(
+            {str(Path(f).resolve()) for p in predictions for f in p.input.sources}
+        )
+        inputs = set(self._inputs)
+        record = self._read_record()
+        earlier = set(record.get("files", [])) if record else set()
+        for name in self.planned(predictions):
+            path = self.out / name
+            if str(path.resolve()) in inputs:
+                raise InputError(
+                    f"--out {self.out}: the run would write {name} over its input {path}; "
+                    "choose another --out"
+                )
+            if path.is_symlink() or (path.exists() and name not in earlier):
+                raise InputError(
+                    f"--out {self.out}: {path} exists and igkit did not write it; igkit never "
+                    "overwrites such a file: choose another --out or move the file"
+                )
+        if record and not self.replace:
+            raise InputError(
+                f"--out {self.out} holds an earlier igkit run ({len(earlier)} files, listed in "
+                f"{RUN_RECORD}); pass --replace to replace it, or choose another --out"
+            )
+        self._earlier = sorted(earlier - set(self._inputs))
+
+    def _read_record(self) -> dict[str, Any] | None:
+        path = self.out / RUN_RECORD
+        if not path.is_file():
+            return None
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            files = record["files"]
+            if not (isinstance(files, list) and all(isinstance(f, str) for f in files)):
+                raise TypeError("files is not a list of names")
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise InputError(
+                f"--out {self.out}: its {RUN_RECORD} is damaged ({exc}), so igkit cannot tell "
+                "which files are its own; choose another --out"
+            ) from None
+        return record
+
+    def begin(self) -> None:
+        """Create the folder, remove the earlier run's files (``replace``: only those its
+        record lists, only plain files directly in the folder), and start this run's record."""
+        self._guard(lambda: self.out.mkdir(parents=True, exist_ok=True), self.out)
+        for name in self._earlier:
+            path = self.out / name
+            if Path(name).name == name and path.is_file() and not path.is_symlink():
+                self._guard(path.unlink, path)
+        self._record(complete=False)
+
+    def _record(self, *, complete: bool) -> None:
+        import igkit
+        from igkit.io.writers import atomic_open
+
+        ex = self.explainer
+        record = {
+            "igkit_version": igkit.__version__,
+            "complete": complete,
+            "model": ex.model.name,
+            "settings": {
+                **self.settings.fingerprint(),
+                "output": ex.output,
+                "preprocess": ex.preprocess,
+                "input_size": list(ex.model.input_size),
+                "figures": list(self.styles),
+                "multichannel": self.multichannel,
+            },
+            "inputs": self._inputs,
+            "files": [*self.written, RUN_RECORD],
+        }
+        data = json.dumps(record, indent=1, sort_keys=True).encode()
+
+        def write() -> None:
+            with atomic_open(self.out / RUN_RECORD) as handle:
+                handle.write(data)
+
+        self._guard(write, self.out / RUN_RECORD)
+
+    def _guard(self, action: Any, path: Path) -> Any:
+        """Run a write; a disk that cannot take it becomes an :class:`OutputError`."""
+        try:
+            return action()
+        except OSError as exc:
+            if exc.errno in _DISK_ERRORS:
+                raise OutputError(
+                    exc.errno,
+                    f"--out {self.out}: cannot write {path.name} ({os.strerror(exc.errno or 0)}); "
+                    "free space or choose another --out. The files written so far are whole and "
+                    f"listed in {RUN_RECORD}",
+                ) from None
+            raise
+
+    def _png(self, path: Path, figure: Any) -> None:
+        from igkit.io.writers import write_figure_png
+
+        self._guard(lambda: write_figure_png(path, figure), path)
+
+    def _wrote(self, names: Iterable[str]) -> None:
+        self.written.extend(n for n in names if n not in self.written)
+        self._record(complete=False)
+
     def stem(self, explanation: Explanation, target: int) -> str:
         """``NAME`` or ``NAME_TARGET``: the file stem of one target of one input."""
         name = explanation.prediction.input.name
         return name if self.settings.one_target else f"{name}_{target}"
 
     def write(self, explanation: Explanation) -> list[dict[str, Any]]:
-        """Write one input's npz files and figures; return its summary rows."""
-        self.out.mkdir(parents=True, exist_ok=True)
+        """Write one input's npz files and figures; return its summary rows.
+
+        Raises:
+            OutputError: When the disk cannot take the files.
+        """
         if self.multichannel:
-            return self._write_channels(explanation)
-        return self._write_photo(explanation)
+            rows = self._write_channels(explanation)
+        else:
+            rows = self._write_photo(explanation)
+        self._wrote(self._new)
+        self._new = []
+        return rows
 
     def finish(self, rows: Sequence[dict[str, Any]], names: Sequence[str]) -> None:
         """The once-per-run files: the Riemann figure (when asked for) and ``summary.csv``.
@@ -137,18 +320,19 @@ class OutputFolder:
         """
         from igkit.io.writers import write_csv
 
-        self.out.mkdir(parents=True, exist_ok=True)
         try:
             if "riemann" in self.styles and not self.multichannel:
-                from igkit.io.writers import write_figure_png
-                from igkit.viz.styles import RIEMANN_FILE, riemann_figure
+                from igkit.viz.styles import riemann_figure
 
-                stem = RIEMANN_FILE.removesuffix(".png")
-                filename = RIEMANN_FILE if stem not in names else f"{stem}-sums.png"
+                filename = self._riemann_name(names)
                 s = self.settings
-                write_figure_png(self.out / filename, riemann_figure(s.method, s.steps))
+                self._png(self.out / filename, riemann_figure(s.method, s.steps))
+                self.written.append(filename)
         finally:
-            write_csv(self.out / "summary.csv", list(rows), self.fields)
+            summary = self.out / "summary.csv"
+            self._guard(lambda: write_csv(summary, list(rows), self.fields), summary)
+            self.written.append("summary.csv")
+            self._record(complete=True)
 
     # ------------------------------------------------------------------------------ photos
 
@@ -167,21 +351,23 @@ class OutputFolder:
                 slug = te.variant.slug
                 npz = self.out / (f"{stem}.{slug}.npz" if slug else f"{stem}.npz")
                 self._npz(npz, explanation, te, variant=te.variant.name if slug else None)
+                self._new.append(npz.name)
                 done.append(self._row(explanation, te, npz.name))
             per_image = [s for s in self.styles if s != "riemann"]
             if per_image:
                 written = self._figures(stem, original, per_image)
+                self._new.extend(written)
                 done[0]["png"] = f"{stem}.png" if f"{stem}.png" in written else ""
             if per_image and len(group) > 1:
                 comparison = f"{stem}.augment.png"
                 self._augment_figure(self.out / comparison, stem, group)
+                self._new.append(comparison)
                 for row in done[1:]:
                     row["png"] = comparison
             rows.extend(done)
         return rows
 
     def _figures(self, stem: str, te: TargetExplanation, styles: Sequence[str]) -> list[str]:
-        from igkit.io.writers import write_figure_png
         from igkit.viz.styles import explain_figures, figure_filename
 
         ex, s = self.explainer, self.settings
@@ -189,14 +375,13 @@ class OutputFolder:
             te.variant.pixels, te.result, styles=list(styles), model=ex.model, output=ex.output,
             label=te.label, title=f"{stem} ({ex.model.name}, {ex.output})", name=stem,
             baseline=te.baseline, batch_size=s.batch_size, seed=s.seed, out_dir=self.out,
-            save=write_figure_png,
+            save=self._png,
         )
         return [figure_filename(stem, style) for style in styles]
 
     def _augment_figure(self, path: Path, stem: str, group: Sequence[TargetExplanation]) -> None:
         from dataclasses import replace
 
-        from igkit.io.writers import write_figure_png
         from igkit.viz.styles import augment_figure
 
         ex = self.explainer
@@ -211,7 +396,7 @@ class OutputFolder:
             label=group[0].label,
             title=f"{stem} ({ex.model.name}, {ex.output})",
         )
-        write_figure_png(path, figure)
+        self._png(path, figure)
 
     # -------------------------------------------------------------------- multi-channel
 
@@ -219,31 +404,32 @@ class OutputFolder:
         ex = self.explainer
         name = explanation.prediction.input.name
         if self.styles and set(ex.channels) >= set(_RGBY):
-            from igkit.io.writers import write_figure_png
             from igkit.viz.figures import rgby_figure
 
             image = explanation.prediction.image
             order = [ex.channels.index(c) for c in _RGBY]
-            write_figure_png(
+            self._png(
                 self.out / f"{name}_rgby.png",
                 rgby_figure(image[..., order], value_max=1.0, title=f"{name}: the four stains"),
             )
+            self._new.append(f"{name}_rgby.png")
         rows = []
         for te in explanation.targets:
             stem = self.stem(explanation, te.target)
             npz = self.out / f"{stem}.npz"
             self._npz(npz, explanation, te)
+            self._new.append(npz.name)
             png = ""
             if self.styles:
                 png = f"{stem}.png"
                 self._sign_masks(self.out / png, explanation, te)
+                self._new.append(png)
             row = self._row(explanation, te, npz.name)
             row["png"] = png
             rows.append(row)
         return rows
 
     def _sign_masks(self, path: Path, explanation: Explanation, te: TargetExplanation) -> None:
-        from igkit.io.writers import write_figure_png
         from igkit.viz.figures import sign_mask_figure
 
         ex, r = self.explainer, te.result
@@ -252,7 +438,7 @@ class OutputFolder:
             f"{r.score[0]:.3f}; IG over {','.join(ex.model_channels)}, "
             f"{int(r.steps[0])} steps, relative error {r.relative_error[0]:.2%}"
         )
-        write_figure_png(
+        self._png(
             path,
             sign_mask_figure(explanation.prediction.image, te.attributions, te.baseline,
                              title=title),
@@ -356,4 +542,5 @@ class OutputFolder:
             }
             if variant is not None:
                 fields["variant"] = variant
-        write_npz(path, fields)
+        self._guard(lambda: write_npz(path, fields), path)
+
