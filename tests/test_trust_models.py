@@ -124,6 +124,39 @@ def test_keras_lambda_runs_only_with_trust(
     assert marker.exists()
 
 
+def test_keras_custom_objects_need_trust(tmp_path: Path) -> None:
+    pytest.importorskip("tensorflow")
+    import keras
+
+    registered = keras.saving.get_custom_objects()
+    before = set(registered)
+    try:
+
+        @keras.saving.register_keras_serializable(package="igkit_test")
+        class Doubles(keras.layers.Layer):
+            def call(self, x):  # type: ignore[no-untyped-def]
+                return x * 2.0
+
+        @keras.saving.register_keras_serializable(package="igkit_test")
+        def identity(x):  # type: ignore[no-untyped-def]
+            return x
+
+        inputs = keras.Input((8, 8, 3))
+        x = keras.layers.GlobalAveragePooling2D()(Doubles()(inputs))
+        model = keras.Model(inputs, keras.layers.Dense(2, activation=identity)(x))
+        model.save(tmp_path / "custom.keras")
+        with pytest.raises(ModelLoadError) as info:
+            load_model(str(tmp_path / "custom.keras"))
+        message = str(info.value)
+        assert "custom objects (igkit_test>Doubles, igkit_test>identity)" in message
+        assert "--trust" in message
+        # Registered in this process, so with trust the file loads.
+        assert load_model(str(tmp_path / "custom.keras"), trust=True).framework == "tensorflow"
+    finally:
+        for key in set(registered) - before:
+            registered.pop(key)
+
+
 def test_keras_file_without_code_needs_no_trust(tmp_path: Path) -> None:
     pytest.importorskip("tensorflow")
     import keras

@@ -66,6 +66,9 @@ def entry_point_risk(spec: str) -> RunsCode | None:
 @register_entry_point(runs_code=entry_point_risk)
 def load_entry_point(spec: str, options: LoadOptions) -> LoadedModel:
     """Call ``package.module:function`` and describe what it returns."""
+    if not options.trust and entry_point_risk(spec) is not None:
+        # The dispatch refused it already; never import it untrusted.
+        raise ModelLoadError(ENTRY_POINT.refusal(spec))
     module_name, _, attr_path = spec.partition(":")
     try:
         target: Any = _import(module_name)

@@ -153,9 +153,13 @@ def keras_file_risk(path: Path) -> RunsCode | None:
             layers.add("Lambda" if class_name == "__lambda__" else class_name)
         module = node.get("module")
         registered = node.get("registered_name")
-        foreign = isinstance(module, str) and module.split(".")[0] not in _KERAS_PACKAGES
-        if foreign or (isinstance(registered, str) and ">" in registered):
-            custom.add(f"{module}.{class_name}" if isinstance(module, str) else class_name)
+        function = node.get("config") if class_name == "function" else None
+        if isinstance(function, str) and ">" in function:
+            custom.add(function)  # a registered custom function, "package>name"
+        elif isinstance(registered, str) and ">" in registered:
+            custom.add(registered)  # a registered custom class, "package>Name"
+        elif isinstance(module, str) and module.split(".")[0] not in _KERAS_PACKAGES:
+            custom.add(f"{module}.{class_name}")
     if not layers and not custom:
         return None
     found = [f"a {name} layer" for name in sorted(layers)]
