@@ -191,3 +191,22 @@ def test_riemann_figure_for_auto_steps_and_without_a_method() -> None:
     assert len(tutorial.axes) == 4 and "Left Riemann sum" in tutorial.axes[0].get_title()
     with pytest.raises(ValueError, match="unknown method"):
         riemann_figure("simpson", 4)
+
+
+# --------------------------------------------------------------- figures follow their Result
+
+
+def test_figures_that_rerun_the_model_explain_what_the_result_explains() -> None:
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 5)).eval()
+    x = np.random.default_rng(0).random((1, 3, 4, 4), dtype=np.float32)
+    result = igkit.integrated_gradients(net, x, target=2, output="softmax", steps=8)
+    assert result.output == "softmax" and result.requested_steps == 8
+    with pytest.raises(ValueError, match="the Result explains output='softmax'"):
+        viz.explain_figures(x[0], result, styles="baselines", model=net, output="raw",
+                            channel_axis=0)
+    # Without output= the Result's own is used: the black run is the Result itself and the
+    # others are complete for the softmax score, not the logit.
+    figures = viz.explain_figures(x[0], result, styles="baselines", model=net, channel_axis=0)
+    assert set(figures) == {"baselines"}

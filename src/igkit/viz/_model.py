@@ -125,7 +125,13 @@ def _baseline_runs(
             setting.x,
             target=_target(result, index),
             baseline=name,
-            steps=int(np.asarray(result.steps).reshape(-1)[index]),
+            # The Result's own request: steps="auto" refines again for each baseline.
+            steps=(
+                result.requested_steps
+                if result.requested_steps is not None
+                else int(np.asarray(result.steps).reshape(-1)[index])
+            ),
+            max_steps=result.max_steps if result.max_steps is not None else 1024,
             method=result.method,
             output=setting.output,
             batch_size=batch_size,

@@ -174,6 +174,9 @@ def explain_figures(
         )
     if not 0 <= index < len(result):
         raise IndexError(f"index {index} out of range for a Result of {len(result)}")
+    output = _output_of(result, output)
+    if seed == 0 and result.seed is not None:
+        seed = int(result.seed)
     setting = _setting(image, model, output, channel_axis, input_range)
     base: np.ndarray | None
     if baseline is not None:
@@ -315,3 +318,21 @@ def _channels(c: StyleContext) -> Figure:
 #: the input); ``baselines``: IG against four baselines side by side; ``channels``: each
 #: channel's view and attributions.
 FIGURE_STYLES: tuple[str, ...] = figure_styles()
+
+
+def _output_of(result: Result, output: object | None) -> object | None:
+    """What the figures that run the model again explain: the Result's own output.
+
+    A different ``output=`` would draw, say, softmax attributions beside logit ones, so it is
+    refused; for a Result that does not record its output the argument decides.
+    """
+    recorded = result.output
+    if recorded is None or recorded == "callable":
+        return output
+    if output is not None and not callable(output) and output != recorded:
+        raise ValueError(
+            f"the Result explains output={recorded!r} and output={output!r} was given: figures "
+            "that run the model again must explain what the Result explains; drop output= "
+            "or recompute the Result"
+        )
+    return output if callable(output) else recorded
