@@ -351,6 +351,23 @@ def test_hostile_weights_for_the_keras_port(tmp_path: Path, lite0_state: dict[st
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("kind", ["payload_zip", "npz_object", "npz_truncated", "misfit", "empty"])
+def test_hostile_weights_for_the_microscopy_model(tmp_path: Path, kind: str) -> None:
+    pytest.importorskip("torch")
+    from igkit.microscopy import model as cells
+
+    good = cells.build_model(cells.shipped_weights()).state_dict()
+    marker = tmp_path / "written_by_weights"
+    suffix = ".npz" if kind.startswith("npz") else ".pth"
+    path = hostile.hostile_weights(kind, tmp_path / f"w{suffix}", marker, good)
+    with pytest.raises(ModelLoadError) as info:
+        load_model("hpa_synthetic", weights=path, trust=True)
+    message = str(info.value)
+    assert str(path) in message and "\n" not in message
+    assert _WEIGHT_PROBLEMS[kind] in message
+    assert not marker.exists()
+
+
 # -------------------------------------------------------------------------------- the registry
 
 

@@ -92,14 +92,15 @@ def hpa_synthetic_torch(options: LoadOptions) -> LoadedModel:
     from igkit.microscopy import model as cells
     from igkit.microscopy.synthetic import CLASSES, MODEL_CHANNELS
 
-    try:
-        net = cells.build_model(options.weights or cells.shipped_weights())
-    except ValueError as exc:
-        raise ModelLoadError(str(exc)) from exc
-    except Exception as exc:  # noqa: BLE001 - zip and OS errors of a damaged .npz
-        raise ModelLoadError(
-            f"hpa_synthetic: the weights in {options.weights} cannot be used ({first_line(exc)})"
-        ) from exc
+    if options.weights is None:
+        try:
+            net = cells.build_model(cells.shipped_weights())
+        except ValueError as exc:
+            raise ModelLoadError(str(exc)) from exc
+    else:
+        # The architecture, then the file read as data (.npz or a torch state dict) and checked.
+        net = cells.build_model(None)
+        load_state(net, options.weights, "hpa_synthetic")
     return LoadedModel(
         model=net,
         framework="torch",
