@@ -95,15 +95,16 @@ def _read_pillow(path: Path) -> np.ndarray:
             if problem is not None:
                 raise ChannelError(problem)
             image.load()
-            if image.mode == "P":
-                image = image.convert("RGB")
-            elif image.mode in ("LA", "PA", "La"):
-                image = image.convert("L")
-            elif image.mode in ("RGBA", "RGBa", "CMYK", "YCbCr", "HSV", "LAB"):
-                image = image.convert("RGB")
-            elif image.mode == "1":
-                image = image.convert("L")
-            return np.asarray(image)
+            plane: Image.Image = image
+            if plane.mode == "P":
+                plane = plane.convert("RGB")
+            elif plane.mode in ("LA", "PA", "La"):
+                plane = plane.convert("L")
+            elif plane.mode in ("RGBA", "RGBa", "CMYK", "YCbCr", "HSV", "LAB"):
+                plane = plane.convert("RGB")
+            elif plane.mode == "1":
+                plane = plane.convert("L")
+            return np.asarray(plane)
     except ChannelError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
