@@ -119,8 +119,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--trust",
         action="store_true",
-        help="allow model files that can run code when loaded (pickled torch models, Keras "
-        "Lambda layers); only for files from a source you trust",
+        help="allow models that run their own code when loaded or called: TorchScript files, "
+        "pickled torch models, SavedModel folders and tfhub: modules, Keras files with Lambda "
+        "layers or custom objects, and package.module:function; only for models from a source "
+        "you trust (--weights files are always read as data only)",
     )
 
 

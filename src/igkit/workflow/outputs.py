@@ -32,6 +32,12 @@ import numpy as np
 
 from igkit.workflow.explainer import Explainer, Explanation, Prediction, TargetExplanation
 from igkit.workflow.inputs import InputError
+from igkit.workflow.records import (
+    CHANNEL_SUMMARY_FIELDS,
+    PHOTO_SUMMARY_FIELDS,
+    npz_fields,
+    summary_row,
+)
 
 __all__ = [
     "CHANNEL_SUMMARY_FIELDS",
@@ -52,19 +58,6 @@ _DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPE
 class OutputError(OSError):
     """The output folder cannot take more files (full disk, read-only, no permission): the run
     stops; the files already written are whole and listed in the run record."""
-
-#: Columns of ``summary.csv`` for photos, one row per image, target and variant.
-PHOTO_SUMMARY_FIELDS: tuple[str, ...] = (
-    "image", "name", "model", "target", "label", "rank", "score", "baseline_score", "delta",
-    "relative_error", "completeness", "steps", "evaluations", "method", "baseline", "output",
-    "tol", "seconds", "npz", "png", "variant",
-)  # fmt: skip
-#: Columns of ``summary.csv`` for multi-channel examples, one row per example and target.
-CHANNEL_SUMMARY_FIELDS: tuple[str, ...] = (
-    "example", "source", "model", "target", "label", "score", "predicted", "baseline_score",
-    "delta", "relative_error", "completeness", "steps", "evaluations", "method", "baseline",
-    "output", "tol", "seconds", "npz", "png",
-)  # fmt: skip
 
 _RGBY = ("red", "green", "blue", "yellow")
 
@@ -285,6 +278,11 @@ class OutputFolder:
                 ) from None
             raise
 
+    def _npz(self, path: Path, fields: dict[str, Any]) -> None:
+        from igkit.io.writers import write_npz
+
+        self._guard(lambda: write_npz(path, fields), path)
+
     def _png(self, path: Path, figure: Any) -> None:
         from igkit.io.writers import write_figure_png
 
@@ -349,10 +347,11 @@ class OutputFolder:
             done = []
             for te in group:
                 slug = te.variant.slug
+                variant = te.variant.name if slug else None
                 npz = self.out / (f"{stem}.{slug}.npz" if slug else f"{stem}.npz")
-                self._npz(npz, explanation, te, variant=te.variant.name if slug else None)
+                self._npz(npz, npz_fields(self.explainer, explanation, te, variant))
                 self._new.append(npz.name)
-                done.append(self._row(explanation, te, npz.name))
+                done.append(summary_row(self.explainer, explanation, te, npz.name))
             per_image = [s for s in self.styles if s != "riemann"]
             if per_image:
                 written = self._figures(stem, original, per_image)
@@ -417,14 +416,14 @@ class OutputFolder:
         for te in explanation.targets:
             stem = self.stem(explanation, te.target)
             npz = self.out / f"{stem}.npz"
-            self._npz(npz, explanation, te)
+            self._npz(npz, npz_fields(self.explainer, explanation, te))
             self._new.append(npz.name)
             png = ""
             if self.styles:
                 png = f"{stem}.png"
                 self._sign_masks(self.out / png, explanation, te)
                 self._new.append(png)
-            row = self._row(explanation, te, npz.name)
+            row = summary_row(self.explainer, explanation, te, npz.name)
             row["png"] = png
             rows.append(row)
         return rows
@@ -443,104 +442,3 @@ class OutputFolder:
             sign_mask_figure(explanation.prediction.image, te.attributions, te.baseline,
                              title=title),
         )
-
-    # ------------------------------------------------------------------------ records
-
-    def _row(self, explanation: Explanation, te: TargetExplanation, npz: str) -> dict[str, Any]:
-        """One summary row (the columns of :attr:`fields`)."""
-        ex, r = self.explainer, te.result
-        item = explanation.prediction.input
-        numbers = {
-            "model": ex.model.name,
-            "target": te.target,
-            "label": te.label,
-            "score": f"{r.score[0]:.6g}",
-            "baseline_score": f"{r.baseline_score[0]:.6g}",
-            "delta": f"{r.delta[0]:.6g}",
-            "relative_error": f"{r.relative_error[0]:.6g}",
-            "completeness": "within" if r.converged[0] else "NOT within",
-            "steps": int(r.steps[0]),
-            "evaluations": int(r.evaluations[0]),
-            "method": r.method,
-            "baseline": ex.baseline_text,
-            "output": ex.output,
-            "tol": r.tol,
-            "seconds": f"{te.seconds:.3f}",
-            "npz": npz,
-            "png": "",
-        }
-        if self.multichannel:
-            return {
-                "example": item.name,
-                "source": item.where,
-                **numbers,
-                "predicted": te.target in explanation.prediction.choice.predicted,
-            }
-        return {"image": item.where, "name": item.name, "rank": te.rank, **numbers,
-                "variant": te.variant.name}
-
-    def _npz(
-        self,
-        path: Path,
-        explanation: Explanation,
-        te: TargetExplanation,
-        variant: str | None = None,
-    ) -> None:
-        import igkit
-        from igkit.io.writers import write_npz
-
-        ex, s, r = self.explainer, self.settings, te.result
-        item = explanation.prediction.input
-        common = {
-            "attributions": te.attributions,
-            "baseline_image": te.baseline,
-            "model": ex.model.name,
-            "model_description": ex.model.description,
-            **r.numbers(0),
-            "target": te.target,
-            "target_label": te.label,
-            "completeness": r.completeness_report(0),
-            "requested_steps": str(s.steps),
-            "method": r.method,
-            "baseline": ex.baseline_text,
-            "tol": r.tol,
-            "output": ex.output,
-            "seed": s.seed,
-            "batch_size": s.batch_size,
-            "seconds": te.seconds,
-            "igkit_version": igkit.__version__,
-        }
-        if self.multichannel:
-            scores = explanation.prediction.scores
-            fields = {
-                **common,
-                "image": explanation.prediction.image.astype(np.float32),
-                "model_input": te.variant.pixels.astype(np.float32),
-                "channels": np.asarray(ex.channels, dtype=str),
-                "model_channels": np.asarray(ex.model_channels, dtype=str),
-                "sources": np.asarray(item.sources, dtype=str),
-                "example": item.name,
-                "threshold": float(s.threshold),
-                "scores": scores,
-                "predicted": np.asarray(explanation.prediction.choice.predicted, dtype=np.int64),
-                "labels": np.asarray([ex.label(k) for k in range(scores.shape[0])], dtype=str),
-            }
-        else:
-            scores = te.variant.scores
-            top = np.argsort(-scores, kind="stable")[: min(s.top_k, len(scores))]
-            fields = {
-                **common,
-                "image": te.variant.pixels.astype(np.float32),
-                "source": item.where,
-                "framework": ex.model.framework,
-                "baselines": np.asarray(r.baselines, dtype=str),
-                "preprocess": ex.preprocess,
-                "input_size": np.asarray(ex.model.input_size, dtype=np.int64),
-                "top_k_indices": np.asarray(top, dtype=np.int64),
-                "top_k_scores": scores[top],
-                "top_k_labels": np.asarray([ex.label(int(i)) for i in top], dtype=str),
-            }
-            if variant is not None:
-                fields["variant"] = variant
-        self._guard(lambda: write_npz(path, fields), path)
-
