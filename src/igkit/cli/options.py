@@ -45,44 +45,12 @@ def _typed(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     return convert
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a positive integer") from None
-    if value < 1:
-        raise ValueError(f"{text!r} is not a positive integer")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not an integer >= 0") from None
-    if value < 0:
-        raise ValueError(f"{text!r} is not an integer >= 0")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a positive number") from None
-    if not (value > 0 and np.isfinite(value)):
-        raise ValueError(f"{text!r} is not a positive number")
-    return value
-
-
-def _finite_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a number") from None
-    if not np.isfinite(value):
-        raise ValueError(f"{text!r} is not a finite number")
-    return value
+_positive_int = ws.number_parser(int, lambda v: v >= 1, "a positive integer")
+_non_negative_int = ws.number_parser(int, lambda v: v >= 0, "an integer >= 0")
+_positive_float = ws.number_parser(
+    float, lambda v: v > 0 and np.isfinite(v), "a positive number"
+)
+_finite_float = ws.number_parser(float, np.isfinite, "a number")
 
 
 def _figure_styles(text: str) -> tuple[str, ...]:

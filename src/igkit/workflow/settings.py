@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -35,6 +36,7 @@ __all__ = [
     "DEFAULT_TOP_K",
     "ExplainSettings",
     "TargetSpec",
+    "number_parser",
     "parse_baselines",
     "parse_input_size",
     "parse_steps",
@@ -85,17 +87,32 @@ def parse_target(text: str) -> TargetSpec:
     return TargetSpec("label", text, text)
 
 
+def number_parser(
+    convert: Callable[[str], Any], accept: Callable[[Any], bool], what: str
+) -> Callable[[str], Any]:
+    """A parser of numbers typed as text: ``convert`` it, check ``accept``, or raise a
+    ValueError saying the text is not ``what``."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not {what}") from None
+        if not accept(value):
+            raise ValueError(f"{text!r} is not {what}")
+        return value
+
+    return parse
+
+
+_step_count = number_parser(int, lambda v: v >= 1, "a positive integer or 'auto'")
+
+
 def parse_steps(text: str) -> Steps:
     """A positive step count or ``auto``."""
     if text.strip().lower() == "auto":
         return "auto"
-    try:
-        steps = int(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a positive integer or 'auto'") from None
-    if steps < 1:
-        raise ValueError(f"{text!r} is not a positive integer or 'auto'")
-    return steps
+    return int(_step_count(text))
 
 
 def parse_input_size(text: str) -> tuple[int, int]:
