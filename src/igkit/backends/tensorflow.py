@@ -48,6 +48,7 @@ __all__ = [
     "matches",
     "name",
     "open_session",
+    "place",
     "predict",
     "probe",
     "title",
