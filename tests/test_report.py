@@ -46,13 +46,13 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     explain = root / "explain"
     images = [str(p) for p in sorted((root / "imgs").glob("*.png"))]
     done = run_igkit(["explain", *images, "--out", str(explain), "--model", model,
-                      "--input-size", "16", "--steps", "4", "--figure", "panel,signs"],
+                      "--input-size", "16", "--steps", "4", "--figure", "panel,signs", "--trust"],
                      model_dir, root)
     assert done.returncode == 0, done.stderr
     _npz_rewrite(explain / "img001.npz", target_label=MALICIOUS)
     store = root / "store"
     done = run_igkit(["explain-dataset", str(root / "imgs"), "--out", str(store), "--model",
-                      model, "--input-size", "16", "--steps", "4", "--no-progress"],
+                      model, "--input-size", "16", "--steps", "4", "--no-progress", "--trust"],
                      model_dir, root)
     assert done.returncode == 0, done.stderr
     assert main(["report", str(explain), "--out", str(root / "rep_explain")]) == 0
@@ -397,7 +397,7 @@ def compared(sources: dict[str, Path]) -> dict[str, Path]:
     store_b = root / "store_b"
     done = run_igkit(["explain-dataset", str(root / "imgs"), "--out", str(store_b), "--model",
                       f"{MODEL_MODULE}:tiny", "--input-size", "16", "--steps", "9",
-                      "--no-progress"], root / "models", root)
+                      "--no-progress", "--trust"], root / "models", root)
     assert done.returncode == 0, done.stderr
     report = root / "rep_compare"
     assert main(["report", str(sources["store"]), str(store_b), "--out", str(report)]) == 0
