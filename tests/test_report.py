@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
 import html
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +28,7 @@ from test_runner_support import (
 
 from igkit.cli import COMMAND_MODULES, main
 from igkit.report import embed_json
+from igkit.report.folder import PARTIAL
 
 MALICIOUS = "<img src=x onerror=alert(1)></script><b>&amp;"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -254,6 +260,198 @@ def test_help_is_plain_text(module: str | None, capsys: pytest.CaptureFixture[st
     assert text.strip()
     assert "``" not in text
     assert not re.search(r":(mod|func|class|meth|data|attr|obj):`", text), text
+
+
+# ---------------------------------------------------------------------------------------------
+# The output folder: a report replaces only what an earlier report wrote, whole or not at all
+
+
+def _small_store(root: Path, count: int) -> Path:
+    """A store of ``count`` examples written through the store API (no model run)."""
+    images = make_images(root / "imgs", count)
+    rng = np.random.default_rng(count)
+    examples = [{"path": str(p), "label": "cat",
+                 "attributions": rng.normal(size=(16, 16, 3)).astype(np.float32)}
+                for p in images]
+    return write_store(root / "store", examples, shape=(16, 16, 3),
+                       settings={"preprocess": "resize"})
+
+
+def _tree(folder: Path) -> dict[str, str]:
+    """Every entry under ``folder``: files by content, folders and symlinks by kind."""
+    tree = {}
+    for path in sorted(folder.rglob("*")):
+        rel = str(path.relative_to(folder))
+        if path.is_symlink():
+            tree[rel] = f"link to {path.readlink()}"
+        elif path.is_dir():
+            tree[rel] = "folder"
+        else:
+            tree[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return tree
+
+
+def _one_error(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("igkit: error: "), err
+    return lines[0]
+
+
+def _recorded(report: Path) -> set[str]:
+    record = json.loads((report / "igkit-report.json").read_text(encoding="utf-8"))
+    assert record["complete"] is True
+    return set(record["files"]) | set(record["folders"])
+
+
+@pytest.mark.parametrize("users", [
+    ["notes.txt"],                   # a user's file beside the report's
+    ["data/mine.txt"],               # inside a folder the report writes
+    ["img/photo.png", "data/mine.txt", "index.html"],  # the report's names, not its files
+    ["data/mine.txt", "earlier"],    # a user's file added to an earlier report
+])  # fmt: skip
+def test_report_never_touches_a_users_files(tmp_path: Path, users: list[str],
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Before the record, ``--out DIR`` deleted DIR/data and DIR/img whatever they held."""
+    store = _small_store(tmp_path, 2)
+    out = tmp_path / "out"
+    if "earlier" in users:
+        assert main(["report", str(store), "--out", str(out)]) == 0
+    out.mkdir(exist_ok=True)
+    for name in users:
+        if name != "earlier":
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            (out / name).write_text(f"the user's {name}\n")
+    before = _tree(out)
+    capsys.readouterr()
+    assert main(["report", str(store), "--out", str(out)]) == 2
+    line = _one_error(capsys.readouterr().err)
+    assert "igkit report did not write" in line
+    assert any(name.split("/")[0] in line for name in users if name != "earlier"), line
+    assert _tree(out) == before
+
+
+def test_report_replaces_only_what_an_earlier_report_wrote(
+    sources: dict[str, Path], compared: dict[str, Path], tmp_path: Path
+) -> None:
+    """A compare report, then a smaller explain report into the same folder: every file of the
+    first that the second does not write is gone, and the folder holds what the record lists."""
+    out = tmp_path / "out"
+    assert main(["report", str(compared["a"]), str(compared["b"]), "--out", str(out)]) == 0
+    first = _tree(out)
+    assert set(first) == _recorded(out) and "compare.html" in first
+    assert main(["report", str(sources["explain"]), "--out", str(out)]) == 0
+    second = _tree(out)
+    assert set(second) == _recorded(out)
+    assert "compare.html" not in second and not any(n.startswith("img/compare_") for n in second)
+    assert second["index.html"] != first["index.html"]
+    # The same report again is the same folder.
+    assert main(["report", str(sources["explain"]), "--out", str(out)]) == 0
+    assert set(_tree(out)) == set(second)
+
+
+@pytest.mark.parametrize("damage", ["file", "damaged record", "record escapes", "symlink"])
+def test_report_refuses_an_out_it_cannot_own(tmp_path: Path, damage: str,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    store = _small_store(tmp_path, 2)
+    out = tmp_path / "out"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    if damage == "file":
+        out.write_text("not a folder\n")
+    else:
+        assert main(["report", str(store), "--out", str(out)]) == 0
+        record = out / "igkit-report.json"
+        if damage == "damaged record":
+            record.write_text('{"files": "index.html"}')
+        elif damage == "record escapes":  # a record that lists files outside the folder
+            data = json.loads(record.read_text())
+            data["files"].append("../victim.txt")
+            record.write_text(json.dumps(data))
+        else:
+            (out / "data" / "0.npz").unlink()
+            (out / "data" / "0.npz").symlink_to(victim)
+    before = {"out": _tree(out) if out.is_dir() else out.read_text(), "victim": _tree(tmp_path)}
+    capsys.readouterr()
+    assert main(["report", str(store), "--out", str(out)]) == 2
+    line = _one_error(capsys.readouterr().err)
+    assert {"file": "not a folder", "damaged record": "damaged", "record escapes": "damaged",
+            "symlink": "data/0.npz"}[damage] in line
+    assert {"out": _tree(out) if out.is_dir() else out.read_text(),
+            "victim": _tree(tmp_path)} == before
+
+
+def test_report_build_killed_midway_is_cleaned_up(tmp_path: Path) -> None:
+    """The hidden build folder of a run that died is igkit's (it carries its mark): the next
+    report removes it; one without the mark is a user's folder and is refused."""
+    store = _small_store(tmp_path, 2)
+    out = tmp_path / "out"
+    assert main(["report", str(store), "--out", str(out)]) == 0
+    partial = out / PARTIAL
+    partial.mkdir()
+    (partial / "img").mkdir()
+    (partial / "img" / "0_mask.png").write_bytes(b"half a png")
+    assert main(["report", str(store), "--out", str(out)]) == 2  # no mark: not igkit's
+    (partial / ".igkit-report-build").touch()
+    assert main(["report", str(store), "--out", str(out)]) == 0
+    assert not partial.exists() and set(_tree(out)) == _recorded(out)
+
+
+_CHILD = """
+import ctypes, resource, signal, sys
+mode, limit = sys.argv[1], int(sys.argv[2])
+if mode == "full":
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+from igkit.cli import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def _without_root_override() -> None:
+    """In the child before exec: drop the capabilities that let root write anywhere
+    (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER), so a read-only folder is read-only
+    for root too. A no-op (refused) for other users, for whom chmod is enough."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (1, 2, 3):
+        libc.prctl(24, cap, 0, 0, 0)  # PR_CAPBSET_DROP
+
+
+def _run_child(mode: str, args: list[str], limit: int = 0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", _CHILD, mode, str(limit), *args], capture_output=True, text=True,
+        timeout=300, env={**os.environ, "MPLBACKEND": "Agg"},
+        preexec_fn=_without_root_override if mode == "read-only" else None,
+    )
+
+
+@pytest.mark.parametrize("earlier", [False, True])
+@pytest.mark.parametrize("mode", ["full", "read-only"])
+def test_report_on_a_full_or_read_only_disk_changes_nothing(tmp_path: Path, mode: str,
+                                                            earlier: bool) -> None:
+    """A disk that fills up midway (RLIMIT_FSIZE: files of 5,000 bytes pass, the npz files of
+    9 KB do not) or a folder that cannot be written: one line, exit 2, and ``--out`` (and its
+    parent) exactly as before: no partial report, no hidden build folder, no new folder."""
+    store = _small_store(tmp_path, 3)
+    parent = tmp_path / "parent"
+    parent.mkdir()
+    out = parent / "report"
+    if earlier:
+        assert main(["report", str(store), "--out", str(out)]) == 0
+    locked = out if earlier else parent
+    before = _tree(parent)
+    if mode == "read-only":
+        locked.chmod(0o555)
+    try:
+        done = _run_child(mode, ["report", str(store), "--out", str(out)], limit=5000)
+    finally:
+        locked.chmod(0o755)
+    assert done.returncode == 2, done.stderr
+    line = _one_error(done.stderr)
+    assert "cannot write the report" in line and "--out is as it was" in line
+    assert ("free space" if mode == "full" else "writable --out") in line
+    if mode == "full":
+        assert "File too large" in line
+    assert _tree(parent) == before
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,6 +5,8 @@ SOURCE is an ``igkit explain`` output folder or an ``explain-dataset`` store; wi
 B - A of ``igkit compare``, and its gallery shows STORE_A's items. The report opens
 from the file system with no server or network: ``index.html`` (a filterable, sortable gallery),
 one detail page per image and target, and one page per class (see :mod:`igkit.report.build`).
+``--out`` may only hold an earlier report, which is replaced file by file as its record lists;
+anything else there is refused before a file is written (:mod:`igkit.report.folder`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Add the command's arguments."""
     parser.add_argument("sources", nargs="+", metavar="SOURCE",
                         help="explain output folder or dataset store; or two stores to compare")
-    parser.add_argument("--out", required=True, metavar="DIR", help="report folder")
+    parser.add_argument(
+        "--out", required=True, metavar="DIR",
+        help="report folder: new, empty, or holding an earlier igkit report, whose files (as "
+             "its igkit-report.json lists them) the new report replaces; a folder holding any "
+             "other file is refused, and a failed report leaves DIR as it was",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,10 +1,12 @@
 """Build a static HTML report from an ``igkit explain`` folder or an ``explain-dataset`` store.
 
 Everything the pages need lies inside the report folder: figures under ``img/``, npz files under
-``data/``, one ``item_N.html`` per image and target, one ``class_N.html`` per class and
-``index.html``; with a second store, ``compare.html`` (per class, B - A of the normalised mean
-|attribution| maps and channel shares, computed by :mod:`igkit.runner.aggregate` and drawn with
-the figures of ``igkit compare``) and a gallery of the first store's items. File names inside
+``data/``, one ``item_N.html`` per image and target, one ``class_N.html`` per class,
+``index.html`` and ``igkit-report.json``, the record of every file written (a report replaces
+only an earlier report's files: :mod:`igkit.report.folder`); with a second store,
+``compare.html`` (per class, B - A of the normalised mean |attribution| maps and channel
+shares, computed by :mod:`igkit.runner.aggregate` and drawn with the figures of
+``igkit compare``) and a gallery of the first store's items. File names inside
 the report never come from data, so links are always plain relative paths; every string from
 data is escaped with :func:`html.escape` here, and the index script only ever sets
 ``textContent``.
@@ -26,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from igkit.report.assets import CSS, INDEX_JS
+from igkit.report.folder import ReportFolder
 from igkit.report.items import ReportItem, load_explain_folder, write_map_png
 from igkit.report.store import draw_figures, load_store
 
@@ -100,10 +103,14 @@ def build_report(source: str | os.PathLike[str], out: str | os.PathLike[str],
                  compare: str | os.PathLike[str] | None = None) -> int:
     """Write the report for ``source`` into ``out`` and return the number of items.
 
+    ``out`` is checked before anything is written, and the report appears there whole or not
+    at all (:mod:`igkit.report.folder`): it may be new, empty or hold an earlier report, whose
+    files (only those its record lists) the new report replaces.
+
     Args:
         source: An ``igkit explain`` output folder (with ``NAME.npz`` files) or an
             ``explain-dataset`` store (with ``results/``).
-        out: The report folder; created, and its ``img``/``data`` subfolders replaced.
+        out: The report folder.
         compare: A second store: adds ``compare.html`` (B = ``compare`` against A =
             ``source``, which must then be a store too); the gallery shows ``source``'s items.
 
@@ -113,22 +120,28 @@ def build_report(source: str | os.PathLike[str], out: str | os.PathLike[str],
     Raises:
         ValueError: ``source`` is neither kind of folder, or holds no items; ``compare`` is
             given and either folder is not a store, or their attributions differ in size.
+        ReportFolderError: (a ValueError) ``out`` holds files no earlier report wrote, or is
+            not a folder; :class:`~igkit.report.folder.ReportWriteError` when writing failed
+            (full disk, no permission), ``out`` then being as it was.
     """
+    import igkit
+
     src = Path(source)
-    dest = Path(out)
     classes: list[dict[str, Any]] = []
-    store_root: Path | None = None
+    store = None
     if compare is not None:
         for folder in (src, Path(compare)):
             if not (folder / "results").is_dir():
                 raise ValueError(f"{folder}: a two-store report needs two explain-dataset stores")
+    if not (src / "results").is_dir() and not (src.is_dir() and any(src.glob("*.npz"))):
+        raise ValueError(f"{source}: neither an igkit explain folder nor a dataset store")
+    target = ReportFolder(out, {"igkit_report": igkit.__version__, "source": str(src),
+                                "compare": None if compare is None else str(compare)})
+    target.check()
     if (src / "results").is_dir():
         items, classes, store = load_store(src)
-        store_root = src
-    elif src.is_dir() and any(src.glob("*.npz")):
-        items = load_explain_folder(src)
     else:
-        raise ValueError(f"{source}: neither an igkit explain folder nor a dataset store")
+        items = load_explain_folder(src)
     other = None
     if compare is not None:
         from igkit.runner.store import DatasetStore
@@ -137,14 +150,18 @@ def build_report(source: str | os.PathLike[str], out: str | os.PathLike[str],
         if other.shape != store.shape:
             raise ValueError(f"{source} and {compare} hold attributions of different sizes "
                              f"({store.shape} vs {other.shape})")
-    dest.mkdir(parents=True, exist_ok=True)
-    for sub in ("img", "data"):
-        shutil.rmtree(dest / sub, ignore_errors=True)
-        (dest / sub).mkdir()
-    (dest / "compare.html").unlink(missing_ok=True)
-    if other is not None:
-        _write_compare_page(dest, store, other, src.name, Path(compare).name)
+    with target.build() as dest:
+        for sub in ("img", "data"):
+            (dest / sub).mkdir()
+        if other is not None:
+            _write_compare_page(dest, store, other, src.name, Path(compare).name)
+        return _write_items(dest, src, items, classes, store is not None,
+                            None if compare is None else Path(compare).name)
 
+
+def _write_items(dest: Path, src: Path, items: list[ReportItem], classes: list[dict[str, Any]],
+                 is_store: bool, compare: str | None) -> int:
+    """The detail, class and index pages and their figures and npz files, into ``dest``."""
     class_names = sorted({it.label if it.label else it.target_label for it in items}
                          | {c["name"] for c in classes})
     class_index = {name: k for k, name in enumerate(class_names)}
@@ -187,8 +204,7 @@ def build_report(source: str | os.PathLike[str], out: str | os.PathLike[str],
         members = [e for e in entries if e["cls"] == name]
         _write_class_page(dest, k, name, members, by_class.get(name))
     (dest / "index.html").write_text(
-        _index_page(entries, class_names, class_index, str(src.name), store_root is not None,
-                    compare=Path(compare).name if compare is not None else None),
+        _index_page(entries, class_names, class_index, str(src.name), is_store, compare=compare),
         encoding="utf-8",
     )
     return len(entries)
