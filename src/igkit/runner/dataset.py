@@ -1,10 +1,12 @@
 """A whole dataset run: validate, open or resume the store, explain what is pending, count.
 
 :func:`prepare_dataset` checks everything a user can get wrong before the first attribution
-(the source, the packages, the model, every target) and raises
+(the source, the packages, the model, every target, the GPUs a Ray run asks for) and raises
 :class:`~igkit.workflow.InputError`; :meth:`DatasetJob.run` opens or creates the store (a store
 made with other settings is refused), redoes damaged rows, explains the pending examples on
-the local engine or Ray, and returns a :class:`DatasetRun` with the counts. ``igkit
+the local engine or Ray, and returns a :class:`DatasetRun` with the counts. Opening the store
+for the run repairs it (:meth:`~igkit.runner.store.DatasetStore.repair`): stale temporaries
+go, damaged part files go to its quarantine, damaged and missing examples are redone. ``igkit
 explain-dataset`` only parses its arguments and prints these.
 """
 
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from igkit.runner.engine import DatasetExplainer, SourceError, file_digest, read_source
-from igkit.runner.store import Example
+from igkit.runner.store import DatasetStore, Example, StoreRepair
 from igkit.workflow.inputs import InputError
 from igkit.workflow.settings import ExplainSettings
 
@@ -104,20 +106,18 @@ class DatasetJob:
             DatasetRunError: If the Ray run fails part-way.
         """
         from igkit.runner.local import run_local
-        from igkit.runner.store import DatasetStore, StoreError
+        from igkit.runner.store import StoreError
         from igkit.workflow.progress import Progress
 
         try:
             store = DatasetStore.create_or_open(
                 self.out, self.settings.fingerprint(self.digest), self.examples,
-                self.explainer.shape,
+                self.explainer.shape, lock=True,
             )
-            store.lock()
+            repair = store.repair(self.examples)
         except StoreError as exc:
             raise InputError(str(exc)) from None
-        redo = store.verify()
-        if redo:
-            note(f"igkit: redoing {len(redo)} example(s) whose attributions were incomplete")
+        _note_repair(store, repair, note)
         done = store.done_ids()
         pending = [e for e in self.examples if e.id not in done]
         if done:
@@ -161,6 +161,26 @@ class DatasetJob:
                 f"the Ray run failed ({type(exc).__name__}: {first}); run the same command "
                 "again to resume"
             ) from None
+
+
+def _note_repair(store: DatasetStore, repair: StoreRepair, note: Callable[[str], None]) -> None:
+    """Say what opening the store for the run repaired."""
+    out = store.root.as_posix()
+    if store.restored:
+        note(f"igkit: wrote {out}/store.json again ({store.restored}); the store's images, "
+             "array and rows agree with this command")
+    if repair.temporaries:
+        note(f"igkit: removed {len(repair.temporaries)} temporary file(s) a killed run left in "
+             f"{out}")
+    for name in repair.rewritten:
+        note(f"igkit: wrote {out}/{name} again (it was damaged)")
+    if repair.moved:
+        names = ", ".join(rel for rel, _ in repair.moved)
+        note(f"igkit: moved {len(repair.moved)} damaged or duplicate file(s) to "
+             f"{out}/quarantine/: {names}")
+    if repair.redo:
+        note(f"igkit: redoing {len(repair.redo)} example(s) whose rows or attributions were "
+             "damaged")
 
 
 def prepare_dataset(
@@ -219,6 +239,13 @@ def prepare_dataset(
                 f"{source}: target {example.target} of {example.path} is out of range, "
                 f"the model has classes 0..{classes - 1}"
             )
+    if engine == "ray" and gpus_per_worker:
+        from igkit.runner.ray_engine import check_gpus
+
+        try:  # before the store exists: a request the cluster cannot meet writes nothing
+            check_gpus(workers, gpus_per_worker)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
     return DatasetJob(
         settings, Path(out), examples, explainer, digest, engine, workers, gpus_per_worker,
         threads,

@@ -22,7 +22,7 @@ from igkit.runner.store import DatasetStore, Example
 from igkit.workflow.progress import Progress
 from igkit.workflow.settings import ExplainSettings
 
-__all__ = ["ExplainActor", "run_ray"]
+__all__ = ["ExplainActor", "check_gpus", "run_ray"]
 
 
 class ExplainActor:
@@ -71,6 +71,27 @@ class ExplainActor:
         return {"row": np.asarray(rows, dtype=object), "attributions": np.stack(attributions)}
 
 
+def check_gpus(workers: int, gpus_per_worker: float) -> None:
+    """Join Ray (the cluster ``ray.init()`` finds, or a new local one) and check that it has
+    the GPUs asked for.
+
+    Raises:
+        ValueError: If ``workers * gpus_per_worker`` exceeds the cluster's GPUs (Ray would
+            otherwise wait for them forever).
+    """
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, log_to_driver=False)
+    if gpus_per_worker:
+        available = float(ray.cluster_resources().get("GPU", 0.0))
+        if workers * gpus_per_worker > available:
+            raise ValueError(
+                f"--workers {workers} x --gpus-per-worker {gpus_per_worker:g} needs "
+                f"{workers * gpus_per_worker:g} GPUs; the Ray cluster has {available:g}"
+            )
+
+
 def run_ray(
     settings: ExplainSettings,
     store: DatasetStore,
@@ -95,15 +116,7 @@ def run_ray(
     """
     import ray
 
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=False)
-    if gpus_per_worker:
-        available = float(ray.cluster_resources().get("GPU", 0.0))
-        if workers * gpus_per_worker > available:
-            raise ValueError(
-                f"--workers {workers} x --gpus-per-worker {gpus_per_worker:g} needs "
-                f"{workers * gpus_per_worker:g} GPUs; the Ray cluster has {available:g}"
-            )
+    check_gpus(workers, gpus_per_worker)
     if not pending:
         return 0
     items = [
