@@ -6,7 +6,12 @@ Prints one line per class and writes ``compare.csv`` (``map_l1`` and a ``d_share
 per channel, named as ``igkit summarize`` names them), ``map_differences.npz`` (per class the
 ``(H, W)`` difference B - A of the normalised maps), ``map_differences.png`` and
 ``channel_share_differences.png`` to ``--out``. See
-:func:`igkit.runner.aggregate.compare_rows`.
+:func:`igkit.runner.aggregate.compare_rows`. ``map_differences.npz`` holds ``classes`` (the
+names) and ``maps`` (their differences, stacked); class names are never used as keys.
+
+Both stores are checked as they are read: damaged or missing examples are left out of every
+number and named on stderr, and the exit status is 1 (run the same ``explain-dataset`` command
+again to repair a store).
 """
 
 from __future__ import annotations
@@ -16,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from igkit.cli._base import Command, UsageError
-from igkit.cli.summarize import _print_table, open_store, require_matplotlib
+from igkit.cli._base import EXIT_FAILED, EXIT_OK, Command, UsageError
+from igkit.cli.summarize import _print_table, open_store, require_matplotlib, say_damage
 
 __all__ = ["COMMAND", "run"]
 
@@ -37,12 +42,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Aggregate both stores, print and write the per-class differences."""
     from igkit.io.writers import write_csv, write_npz
-    from igkit.runner.aggregate import (
-        compare_rows,
-        normalized_map,
-        store_channel_names,
-        summarize_store,
-    )
+    from igkit.runner.aggregate import class_maps_npz, compare_rows, normalized_map, summarize
 
     store_a, store_b = open_store(args.store_a), open_store(args.store_b)
     if store_a.shape != store_b.shape:
@@ -55,13 +55,12 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {out}: exists and is not a folder")
     if not args.no_figures:
         require_matplotlib()
-    channels = store_channel_names(store_a)
-    other_channels = store_channel_names(store_b)
+    summary_a, summary_b = summarize(store_a), summarize(store_b)
+    channels, other_channels = summary_a.channels, summary_b.channels
     if other_channels != channels:
         print(f"note: the stores name their channels differently (A: {', '.join(channels)}; "
               f"B: {', '.join(other_channels)}); the columns use A's names")
-    summaries_a, _ = summarize_store(store_a)
-    summaries_b, _ = summarize_store(store_b)
+    summaries_a, summaries_b = summary_a.classes, summary_b.classes
     compared = compare_rows(summaries_a, summaries_b, channels)
     rows = [row for *_, row in compared]
     fields: list[str] = []
@@ -77,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     ]
     diffs = [normalized_map(b.mean_map) - normalized_map(a.mean_map) for _, a, b in both]
     write_npz(out / "map_differences.npz",
-              {name: diff.astype(np.float32) for (name, *_), diff in zip(both, diffs, strict=True)})
+              class_maps_npz([name for name, *_ in both], diffs, store_a.shape[:2]))
     if not args.no_figures and both:
         from igkit.report.charts import write_compare_figures
 
@@ -87,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
     if only:
         print(f"classes in only one store: {', '.join(only)}")
     print(f"wrote the comparison to {out}")
-    return 0
+    damaged_a = say_damage(args.store_a, summary_a.check)
+    damaged_b = say_damage(args.store_b, summary_b.check)
+    return EXIT_FAILED if damaged_a or damaged_b else EXIT_OK
 
 
 COMMAND = Command(
@@ -96,7 +97,8 @@ COMMAND = Command(
     description=(
         "Per class present in both stores: the difference of the normalised mean |attribution| "
         "maps (map_l1, map_differences.npz) and of the per-channel shares (d_share_red, ...: "
-        "B - A), with figures, written to --out."
+        "B - A), with figures, written to --out. Both stores are checked as they are read: "
+        "damaged or missing examples are left out, named on stderr, and the exit status is 1."
     ),
     configure=configure,
     run=run,

@@ -3,26 +3,34 @@
 Prints one line per class (examples, failures, channel shares, completeness) and writes to
 ``STORE/summary/`` (or ``--out``): ``classes.csv`` (a ``share_NAME`` column per channel, named
 by :func:`igkit.runner.aggregate.store_channel_names`: red/green/blue for RGB photos),
-``failures.csv``, ``mean_maps.npz`` (one ``(H, W)`` array per class),
-``mean_abs_attribution.png`` (the per-class mean |attribution| maps) and ``channel_shares.png``.
-See :mod:`igkit.runner.aggregate` for the definitions.
+``failures.csv``, ``damaged.csv``, ``mean_maps.npz`` (``classes``, the class names, and
+``maps``, their ``(H, W)`` maps stacked: :func:`igkit.runner.aggregate.read_class_maps` reads it
+by name), ``mean_abs_attribution.png`` (the per-class mean |attribution| maps) and
+``channel_shares.png``. See :mod:`igkit.runner.aggregate` for the definitions.
+
+The store is checked as it is read (:meth:`igkit.runner.store.DatasetStore.check`): a damaged
+or missing example is left out of every number, named on stderr and in ``damaged.csv``, and the
+exit status is 1, with how to repair it (run the same ``explain-dataset`` command again).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from igkit.cli._base import Command, UsageError
+from igkit.cli._base import EXIT_FAILED, EXIT_OK, Command, UsageError
 
 if TYPE_CHECKING:
-    from igkit.runner.store import DatasetStore
+    from igkit.runner.store import DatasetStore, StoreCheck
 
-__all__ = ["COMMAND", "open_store", "require_matplotlib", "run"]
+__all__ = ["COMMAND", "DAMAGED_FIELDS", "damaged_rows", "open_store", "require_matplotlib",
+           "run", "say_damage"]
+
+#: Columns of ``damaged.csv``.
+DAMAGED_FIELDS = ["file", "example", "path", "problem"]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -49,8 +57,22 @@ def open_store(path: str) -> DatasetStore:
             ) from None
     try:
         return DatasetStore.open(path)
-    except StoreError as exc:
+    except StoreError as exc:  # StoreDamaged included: nothing in the store can be trusted
         raise UsageError(str(exc)) from None
+
+
+def say_damage(root: str, check: StoreCheck) -> bool:
+    """Print a check's damage on stderr (one line per damaged thing, then how to repair);
+    return True when the store is damaged."""
+    for line in check.messages(root):
+        print(line, file=sys.stderr)
+    return not check.ok
+
+
+def damaged_rows(check: StoreCheck) -> list[dict[str, object]]:
+    """The rows of ``damaged.csv``: one per damaged thing."""
+    return [{"file": d.file, "example": "" if d.example is None else d.example,
+             "path": d.path or "", "problem": d.problem} for d in check.damage]
 
 
 def _print_table(rows: Sequence[dict[str, Any]]) -> None:
@@ -67,7 +89,7 @@ def _print_table(rows: Sequence[dict[str, Any]]) -> None:
 def run(args: argparse.Namespace) -> int:
     """Aggregate the store, print the table, write CSVs and figures."""
     from igkit.io.writers import write_csv, write_npz
-    from igkit.runner.aggregate import store_channel_names, summarize_store, summary_rows
+    from igkit.runner.aggregate import class_maps_npz, summarize, summary_rows
 
     store = open_store(args.store)
     out = Path(args.out) if args.out else Path(args.store) / "summary"
@@ -75,21 +97,29 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {out}: exists and is not a folder")
     if not args.no_figures:
         require_matplotlib()
-    summaries, failures = summarize_store(store)
-    channels = store_channel_names(store)
+    summary = summarize(store)
+    summaries, failures, channels = summary.classes, summary.failures, summary.channels
     rows = summary_rows(summaries, channels)
     out.mkdir(parents=True, exist_ok=True)
     _print_table(rows)
     if rows:
         write_csv(out / "classes.csv", rows, list(rows[0]))
+    else:
+        (out / "classes.csv").unlink(missing_ok=True)  # not an older run's classes
     write_csv(out / "failures.csv", failures, ["id", "path", "label", "error"])
-    write_npz(out / "mean_maps.npz", {s.name: s.mean_map.astype(np.float32) for s in summaries})
+    write_csv(out / "damaged.csv", damaged_rows(summary.check), DAMAGED_FIELDS)
+    write_npz(out / "mean_maps.npz", class_maps_npz(
+        [s.name for s in summaries], [s.mean_map for s in summaries], store.shape[:2]))
     if not args.no_figures and summaries:
         from igkit.report.charts import write_summary_figures
 
         write_summary_figures(out, summaries, channels)
+    elif not summaries:  # nothing to draw: no older run's figures either
+        for name in ("mean_abs_attribution.png", "channel_shares.png"):
+            (out / name).unlink(missing_ok=True)
     print(f"{len(failures)} failed example(s); wrote the summary to {out}")
-    return 0
+    damaged = say_damage(args.store, summary.check)
+    return EXIT_FAILED if damaged else EXIT_OK
 
 
 def require_matplotlib() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, get_args
@@ -27,14 +28,25 @@ __all__ = ["draw_figures", "load_store"]
 
 
 def load_store(root: Path) -> tuple[list[ReportItem], list[dict[str, Any]], Any]:
-    """The items of a dataset store, its per-class summaries and the store itself."""
-    from igkit.runner.aggregate import setting_value, store_channel_names, summarize_store
+    """The items of a dataset store, its per-class summaries and the store itself.
+
+    The store is read through its check (:func:`igkit.runner.aggregate.summarize`): damaged or
+    missing examples are neither items nor counted, and each damaged thing is named on stderr
+    with how to repair the store.
+
+    Raises:
+        ValueError: If ``root`` is not a store or its ``store.json`` is damaged.
+    """
+    from igkit.runner.aggregate import setting_value, summarize
     from igkit.runner.store import DatasetStore
 
     store = DatasetStore.open(root)
+    summary = summarize(store)
+    for line in summary.check.messages(root):
+        print(line, file=sys.stderr)
     tol = float(store.settings.get("tol", 0.05))
     items = []
-    for row in store.results().to_pylist():
+    for row in summary.check.rows:
         ok = row["status"] == "ok"
         fields = {k: text_of(row[k]) for k in (
             "id", "path", "label", "target", "target_label", "score", "baseline_score", "delta",
@@ -67,8 +79,7 @@ def load_store(root: Path) -> tuple[list[ReportItem], list[dict[str, Any]], Any]
                 preprocess=mode if isinstance(mode, str) else None,
             )
         )
-    summaries, _ = summarize_store(store)
-    names = store_channel_names(store)
+    summaries, names = summary.classes, summary.channels
     classes = [
         {"name": s.name, "count": s.count, "failed": s.failed, "map": s.mean_map,
          "shares": s.channel_share, "channels": names, "mean_err": s.mean_abs_relative_error,

@@ -15,29 +15,40 @@ or ``model_channels``, when a run records them), else a built-in model's declare
 red/green/blue for the three-channel RGB photos every ``explain-dataset`` run decodes, and
 ``c0, c1, ...`` only when nothing else is known. :func:`setting_value` says what a setting left
 as None ("the model's default") stood for, where that is known without loading a framework.
+
+Every number is made from what :meth:`~igkit.runner.store.DatasetStore.check` trusts: an example
+whose row or chunk is damaged or missing is left out (and named in :attr:`StoreSummary.check`),
+a duplicated row counts once. Per-class maps go to ``.npz`` files under fixed keys
+(:func:`class_maps_npz`: ``classes``, the names, and ``maps``, stacked), never under the class
+names, which can be any text.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from igkit.runner.store import DatasetStore
+from igkit.runner.store import DatasetStore, StoreCheck
 
 __all__ = [
     "BUILTIN_MODEL_DEFAULTS",
     "MODEL_DEFAULT",
     "ClassSummary",
+    "StoreSummary",
     "channel_names",
+    "class_maps_npz",
     "compare_rows",
     "normalized_map",
+    "read_class_maps",
     "setting_value",
     "store_channel_names",
     "store_settings",
+    "summarize",
     "summarize_store",
     "summary_rows",
 ]
@@ -116,12 +127,20 @@ def channel_names(settings: Mapping[str, Any], count: int) -> list[str]:
     return [f"c{c}" for c in range(count)]
 
 
-def store_settings(store: DatasetStore) -> dict[str, Any]:
+def store_settings(
+    store: DatasetStore, rows: Sequence[Mapping[str, Any]] | None = None
+) -> dict[str, Any]:
     """The settings a store's run used: ``store.json``'s (what the user passed, which identify
     the store) updated with its first result row's (where a run records what it resolved, e.g.
-    the model's default preprocessing; the rows of one run share them)."""
+    the model's default preprocessing; the rows of one run share them).
+
+    ``rows`` are the store's trusted rows when the caller has them (else its tables are read
+    through :meth:`~igkit.runner.store.DatasetStore.check`, chunks unread).
+    """
     settings = store.settings
-    for text in store.results().column("settings").to_pylist():
+    if rows is None:
+        rows = store.check(chunks=False).rows
+    for text in (row.get("settings") for row in rows):
         try:
             recorded = json.loads(text) if text else None
         except ValueError:
@@ -132,9 +151,11 @@ def store_settings(store: DatasetStore) -> dict[str, Any]:
     return settings
 
 
-def store_channel_names(store: DatasetStore) -> list[str]:
+def store_channel_names(
+    store: DatasetStore, rows: Sequence[Mapping[str, Any]] | None = None
+) -> list[str]:
     """:func:`channel_names` of a store's settings (:func:`store_settings`) and channels."""
-    return channel_names(store_settings(store), store.shape[2])
+    return channel_names(store_settings(store, rows), store.shape[2])
 
 
 @dataclass(frozen=True)
@@ -152,16 +173,51 @@ class ClassSummary:
     within_tol: float
 
 
-def summarize_store(store: DatasetStore) -> tuple[list[ClassSummary], list[dict[str, object]]]:
-    """The per-class summaries (sorted by name) and the failed rows (id, path, label, error)."""
-    table = store.results().to_pylist()
+@dataclass(frozen=True)
+class StoreSummary:
+    """A store's per-class aggregates, made in one checked pass over its chunks.
+
+    Attributes:
+        classes: Per class (sorted by name), over the trusted rows only.
+        failures: The failed rows (id, path, label, error).
+        check: What the pass found: the trusted rows and every damaged thing, by name.
+        channels: The channel names (:func:`store_channel_names`).
+    """
+
+    classes: list[ClassSummary]
+    failures: list[dict[str, object]]
+    check: StoreCheck
+    channels: list[str]
+
+
+def _class_of(row: Mapping[str, Any]) -> str:
+    return str(row["label"] or row["target_label"] or FAILED_CLASS)
+
+
+def summarize(store: DatasetStore) -> StoreSummary:
+    """The per-class summaries of the rows the store's check trusts, the failed rows, and the
+    check (damaged and missing examples are left out of every number)."""
     tol = float(store.settings.get("tol", 0.05))
     height, width, channels = store.shape
+    totals: dict[str, np.ndarray] = {}
+    shares: dict[str, np.ndarray] = {}
+
+    def add(row: dict[str, Any], values: np.ndarray) -> None:
+        name = _class_of(row)
+        if name not in totals:
+            totals[name] = np.zeros((height, width), dtype=np.float64)
+            shares[name] = np.zeros(channels, dtype=np.float64)
+        magnitude = np.abs(values.astype(np.float64))
+        totals[name] += magnitude.sum(axis=-1)
+        per_channel = magnitude.sum(axis=(0, 1))
+        whole = per_channel.sum()
+        shares[name] += per_channel / whole if whole > 0 else np.full(channels, 1.0 / channels)
+
+    check = store.check(on_chunk=add)
     groups: dict[str, list[dict[str, Any]]] = {}
     failures: list[dict[str, object]] = []
-    for row in table:
-        name = row["label"] or row["target_label"] or FAILED_CLASS
-        groups.setdefault(name, []).append(row)
+    for row in check.rows:
+        groups.setdefault(_class_of(row), []).append(row)
         if row["status"] != "ok":
             failures.append(
                 {"id": row["id"], "path": row["path"], "label": row["label"] or "",
@@ -171,29 +227,49 @@ def summarize_store(store: DatasetStore) -> tuple[list[ClassSummary], list[dict[
     for name in sorted(groups):
         rows = groups[name]
         ok = [r for r in rows if r["status"] == "ok"]
-        total = np.zeros((height, width), dtype=np.float64)
-        shares = np.zeros(channels, dtype=np.float64)
-        for r in ok:
-            magnitude = np.abs(store.attributions(r["id"]).astype(np.float64))
-            total += magnitude.sum(axis=-1)
-            per_channel = magnitude.sum(axis=(0, 1))
-            whole = per_channel.sum()
-            shares += per_channel / whole if whole > 0 else np.full(channels, 1.0 / channels)
         errors = np.abs(np.asarray([r["relative_error"] for r in ok], dtype=np.float64))
         summaries.append(
             ClassSummary(
                 name=name,
                 count=len(rows),
                 failed=len(rows) - len(ok),
-                mean_map=total / len(ok) if ok else np.full((height, width), np.nan),
-                channel_share=shares / len(ok) if ok else np.full(channels, np.nan),
+                mean_map=totals[name] / len(ok) if ok else np.full((height, width), np.nan),
+                channel_share=shares[name] / len(ok) if ok else np.full(channels, np.nan),
                 mean_abs_relative_error=float(errors.mean()) if ok else float("nan"),
                 median_abs_relative_error=float(np.median(errors)) if ok else float("nan"),
                 max_abs_relative_error=float(errors.max()) if ok else float("nan"),
                 within_tol=float((errors <= tol).mean()) if ok else float("nan"),
             )
         )
-    return summaries, failures
+    return StoreSummary(summaries, failures, check, store_channel_names(store, check.rows))
+
+
+def summarize_store(store: DatasetStore) -> tuple[list[ClassSummary], list[dict[str, object]]]:
+    """The per-class summaries (sorted by name) and the failed rows (id, path, label, error),
+    of the rows the store's check trusts (:func:`summarize`, which also says what it left out).
+    """
+    summary = summarize(store)
+    return summary.classes, summary.failures
+
+
+def class_maps_npz(
+    names: Sequence[str], maps: Sequence[np.ndarray], shape: tuple[int, int]
+) -> dict[str, np.ndarray]:
+    """Per-class ``(H, W)`` maps as ``.npz`` entries under fixed keys: ``classes`` (the names,
+    a text array) and ``maps`` (``(K, H, W)`` float32, in the same order).
+
+    Class names are any text (``file``, ``allow_pickle``, ``a/b``, an empty label), so they are
+    never used as keys: as keyword names of ``np.savez`` some collide with its parameters.
+    """
+    stacked = (np.stack([np.asarray(m, dtype=np.float32) for m in maps]) if len(maps)
+               else np.zeros((0, *shape), dtype=np.float32))
+    return {"classes": np.asarray([str(n) for n in names], dtype=str), "maps": stacked}
+
+
+def read_class_maps(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """The per-class maps of a file written from :func:`class_maps_npz`, by class name."""
+    with np.load(path, allow_pickle=False) as data:
+        return {str(name): data["maps"][i] for i, name in enumerate(data["classes"])}
 
 
 def _column_names(channels: Sequence[str] | None, count: int) -> list[str]:
