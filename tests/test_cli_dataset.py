@@ -29,6 +29,7 @@ from test_runner_support import (  # noqa: E402
 )
 
 from igkit.cli import main  # noqa: E402
+from igkit.runner.aggregate import read_class_maps  # noqa: E402
 from igkit.runner.store import DatasetStore  # noqa: E402
 
 
@@ -191,21 +192,21 @@ def test_summarize_numbers_match_numpy(
     assert sorted(rows) == ["cat", "dog"]
     errors = {"cat": [0.01, 0.2, 0.03], "dog": [0.5, 0.04]}
     tol = 0.05
-    with np.load(tmp_path / "s" / "mean_maps.npz") as maps:
-        for name, arrays in groups.items():
-            row = rows[name]
-            assert int(row["examples"]) == len(arrays) + (name == "dog")
-            assert int(row["failed"]) == (name == "dog")
-            expected = _shares(arrays)
-            got = [float(row[f"share_{c}"]) for c in ("red", "green", "blue")]
-            np.testing.assert_allclose(got, expected, rtol=1e-5)
-            np.testing.assert_allclose(maps[name], _mean_map(arrays), rtol=1e-6)
-            err = np.array(errors[name])
-            assert float(row["mean_abs_relative_error"]) == pytest.approx(err.mean(), rel=1e-5)
-            assert float(row["median_abs_relative_error"]) == pytest.approx(np.median(err),
-                                                                            rel=1e-5)
-            assert float(row["max_abs_relative_error"]) == pytest.approx(err.max(), rel=1e-5)
-            assert float(row["within_tol"]) == pytest.approx((err <= tol).mean())
+    maps = read_class_maps(tmp_path / "s" / "mean_maps.npz")  # classes + stacked maps
+    for name, arrays in groups.items():
+        row = rows[name]
+        assert int(row["examples"]) == len(arrays) + (name == "dog")
+        assert int(row["failed"]) == (name == "dog")
+        expected = _shares(arrays)
+        got = [float(row[f"share_{c}"]) for c in ("red", "green", "blue")]
+        np.testing.assert_allclose(got, expected, rtol=1e-5)
+        np.testing.assert_allclose(maps[name], _mean_map(arrays), rtol=1e-6)
+        err = np.array(errors[name])
+        assert float(row["mean_abs_relative_error"]) == pytest.approx(err.mean(), rel=1e-5)
+        assert float(row["median_abs_relative_error"]) == pytest.approx(np.median(err),
+                                                                        rel=1e-5)
+        assert float(row["max_abs_relative_error"]) == pytest.approx(err.max(), rel=1e-5)
+        assert float(row["within_tol"]) == pytest.approx((err <= tol).mean())
     assert [f["id"] for f in _csv(tmp_path / "s" / "failures.csv")] == ["5"]
 
 
@@ -231,9 +232,9 @@ def test_compare_numbers_match_numpy(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert change[2] > 0.2  # ... and to blue
     assert float(cat["rel_err_a"]) == pytest.approx(np.mean([0.01, 0.2, 0.03]), rel=1e-5)
     assert float(cat["rel_err_b"]) == pytest.approx(np.mean([0.02, 0.07]), rel=1e-5)
-    with np.load(out / "map_differences.npz") as maps:
-        assert sorted(maps.files) == ["cat"]
-        np.testing.assert_allclose(maps["cat"], diff, rtol=1e-5, atol=1e-7)
+    maps = read_class_maps(out / "map_differences.npz")
+    assert sorted(maps) == ["cat"]
+    np.testing.assert_allclose(maps["cat"], diff, rtol=1e-5, atol=1e-7)
     # A store against itself: no difference anywhere.
     assert main(["compare", str(store_a), str(store_a), "--out", str(tmp_path / "same"),
                  "--no-figures"]) == 0
