@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -452,6 +453,83 @@ def test_report_on_a_full_or_read_only_disk_changes_nothing(tmp_path: Path, mode
     if mode == "full":
         assert "File too large" in line
     assert _tree(parent) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# Text from data in figures (the report shows them): drawn verbatim, never read as mathtext
+
+DOLLARS = ["a $ b $ c", "cost $5", "$x^$", "$\\alpha_$", "a \\$ b"]
+
+
+def _texts(fig: Any) -> list[Any]:
+    from matplotlib.text import Text
+
+    return [t for t in fig.findobj(Text) if t.get_text()]
+
+
+def _check_dollars(fig: Any, label: str | None) -> None:
+    """The figure renders; no text of it is mathtext; ``label`` is shown as it is."""
+    import io
+
+    from matplotlib import cbook
+
+    fig.savefig(io.BytesIO(), format="png")  # mathtext errors surface when drawing
+    texts = [t.get_text() for t in _texts(fig)]
+    assert not [t for t in texts if cbook.is_math_text(t)], texts
+    if label is not None:
+        # What matplotlib draws for a text that is not math: "\$" as "$", the rest as it is.
+        assert any(label in t.replace("\\$", "$") for t in texts), (label, texts)
+
+
+@pytest.mark.parametrize("label", DOLLARS)
+def test_figures_draw_labels_with_dollars_verbatim(label: str, tmp_path: Path) -> None:
+    """Every figure style and the report's charts, with a class named ``label``: before, a
+    ``$`` pair turned the text between into mathtext (``a $ b $ c`` lost its dollars) and
+    ``$x^$`` made matplotlib refuse to draw the figure."""
+    import torch
+
+    import igkit
+    from igkit import viz
+    from igkit.report.charts import bar_figure, map_grid
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(), torch.nn.Linear(4, 3),
+    )
+    x = np.random.default_rng(0).uniform(0, 1, (1, 3, 16, 16)).astype(np.float32)
+    with warnings.catch_warnings():  # few steps on a random net: only the text matters here
+        warnings.simplefilter("ignore")
+        result = igkit.integrated_gradients(net, x, target=1, output="softmax", steps=8,
+                                            return_path=True)
+        figures = viz.explain_figures(x[0], result, styles="all", model=net, output="softmax",
+                                      label=label, title=f"photo {label}", channel_axis=0)
+    for style, fig in figures.items():
+        _check_dollars(fig, None if style == "riemann" else label)
+    _check_dollars(viz.compare_grid([x[0].transpose(1, 2, 0)] * 2,
+                                    [np.ones((16, 16, 3))] * 2, [label, "other"]), label)
+    _check_dollars(map_grid([label], [np.ones((4, 4))], title=label), label)
+    _check_dollars(bar_figure([label, "b"], {label: np.ones(2)}, ylabel=label, title="t"), label)
+
+
+def test_a_title_with_dollars_is_as_wide_as_the_same_text_without_math() -> None:
+    """The drawn suptitle of a label ``a $ b $ c`` has the width of that text drawn with
+    mathtext off: the dollars are there (as mathtext the title is narrower: no dollars)."""
+    from igkit import viz
+    from igkit.viz._draw import literal
+
+    label = DOLLARS[0]
+    img = np.random.default_rng(0).uniform(0, 1, (16, 16, 3))
+    fig = viz.ig_panel(img, img - 0.5, label=label)
+    title = next(t for t in _texts(fig) if t.get_text() == fig.get_suptitle())
+    assert title.get_text() == literal(label)
+    reference = fig.text(0.5, 0.5, label, parse_math=False,
+                         fontproperties=title.get_fontproperties())
+    renderer = fig.canvas.get_renderer()
+    width = title.get_window_extent(renderer).width
+    assert width == pytest.approx(reference.get_window_extent(renderer).width, abs=0.5)
+    math = fig.text(0.5, 0.2, label, fontproperties=title.get_fontproperties())
+    assert abs(math.get_window_extent(renderer).width - width) > 5  # the test can tell
 
 
 # ---------------------------------------------------------------------------------------------

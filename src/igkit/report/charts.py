@@ -1,5 +1,6 @@
 """The figures of a store's aggregates: ``igkit summarize``, ``igkit compare`` and the report's
-compare page draw them alike.
+compare page draw them alike. Class and channel names are drawn verbatim (a ``$`` in them is
+escaped by :func:`igkit.viz._draw.literal`, not read as mathtext).
 
 matplotlib is imported by each function that draws, never at import, so the command line can
 check for it (:func:`require_matplotlib`) before any work and ``--no-figures`` runs without it.
@@ -44,6 +45,8 @@ def map_grid(
     """A row of maps with one colour bar each (``diverging``: symmetric red/blue scale)."""
     from matplotlib.figure import Figure
 
+    from igkit.viz._draw import literal
+
     count = max(1, len(maps))
     fig = Figure(figsize=(3.2 * count, 3.4))
     axes = fig.subplots(1, count, squeeze=False)[0]
@@ -53,11 +56,11 @@ def map_grid(
             image = ax.imshow(values, cmap="RdBu_r", vmin=-bound, vmax=bound or 1.0)
         else:
             image = ax.imshow(values, cmap="inferno")
-        ax.set_title(name, fontsize=9)
+        ax.set_title(literal(name), fontsize=9)
         ax.axis("off")
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(literal(title), fontsize=10)
     return fig
 
 
@@ -67,15 +70,17 @@ def bar_figure(
     """Grouped bars: one group per class, one bar per series (e.g. per channel)."""
     from matplotlib.figure import Figure
 
+    from igkit.viz._draw import literal
+
     fig = Figure(figsize=(max(4.0, 1.2 * len(classes) + 2), 3.2))
     ax = fig.subplots()
     positions = np.arange(len(classes))
     width = 0.8 / max(1, len(series))
     for k, (name, values) in enumerate(series.items()):
-        ax.bar(positions + k * width - 0.4 + width / 2, values, width, label=name)
-    ax.set_xticks(positions, list(classes), rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
+        ax.bar(positions + k * width - 0.4 + width / 2, values, width, label=literal(name))
+    ax.set_xticks(positions, [literal(c) for c in classes], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(literal(ylabel))
+    ax.set_title(literal(title), fontsize=10)
     ax.axhline(0.0, color="black", linewidth=0.5)
     ax.legend(fontsize=8)
     return fig

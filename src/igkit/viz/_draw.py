@@ -95,6 +95,20 @@ def _example(attributions: ArrayLike | Result, index: int) -> tuple[np.ndarray, 
     return np.asarray(attributions), None
 
 
+def literal(text: object) -> str:
+    """``text`` as matplotlib shows it verbatim: every ``$`` escaped.
+
+    matplotlib reads text between two unescaped ``$`` as mathtext: a class named ``$x$`` loses
+    its dollars (drawn as an italic x), ``a $ b $ c`` draws as ``a  b  c``, and ``$x^$`` stops
+    the figure with a parse error. With every ``$`` escaped no text is math, which is the only
+    way into mathtext; matplotlib then draws ``\\$`` as ``$`` and every other character,
+    backslashes included, as itself. Every title and label drawn from data goes through here
+    once, where it is drawn (:func:`_title`, :func:`_show`, the axis labels of the figures and
+    :mod:`igkit.report.charts`), so text composed earlier is never escaped twice.
+    """
+    return str(text).replace("$", "\\$")
+
+
 def _result_line(result: Result, index: int, label: str | None) -> str:
     """Class, score and completeness of one example, for a title."""
     target = int(np.asarray(result.target)[index])
@@ -129,7 +143,7 @@ def _title(
     if not lines and default:
         lines.append(default)
     if lines:
-        fig.suptitle("\n".join(lines), fontsize=_SUPTITLE_SIZE)
+        fig.suptitle(literal("\n".join(lines)), fontsize=_SUPTITLE_SIZE)
 
 
 def _show(ax: Axes, image: np.ndarray, title: str | None = None, **kwargs: Any) -> Any:
@@ -137,7 +151,7 @@ def _show(ax: Axes, image: np.ndarray, title: str | None = None, **kwargs: Any) 
     im = ax.imshow(image, interpolation="nearest", **kwargs)
     ax.set_axis_off()
     if title:
-        ax.set_title(title, fontsize=_TITLE_SIZE)
+        ax.set_title(literal(title), fontsize=_TITLE_SIZE)
     return im
 
 

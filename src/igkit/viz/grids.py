@@ -28,6 +28,7 @@ from igkit.viz._draw import (
     _target,
     _title,
     _wrap,
+    literal,
 )
 from igkit.viz.display import (
     attribution_mask,
@@ -153,7 +154,7 @@ def compare_grid(
             else:
                 _show(ax, overlay(img_rgb, masks[j], cmap, alpha, value_range=vrange))
         if titles is not None:
-            axs[0, j].set_title(_wrap(str(titles[j])), fontsize=_TITLE_SIZE)
+            axs[0, j].set_title(literal(_wrap(str(titles[j]))), fontsize=_TITLE_SIZE)
     for i, row in enumerate(rows):
         # Row names as y labels: keep the axis on for the label but hide ticks and frame.
         ax = axs[i, 0]
@@ -163,7 +164,7 @@ def compare_grid(
         if row != "baseline":  # baselines keep their frame
             for spine in ax.spines.values():
                 spine.set_visible(False)
-        ax.set_ylabel(row_names[row], fontsize=_TITLE_SIZE)
+        ax.set_ylabel(literal(row_names[row]), fontsize=_TITLE_SIZE)
     if shared_scale and im is not None:
         fig.colorbar(im, ax=axs.ravel().tolist(), shrink=0.6, label="sum |attribution|")
     _title(fig, title)

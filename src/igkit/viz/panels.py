@@ -25,6 +25,7 @@ from igkit.viz._draw import (
     _shared_range,
     _show,
     _title,
+    literal,
 )
 from igkit.viz.display import attribution_mask, display_rgb, overlay, sign_masks
 from igkit.viz.gradvis import PolarityName, gradvis_image
@@ -313,6 +314,6 @@ def keras_gradvis_figure(
         ax.set_yticks([])
         for spine in ax.spines.values():
             spine.set_visible(False)
-        ax.set_ylabel(caption, fontsize=10)
+        ax.set_ylabel(literal(caption), fontsize=10)
     _title(fig, title, result, index, label, default="Gradients and integrated gradients")
     return _finish(fig, path)

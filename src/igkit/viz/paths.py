@@ -23,6 +23,7 @@ from igkit.viz._draw import (
     _shared_range,
     _show,
     _title,
+    literal,
 )
 from igkit.viz.display import display_rgb, normalize_for_display
 
@@ -169,7 +170,8 @@ def saturation_plots(
     ax1.plot(alphas, scores, marker=marker, markersize=3)
     ax1.set_title("Target class score over alpha", fontsize=_TITLE_SIZE)
     ax1.set_xlabel("alpha")
-    ax1.set_ylabel(score_label or ("model p(target class)" if is_prob else "target score F"))
+    ax1.set_ylabel(literal(score_label or ("model p(target class)" if is_prob
+                                           else "target score F")))
     ax1.set_xlim(0.0, 1.0)
     if is_prob:
         ax1.set_ylim(0.0, 1.0)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from igkit.viz._draw import _TITLE_SIZE, PathLike, _finish, _new_figure, _title
+from igkit.viz._draw import _TITLE_SIZE, PathLike, _finish, _new_figure, _title, literal
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -166,8 +166,8 @@ def riemann_illustration(
         ax.plot(nodes, heights, "o", color="C3", markersize=5, zorder=4, clip_on=False)
         ax.axhline(0.0, color="0.4", linewidth=0.8)
         ax.set_title(
-            f"{name} Riemann sum, m = {steps}\n{value:.4f} (exact {exact:.4f}, "
-            f"error {value - exact:+.4f})",
+            literal(f"{name} Riemann sum, m = {steps}\n{value:.4f} (exact {exact:.4f}, "
+                    f"error {value - exact:+.4f})"),
             fontsize=_TITLE_SIZE,
         )
         ax.set_xlabel("alpha")
@@ -353,7 +353,7 @@ def riemann_figure(
         fontsize=_TITLE_SIZE,
     )
     note = _RULE_NOTES.get(method, "the gradient is evaluated at the dots")
-    ax.set_xlabel(f"alpha: {note}")
+    ax.set_xlabel(literal(f"alpha: {note}"))
     _title(
         fig,
         f"The attributions integrate with the {name} ({counted}),\nshown on a 1-D stand-in for "
