@@ -16,12 +16,88 @@ import numpy as np
 MODEL_MODULE = "igkit_dataset_testmodels"
 
 _MODEL_SOURCE = '''
-"""Tiny torch classifiers for the igkit dataset tests."""
+"""Tiny torch classifiers for the igkit dataset tests.
 
+Two test-only hooks, set by environment variables of the process that imports this module (an
+``igkit explain-dataset`` run whose model this is):
+
+* ``IGKIT_TEST_START_AT`` (seconds since the epoch): importing the model waits until then, so
+  two runs started together reach the store at the same moment;
+* ``IGKIT_TEST_PAUSE_WRITE`` (``chunk:N`` or ``part:N``): the Nth attribution chunk or result
+  part file the run writes gets half its bytes, flushed to disk, then the file
+  ``IGKIT_TEST_PAUSE_SIGNAL`` appears and the run waits to be killed: a SIGKILL that lands in
+  the middle of a write, every time. The writers themselves (Zarr's and igkit's atomic ones)
+  run unchanged around it.
+"""
+
+import contextlib
+import io
+import os
 import time
 
 import torch
 from torch import nn
+
+
+def _halt(handle, data) -> None:
+    view = memoryview(data).cast("B")
+    handle.write(view[: len(view) // 2])
+    handle.flush()
+    os.fsync(handle.fileno())
+    with open(os.environ["IGKIT_TEST_PAUSE_SIGNAL"], "w") as signal:
+        signal.write(getattr(handle, "name", ""))
+    time.sleep(3600)
+
+
+class _Halting:
+    def __init__(self, handle) -> None:
+        self.handle = handle
+
+    def write(self, data) -> int:
+        _halt(self.handle, data)
+        return 0
+
+
+def _pause_writes(spec: str) -> None:
+    kind, nth = spec.split(":")
+    seen = [0]
+
+    def due() -> bool:
+        seen[0] += 1
+        return seen[0] == int(nth)
+
+    if kind == "chunk":
+        import zarr.storage._local as local
+
+        original = local._atomic_write
+
+        @contextlib.contextmanager
+        def atomic_write(path, mode, exclusive=False):
+            with original(path, mode, exclusive=exclusive) as handle:
+                chunk = "attributions.zarr" in str(path) and path.name.isdigit()
+                yield _Halting(handle) if chunk and due() else handle
+
+        local._atomic_write = atomic_write
+    else:
+        import pyarrow.parquet as pq
+
+        original_write = pq.write_table
+
+        def write_table(table, where, *args, **kwargs):
+            name = os.path.basename(str(getattr(where, "name", "")))
+            if name.startswith(".part-") and due():
+                buffer = io.BytesIO()
+                original_write(table, buffer, *args, **kwargs)
+                _halt(where, buffer.getvalue())
+            return original_write(table, where, *args, **kwargs)
+
+        pq.write_table = write_table
+
+
+if os.environ.get("IGKIT_TEST_PAUSE_WRITE"):
+    _pause_writes(os.environ["IGKIT_TEST_PAUSE_WRITE"])
+if os.environ.get("IGKIT_TEST_START_AT"):
+    time.sleep(max(0.0, float(os.environ["IGKIT_TEST_START_AT"]) - time.time()))
 
 
 class Tiny(nn.Module):
@@ -79,12 +155,14 @@ def make_images(folder: Path, count: int, *, seed: int = 0, broken: bool = False
     return paths
 
 
-def cli_env(model_dir: Path) -> dict[str, str]:
-    """The environment for an ``igkit`` subprocess that can import the test model."""
+def cli_env(model_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment for an ``igkit`` subprocess that can import the test model (and
+    ``extra`` variables, e.g. the model module's test hooks)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         [str(model_dir), *filter(None, [env.get("PYTHONPATH", "")])]
     )
+    env.update(extra)
     return env
 
 
@@ -93,12 +171,14 @@ def igkit_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "igkit", *args]
 
 
-def run_igkit(args: list[str], model_dir: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run ``igkit ARGS`` to completion in a subprocess."""
+def run_igkit(
+    args: list[str], model_dir: Path, cwd: Path, **extra: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``igkit ARGS`` to completion in a subprocess (``extra``: environment variables)."""
     return subprocess.run(
         igkit_command(*args),
         cwd=cwd,
-        env=cli_env(model_dir),
+        env=cli_env(model_dir, **extra),
         capture_output=True,
         text=True,
         timeout=300,

@@ -17,6 +17,7 @@ again to repair a store).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Aggregate both stores, print and write the per-class differences."""
+    from igkit.runner.store import StoreDamaged
+
+    try:
+        return _compare(args)
+    except StoreDamaged as exc:
+        print(f"igkit: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _compare(args: argparse.Namespace) -> int:
     from igkit.io.writers import write_csv, write_npz
     from igkit.runner.aggregate import class_maps_npz, compare_rows, normalized_map, summarize
 

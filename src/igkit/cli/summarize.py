@@ -43,9 +43,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def open_store(path: str) -> DatasetStore:
-    """Open a store for reading; a missing package or a non-store is a UsageError."""
+    """Open a store for reading; a missing package or a non-store is a UsageError.
+
+    Raises:
+        igkit.runner.store.StoreDamaged: If its store.json is damaged (the caller says so and
+            exits with status 1).
+    """
     try:
-        from igkit.runner.store import DatasetStore, StoreError
+        from igkit.runner.store import DatasetStore, StoreDamaged, StoreError
     except ImportError:  # pragma: no cover - the store module imports nothing optional
         raise UsageError("pip install 'igkit[dataset]'") from None
     for module in ("zarr", "pyarrow"):
@@ -57,7 +62,9 @@ def open_store(path: str) -> DatasetStore:
             ) from None
     try:
         return DatasetStore.open(path)
-    except StoreError as exc:  # StoreDamaged included: nothing in the store can be trusted
+    except StoreDamaged:
+        raise  # a damaged store.json: exit status 1 with how to repair (see run)
+    except StoreError as exc:
         raise UsageError(str(exc)) from None
 
 
@@ -88,6 +95,16 @@ def _print_table(rows: Sequence[dict[str, Any]]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Aggregate the store, print the table, write CSVs and figures."""
+    from igkit.runner.store import StoreDamaged
+
+    try:
+        return _summarize(args)
+    except StoreDamaged as exc:
+        print(f"igkit: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _summarize(args: argparse.Namespace) -> int:
     from igkit.io.writers import write_csv, write_npz
     from igkit.runner.aggregate import class_maps_npz, summarize, summary_rows
 

@@ -167,8 +167,8 @@ def _note_repair(store: DatasetStore, repair: StoreRepair, note: Callable[[str],
     """Say what opening the store for the run repaired."""
     out = store.root.as_posix()
     if store.restored:
-        note(f"igkit: wrote {out}/store.json again ({store.restored}); the store's images, "
-             "array and rows agree with this command")
+        note(f"igkit: wrote {out}/store.json again (it was damaged: {store.restored}); the "
+             "store's images, array and rows agree with this command")
     if repair.temporaries:
         note(f"igkit: removed {len(repair.temporaries)} temporary file(s) a killed run left in "
              f"{out}")

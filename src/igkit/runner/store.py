@@ -114,7 +114,19 @@ class StoreError(ValueError):
 
 
 class StoreDamaged(StoreError):
-    """A store whose ``store.json`` is damaged: nothing in it can be read with confidence."""
+    """A store whose ``store.json`` is damaged: nothing in it can be read with confidence.
+
+    Attributes:
+        problem: What is wrong with store.json (the message adds the file and how to repair).
+    """
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(
+            f"{path}: {problem}; the store cannot be read. Run the same igkit explain-dataset "
+            "command again: it writes store.json again when the store's images, array and rows "
+            "confirm the command, and loses nothing else"
+        )
+        self.problem = problem
 
 
 @dataclass(frozen=True)
@@ -378,19 +390,19 @@ class DatasetStore:
         meta_path = root / "store.json"
         if not meta_path.is_file():
             if (root / "examples.parquet").is_file() and (root / "attributions.zarr").is_dir():
-                raise StoreDamaged(f"{meta_path}: missing")
+                raise StoreDamaged(meta_path, "missing")
             raise StoreError(f"{root}: not an igkit dataset store (no store.json)")
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise StoreDamaged(f"{meta_path}: unreadable ({_first_line(exc)})") from None
+            raise StoreDamaged(meta_path, f"unreadable ({_first_line(exc)})") from None
         if not isinstance(meta, dict):
-            raise StoreDamaged(f"{meta_path}: not a JSON object")
+            raise StoreDamaged(meta_path, "not a JSON object")
         if meta.get("format") != STORE_FORMAT:
             raise StoreError(f"{root}: unsupported store format {meta.get('format')!r}")
         problem = _meta_problem(meta)
         if problem:
-            raise StoreDamaged(f"{meta_path}: {problem}")
+            raise StoreDamaged(meta_path, problem)
         return cls(root, meta)
 
     @classmethod
@@ -434,7 +446,7 @@ class DatasetStore:
         except StoreDamaged as exc:
             if not lock:
                 raise
-            return cls._restore(root, settings, examples, shape, str(exc))
+            return cls._restore(root, settings, examples, shape, exc.problem)
         if store.meta["fingerprint"] != wanted:
             old = store.meta["settings"]
             changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
@@ -479,8 +491,8 @@ class DatasetStore:
             problem = store._unconfirmed(settings)
             if problem is not None:
                 raise StoreError(
-                    f"--out {root}: {why}, and {problem}, so it cannot be resumed; use a new "
-                    "--out (this one is left as it is)"
+                    f"--out {root}: its store.json is damaged ({why}) and {problem}, so it "
+                    "cannot be resumed; use a new --out (this one is left as it is)"
                 )
             if (root / "store.json").exists():
                 store._quarantine("store.json")
@@ -785,16 +797,18 @@ class DatasetStore:
                 continue
             try:
                 table = pq.read_table(folder / name, page_checksum_verification=True)
+                columns = [(f.name, f.type) for f in table.schema]
+                rows = table.to_pylist() if columns == expected else None
             except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for bad files
-                damage.append(Damage(rel, f"unreadable ({_first_line(exc)}); its rows are lost"))
+                damage.append(Damage(
+                    rel, f"unreadable ({_first_line(exc)}); its rows cannot be read"))
                 move.append(rel)
                 continue
-            if [(f.name, f.type) for f in table.schema] != expected:
+            if rows is None:
                 damage.append(Damage(rel, "not a results part (its columns are "
-                                     f"{', '.join(table.column_names) or 'none'})"))
+                                     f"{', '.join(n for n, _ in columns) or 'none'})"))
                 move.append(rel)
                 continue
-            rows = table.to_pylist()
             sizes[rel] = len(rows)
             entries.extend((rel, index, row) for index, row in enumerate(rows))
         return entries, sizes, move
