@@ -388,3 +388,51 @@ def test_kill_and_resume_loses_and_duplicates_nothing(tmp_path: Path, model_dir:
         "select count(*), count(distinct id) from results"
     ).fetchall()
     assert counts == [(15, 15)]
+
+
+#: Class names that break ``np.savez(**{name: ...})``: two are its own parameter names (``file``
+#: raised TypeError, ``allow_pickle`` vanished), one a path, one markup, one empty, one unicode.
+HOSTILE_LABELS = ["file", "allow_pickle", "a/b", "$x$", "", "猫 ü ☃"]
+
+
+def test_any_class_name_survives_summarize_and_compare(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from igkit.io.writers import write_npz
+    from igkit.runner.aggregate import class_maps_npz
+
+    rng = np.random.default_rng(2)
+    arrays = [rng.normal(size=(3, 2, 3)) for _ in HOSTILE_LABELS]
+    store = write_store(tmp_path / "s", [
+        {"path": f"/nowhere/{i}.png", "label": label, "attributions": values}
+        for i, (label, values) in enumerate(zip(HOSTILE_LABELS, arrays, strict=True))
+    ], shape=(3, 2, 3))
+    # An empty label is no class: the example counts under its explained class, "class 0".
+    names = {label or "class 0": values for label, values in zip(HOSTILE_LABELS, arrays,
+                                                                  strict=True)}
+    assert main(["summarize", str(store), "--no-figures"]) == 0
+    assert sorted(r["class"] for r in _csv(store / "summary" / "classes.csv")) == sorted(names)
+    maps = read_class_maps(store / "summary" / "mean_maps.npz")
+    assert sorted(maps) == sorted(names)
+    for name, values in names.items():
+        np.testing.assert_allclose(maps[name], _mean_map([values]), rtol=1e-6)
+    with np.load(store / "summary" / "mean_maps.npz", allow_pickle=False) as data:
+        assert sorted(data.files) == ["classes", "maps"] and data["classes"].dtype.kind == "U"
+
+    assert main(["compare", str(store), str(store), "--out", str(tmp_path / "c"),
+                 "--no-figures"]) == 0
+    differences = read_class_maps(tmp_path / "c" / "map_differences.npz")
+    assert sorted(differences) == sorted(names)
+    assert all(not d.any() for d in differences.values())
+    assert sorted(r["class"] for r in _csv(tmp_path / "c" / "compare.csv")) == sorted(names)
+    capsys.readouterr()
+
+    # The file format itself, with the empty name too, and no class at all.
+    arrays_2d = [a.sum(axis=-1) for a in arrays]
+    write_npz(tmp_path / "m.npz", class_maps_npz(HOSTILE_LABELS, arrays_2d, (3, 2)))
+    back = read_class_maps(tmp_path / "m.npz")
+    assert list(back) == HOSTILE_LABELS
+    for label, values in zip(HOSTILE_LABELS, arrays_2d, strict=True):
+        np.testing.assert_array_equal(back[label], values.astype(np.float32))
+    write_npz(tmp_path / "none.npz", class_maps_npz([], [], (3, 2)))
+    assert read_class_maps(tmp_path / "none.npz") == {}
