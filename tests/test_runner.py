@@ -149,3 +149,71 @@ def test_read_source_folder_csv_parquet(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(SourceError, match="image folder or a .csv/.parquet manifest"):
         read_source(tmp_path / "notes.txt")
+
+
+def test_a_new_store_is_locked_from_its_creation(tmp_path: Path) -> None:
+    """The run that creates a store holds its lock from the moment it appears, so a second run
+    cannot slip in between the creation and the lock."""
+    first = DatasetStore.create_or_open(tmp_path / "s", SETTINGS, _examples(2), (4, 4, 3),
+                                        lock=True)
+    with pytest.raises(StoreError, match="another igkit run is writing"):
+        DatasetStore.create_or_open(tmp_path / "s", SETTINGS, _examples(2), (4, 4, 3), lock=True)
+    first.unlock()
+    second = DatasetStore.create_or_open(tmp_path / "s", SETTINGS, _examples(2), (4, 4, 3),
+                                         lock=True)
+    second.unlock()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]  # no building folder left
+
+
+def test_a_damaged_store_json_is_written_again_only_when_the_store_confirms_the_run(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    import json
+
+    from igkit.runner.store import StoreDamaged
+
+    examples = _examples(3)
+    store = DatasetStore.create_or_open(tmp_path / "s", SETTINGS, examples, (4, 4, 3))
+    row = {**_row(examples[0]), "settings": json.dumps(SETTINGS)}
+    store.commit([row], {0: rng.normal(size=(4, 4, 3)).astype(np.float32)})
+    meta = (tmp_path / "s" / "store.json").read_bytes()
+    (tmp_path / "s" / "store.json").write_bytes(meta[:40])
+
+    with pytest.raises(StoreDamaged, match=r"store.json: unreadable .*; the store cannot be read"):
+        DatasetStore.open(tmp_path / "s")
+    with pytest.raises(StoreDamaged):  # a reader never writes it again
+        DatasetStore.create_or_open(tmp_path / "s", SETTINGS, examples, (4, 4, 3))
+    refusals = [
+        ({**SETTINGS, "steps": 32}, examples, (4, 4, 3), r"other settings \(steps differs\)"),
+        (SETTINGS, _examples(4), (4, 4, 3), "does not list the same images"),
+        (SETTINGS, examples, (8, 8, 3), "its attributions have the shape"),
+    ]
+    for settings, others, shape, message in refusals:
+        with pytest.raises(StoreError, match=message):
+            DatasetStore.create_or_open(tmp_path / "s", settings, others, shape, lock=True)
+        assert (tmp_path / "s" / "store.json").read_bytes() == meta[:40]  # left as it was
+
+    restored = DatasetStore.create_or_open(tmp_path / "s", SETTINGS, examples, (4, 4, 3),
+                                           lock=True)
+    restored.unlock()
+    assert restored.restored and "unreadable" in restored.restored
+    assert json.loads((tmp_path / "s" / "store.json").read_bytes()) == json.loads(meta)
+    assert (tmp_path / "s" / "quarantine" / "store.json").read_bytes() == meta[:40]
+    assert DatasetStore.open(tmp_path / "s").check().rows[0]["id"] == 0
+
+
+def test_rows_of_one_example_in_one_part_count_once(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    examples = _examples(3)
+    store = DatasetStore.create_or_open(tmp_path / "s", SETTINGS, examples, (4, 4, 3))
+    attributions = {e.id: rng.normal(size=(4, 4, 3)).astype(np.float32) for e in examples}
+    store.commit([_row(e) for e in examples] + [_row(examples[1])], attributions)
+    checked = store.check()
+    assert [r["id"] for r in checked.rows] == [0, 1, 2]
+    (damage,) = checked.damage
+    assert "row 3 repeats the row of example 1" in str(damage)
+    store.lock()
+    assert store.verify() == []  # nothing to redo: the repeated row is dropped
+    store.unlock()
+    assert store.check().ok and len(store.results()) == 3
