@@ -1,8 +1,12 @@
-"""The Ray engine on a local Ray cluster started here gives the same store as the local engine."""
+"""The Ray engine on a local Ray cluster started here gives the same store as the local engine,
+also when its driver is killed and the run resumed."""
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,11 +20,15 @@ from test_cli_dataset import _rows, assert_same_store  # noqa: E402
 from test_runner_support import (  # noqa: E402
     MODEL_MODULE,
     RUN_OPTIONS,
+    cli_env,
+    igkit_command,
     make_images,
+    run_igkit,
     write_model_module,
 )
 
 from igkit.cli import main  # noqa: E402
+from igkit.runner.store import DatasetStore  # noqa: E402
 
 # Ray starts its processes by fork + exec. When an earlier test in the same pytest process has
 # imported JAX, JAX's at-fork hook warns that fork and its threads may deadlock; the child execs
@@ -86,4 +94,53 @@ def test_more_gpus_than_the_cluster_has_is_refused(
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert err[-1].startswith("igkit: error: --workers 1 x --gpus-per-worker 1 needs 1 GPUs")
-    assert not _rows(tmp_path / "s")
+    assert not (tmp_path / "s").exists()  # asked before the store is made: nothing written
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
+def test_kill_the_ray_driver_and_resume(
+    tmp_path: Path,
+    ray_cluster: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """SIGKILL an ``explain-dataset --engine ray`` driver (joined to the cluster started here)
+    after it committed two batches; the same command again finishes with every example exactly
+    once and the numbers of a local run."""
+    monkeypatch.syspath_prepend(str(ray_cluster))
+    make_images(tmp_path / "imgs", 12, broken=True)
+    common = [str(tmp_path / "imgs"), *RUN_OPTIONS, "--commit-every", "2"]
+    assert main(["explain-dataset", *common, "--out", str(tmp_path / "local"),
+                 "--model", f"{MODEL_MODULE}:tiny"]) == 1
+    capsys.readouterr()
+
+    killed = tmp_path / "ray"
+    command = ["explain-dataset", *common, "--out", str(killed), "--model",
+               f"{MODEL_MODULE}:slow", "--engine", "ray"]
+    address = ray.get_runtime_context().gcs_address
+    process = subprocess.Popen(
+        igkit_command(*command), cwd=tmp_path, env=cli_env(ray_cluster, RAY_ADDRESS=address),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            if len(list((killed / "results").glob("part-*.parquet"))) >= 2:
+                break
+            time.sleep(0.02)
+        assert process.poll() is None, "the run finished (or failed) before it could be killed"
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+    partial = _rows(killed)
+    assert 4 <= len(partial) < 13
+    assert len({r["id"] for r in partial}) == len(partial)
+
+    resumed = run_igkit(command, ray_cluster, tmp_path, RAY_ADDRESS=address)
+    assert resumed.returncode == 1, resumed.stderr  # the corrupt image
+    assert "resuming:" in resumed.stderr
+    checked = DatasetStore.open(killed).check()
+    assert checked.ok, [str(d) for d in checked.damage]
+    assert [r["id"] for r in checked.rows] == list(range(13))  # each example exactly once
+    assert_same_store(tmp_path / "local", killed)
