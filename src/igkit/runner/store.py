@@ -486,9 +486,11 @@ class DatasetStore:
             "examples": _examples_digest(examples),
         }
         store = cls(root, meta)
-        store.lock()
+        problem = store._unconfirmed(settings)  # before the lock: no file in a non-store
+        if problem is None:
+            store.lock()
         try:
-            problem = store._unconfirmed(settings)
+            problem = problem or store._unconfirmed(settings)
             if problem is not None:
                 raise StoreError(
                     f"--out {root}: its store.json is damaged ({why}) and {problem}, so it "
