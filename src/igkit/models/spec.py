@@ -11,7 +11,9 @@ Only numpy is imported here: a model is run by its framework's backend
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -26,7 +28,9 @@ if TYPE_CHECKING:
 __all__ = [
     "FRAMEWORKS",
     "PREPROCESS_MODES",
+    "AmbiguousLabel",
     "Framework",
+    "LabelNotFound",
     "LoadedModel",
     "PreprocessMode",
     "find_label",
@@ -197,31 +201,94 @@ def guess_labels(num_classes: int) -> list[str] | None:
     return None
 
 
+class LabelNotFound(KeyError):
+    """No class has the name asked for; ``candidates`` are the indices of close names (a
+    partial match or a likely typo), best first, possibly none, and ``hint`` the part of the
+    message that names them ("did you mean 285 'Egyptian cat'?"), or ""."""
+
+    def __init__(self, message: str, candidates: Sequence[int] = (), hint: str = "") -> None:
+        super().__init__(message)
+        self.candidates = list(candidates)
+        self.hint = hint
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class AmbiguousLabel(ValueError):
+    """Several classes match the name equally well; ``candidates`` are their indices."""
+
+    def __init__(self, message: str, candidates: Sequence[int]) -> None:
+        super().__init__(message)
+        self.candidates = list(candidates)
+
+
+#: How many candidate classes a message names before "and N more".
+_SHOWN = 8
+
+
+def _normal(text: str) -> str:
+    """Case-folded, underscores as spaces (``Egyptian_cat``), runs of spaces as one."""
+    return " ".join(text.replace("_", " ").casefold().split())
+
+
+def _shown(labels: Sequence[str], hits: Sequence[int]) -> str:
+    shown = ", ".join(f"{i} {labels[i]!r}" for i in hits[:_SHOWN])
+    return shown + (f" and {len(hits) - _SHOWN} more" if len(hits) > _SHOWN else "")
+
+
 def find_label(labels: Sequence[str], query: str) -> int:
     """The index of the class ``query`` names, case-insensitively.
 
-    Tried in order, the first rule with a match decides: the full name ("Egyptian cat"), one of
-    its comma-separated synonyms ("bobsleigh"), a prefix of the full name ("bobs").
+    Tried in order, the first rule with a match decides: the full name ("Egyptian cat"), one
+    of its comma-separated synonyms ("bobsleigh" of "bobsled, bobsleigh, bob"), whole words of
+    a name ("persian" in "Persian cat"). A rule that matches several classes is ambiguous
+    ("cat": tabby cat, tiger cat, Persian cat, ...), and a name that is only part of a word
+    ("cat" of "catamaran") or a near miss ("egyptain cat") is not taken: it raises with the
+    candidates, so a name never explains a class the user did not mean. Underscores count as
+    spaces.
 
     Raises:
-        KeyError: If no class matches.
-        ValueError: If the deciding rule matches several classes.
+        LabelNotFound: (a KeyError) No class has that name, whole name, synonym or word; the
+            message names the classes containing it as part of a word or, failing that, the
+            closest names ("did you mean ...").
+        AmbiguousLabel: (a ValueError) The deciding rule matches several classes; the message
+            names them (up to eight, with indices).
     """
-    wanted = query.strip().casefold()
+    wanted = _normal(query)
     if not wanted:
-        raise KeyError("empty class name")
-    names = [label.casefold() for label in labels]
-    rules: tuple[Callable[[str], bool], ...] = (
-        lambda name: name == wanted,
-        lambda name: wanted in (part.strip() for part in name.split(",")),
-        lambda name: name.startswith(wanted),
+        raise LabelNotFound("empty class name")
+    names = [_normal(label) for label in labels]
+    synonyms = [[part.strip() for part in name.split(",")] for name in names]
+    word = re.compile(rf"(?<!\w){re.escape(wanted)}(?!\w)")
+    rules: tuple[tuple[str, Callable[[int], bool]], ...] = (
+        ("names", lambda i: names[i] == wanted),
+        ("is a synonym of", lambda i: wanted in synonyms[i]),
+        ("is a word of", lambda i: word.search(names[i]) is not None),
     )
-    for rule in rules:
-        hits = [i for i, name in enumerate(names) if rule(name)]
+    for how, rule in rules:
+        hits = [i for i in range(len(names)) if rule(i)]
         if len(hits) == 1:
             return hits[0]
         if hits:
-            shown = ", ".join(f"{i} {labels[i]!r}" for i in hits[:6])
-            more = f" and {len(hits) - 6} more" if len(hits) > 6 else ""
-            raise ValueError(f"class name {query!r} is ambiguous: {shown}{more}")
-    raise KeyError(f"no class matches {query!r}")
+            raise AmbiguousLabel(
+                f"class name {query!r} is ambiguous: it {how} {len(hits)} classes, "
+                f"{_shown(labels, hits)}; pass one of them by its full name or index",
+                hits,
+            )
+    missing = f"no class is named {query!r}"
+    partial = [i for i, name in enumerate(names) if wanted in name]
+    if partial:
+        hint = f"it is only part of a word of {_shown(labels, partial)}"
+        raise LabelNotFound(f"{missing}; {hint}; pass a full name or an index", partial, hint)
+    # A typo: the closest full names and synonyms, each class once, best first.
+    owner: dict[str, int] = {}
+    for i, parts in enumerate(synonyms):
+        for text in (names[i], *parts):
+            owner.setdefault(text, i)
+    close = difflib.get_close_matches(wanted, list(owner), n=3 * _SHOWN, cutoff=0.75)
+    near = list(dict.fromkeys(owner[text] for text in close))[:6]
+    if near:
+        hint = f"did you mean {_shown(labels, near)}?"
+        raise LabelNotFound(f"{missing}; {hint}", near, hint)
+    raise LabelNotFound(missing)

@@ -33,7 +33,7 @@ def fixed_target(
         InputError: For an index out of range, an unknown or ambiguous name, or a name for a
             model without class names.
     """
-    from igkit.models.spec import find_label
+    from igkit.models.spec import LabelNotFound, find_label
 
     if spec.kind == "top":
         if int(spec.value) > classes:
@@ -52,13 +52,15 @@ def fixed_target(
         )
     try:
         return find_label(list(labels), str(spec.value))
-    except KeyError:
+    except LabelNotFound as exc:
+        hint = f"; {exc.hint}" if exc.hint else ""
         raise InputError(
-            f"--target {spec.text!r}: not a class of {model_name} (names are matched "
-            "case-insensitively, by full name, synonym or prefix); pass a class index instead"
+            f"--target {spec.text!r}: not a class of {model_name}{hint} (names match a class's "
+            "full name, a comma-separated synonym or whole words, in any case; or pass a class "
+            "index)"
         ) from None
     except ValueError as exc:
-        raise InputError(f"--target: {exc}") from None
+        raise InputError(f"--target {spec.text!r}: {exc}") from None
 
 
 @dataclass(frozen=True)
