@@ -33,6 +33,7 @@ __all__ = [
     "DisconnectedModelError",
     "IntervalSession",
     "OutOfMemory",
+    "RawOutputSession",
     "RowSession",
     "Session",
     "SessionOptions",
@@ -67,12 +68,18 @@ class Capabilities:
         closing: Sessions hold something that ``close()`` releases or restores (device arrays,
             module training flags, global TF32 switches), so whoever opens one closes it, also
             when the call fails. Sessions without it need not be closed.
+        raw_outputs: Sessions implement ``outputs_and_raw`` (see ``RawOutputSession``): the
+            transformed outputs and the model's own outputs from one forward pass, so the
+            engine can tell a model that already returns probabilities from one returning
+            logits before it explains ``output="softmax"`` of it. Without it that check is
+            skipped.
     """
 
     precisions: tuple[str, ...] = ("float32",)
     row_accumulation: bool = False
     interval_accumulation: bool = False
     closing: bool = False
+    raw_outputs: bool = False
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.precisions) - set(PRECISIONS))
@@ -225,6 +232,17 @@ class RowSession(Session, Protocol):
         Raises:
             OutOfMemory: a single row did not fit.
         """
+        ...
+
+
+class RawOutputSession(Session, Protocol):
+    """A session declaring ``Capabilities.raw_outputs``."""
+
+    def outputs_and_raw(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Forward only, in batches: the transformed outputs ``(N, classes)`` as ``outputs``
+        returns them, and the model's outputs before a named transform ("raw", "softmax",
+        "sigmoid"), also ``(N, classes)`` float64; None for a user's output callable (what it
+        reads from the model need not be class scores)."""
         ...
 
 

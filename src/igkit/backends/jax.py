@@ -65,8 +65,9 @@ name = "jax"
 title = "JAX"
 
 #: Exact float32 (float64 in 64-bit mode) only, batch by batch through ``accumulate``;
-#: sessions drop their device arrays and their hold on the jitted step on ``close``.
-CAPABILITIES = Capabilities(closing=True)
+#: sessions drop their device arrays and their hold on the jitted step on ``close``; the
+#: model's own outputs beside the transformed ones (``outputs_and_raw``).
+CAPABILITIES = Capabilities(closing=True, raw_outputs=True)
 
 _DISCONNECTED = (
     "the model's output does not depend on its input (its gradient is structurally zero); "
@@ -311,6 +312,11 @@ class _Program:
 
     def scores_of(self, x: Any) -> Any:
         """The transformed ``(n, classes)`` output of the model at ``x``."""
+        return self.raw_and_scores(x)[1]
+
+    def raw_and_scores(self, x: Any) -> tuple[Any, Any]:
+        """The model's output before a named transform (None for an output callable) and the
+        transformed ``(n, classes)`` scores, from one call of the model."""
         out = self._call(x)
         if self._user_output is not None:
             out = self._user_output(out)  # type: ignore[operator]
@@ -319,9 +325,10 @@ class _Program:
                 f"the model returned {type(out).__name__}, not an array; pass output= a callable "
                 "that picks the class scores from it (e.g. output=lambda y: y['logits'])"
             )
-        if self._named is not None:
-            out = self._named(out)
-        return check_output_shape(out, int(x.shape[0]))
+        if self._named is None:
+            return None, check_output_shape(out, int(x.shape[0]))
+        raw = check_output_shape(out, int(x.shape[0]))
+        return raw, check_output_shape(self._named(out), int(x.shape[0]))
 
     def target_scores(self, x: Any, rows: Any) -> tuple[Any, Any]:
         """``(sum of the explained scores, the scores)`` at the points ``x``."""
@@ -447,15 +454,23 @@ class JaxSession:
         Not jitted: it runs twice per call (inputs, baselines), where compiling a second program
         costs more than it saves.
         """
+        return self.outputs_and_raw(x)[0]
+
+    def outputs_and_raw(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Forward only, in batches: the transformed outputs and the model's own (see
+        ``igkit.backends.base.RawOutputSession``), float64 numpy. Not jitted (see
+        ``outputs``)."""
         prog = self._prog()
-        chunks = []
+        chunks, raws = [], []
         bs = self._opts.batch_size
         for start in range(0, x.shape[0], bs):
             chunk = x[start : start + bs]
             # Called at once, so the closure sees this iteration's chunk.
-            out = self._oom_guard(lambda: prog.scores_of(self._a(chunk)))  # noqa: B023
+            raw, out = self._oom_guard(lambda: prog.raw_and_scores(self._a(chunk)))  # noqa: B023
             chunks.append(np.asarray(out, dtype=np.float64))
-        return np.concatenate(chunks, axis=0)
+            if raw is not None:
+                raws.append(np.asarray(raw, dtype=np.float64))
+        return np.concatenate(chunks, axis=0), (np.concatenate(raws, axis=0) if raws else None)
 
     def set_paths(
         self,

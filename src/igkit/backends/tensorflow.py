@@ -59,8 +59,9 @@ name = "tensorflow"
 title = "TensorFlow"
 
 #: Exact float32 only, batch by batch through ``accumulate``; sessions drop their device
-#: tensors and their hold on the traced step on ``close``.
-CAPABILITIES = Capabilities(closing=True)
+#: tensors and their hold on the traced step on ``close``; the model's own outputs beside the
+#: transformed ones (``outputs_and_raw``).
+CAPABILITIES = Capabilities(closing=True, raw_outputs=True)
 
 _DISCONNECTED = (
     "the model's output does not depend on its input (no gradient reaches the input); "
@@ -289,6 +290,11 @@ class _Program:
 
     def scores_of(self, x: Any) -> Any:
         """The transformed ``(n, classes)`` output of the model at ``x``."""
+        return self.raw_and_scores(x)[1]
+
+    def raw_and_scores(self, x: Any) -> tuple[Any, Any]:
+        """The model's output before a named transform (None for an output callable) and the
+        transformed ``(n, classes)`` scores, from one call of the model."""
         tf = self._tf
         out = self._call(x)
         if self._user_output is not None:
@@ -301,9 +307,10 @@ class _Program:
                 f"the model returned {type(out).__name__}, not a tensor; pass output= a callable "
                 "that picks the class scores from it (e.g. output=lambda y: y['logits'])"
             )
-        if self._named is not None:
-            out = self._named(out)
-        return check_output_shape(out, int(x.shape[0]))
+        if self._named is None:
+            return None, check_output_shape(out, int(x.shape[0]))
+        raw = check_output_shape(out, int(x.shape[0]))
+        return raw, check_output_shape(self._named(out), int(x.shape[0]))
 
     def step(
         self, sums: Any, base: Any, diff: Any, target: Any, idx: Any, alpha: Any, weight: Any
@@ -412,15 +419,22 @@ class TensorFlowSession:
 
     def outputs(self, x: np.ndarray) -> np.ndarray:
         """Forward only: the transformed outputs ``(N, classes)`` as float64, in batches."""
+        return self.outputs_and_raw(x)[0]
+
+    def outputs_and_raw(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Forward only, in batches: the transformed outputs and the model's own (see
+        ``igkit.backends.base.RawOutputSession``), float64 numpy."""
         prog = self._prog()
-        chunks = []
+        chunks, raws = [], []
         bs = self._opts.batch_size
         for start in range(0, x.shape[0], bs):
             chunk = x[start : start + bs]
             # Called at once, so the closure sees this iteration's chunk.
-            out = self._oom_guard(lambda: prog.scores_of(self._t(chunk)))  # noqa: B023
+            raw, out = self._oom_guard(lambda: prog.raw_and_scores(self._t(chunk)))  # noqa: B023
             chunks.append(np.asarray(out.numpy(), dtype=np.float64))
-        return np.concatenate(chunks, axis=0)
+            if raw is not None:
+                raws.append(np.asarray(raw.numpy(), dtype=np.float64))
+        return np.concatenate(chunks, axis=0), (np.concatenate(raws, axis=0) if raws else None)
 
     def set_paths(
         self,
