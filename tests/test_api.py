@@ -17,6 +17,15 @@ torch = pytest.importorskip("torch")
 
 ALL = ["riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gauss_legendre"]
 SRC = Path(igkit.__file__).parent
+#: The tolerance of tests about something other than completeness (layouts, batching, seeds,
+#: result fields): they run a few steps, which miss 1 %, and a fixed step count that misses
+#: ``tol`` warns NotConvergedWarning (tests/test_no_silent_numbers.py tests that warning).
+LOOSE = 1e6
+
+
+def loose_ig(*args, **kwargs):
+    """``igkit.integrated_gradients`` with ``tol=LOOSE``."""
+    return igkit.integrated_gradients(*args, tol=LOOSE, **kwargs)
 
 
 class CountingModel(torch.nn.Module):
@@ -130,14 +139,14 @@ def test_completeness_is_reported_exactly_on_a_conv_net(images):
 
 
 def test_single_example_keeps_its_shape(images):
-    res = igkit.integrated_gradients(small_cnn(), images[0], steps=4)
+    res = loose_ig(small_cnn(), images[0], steps=4)
     assert res.attributions.shape == images[0].shape
     assert res.delta.shape == (1,)
 
 
 def test_torch_tensor_inputs_are_accepted(images):
-    a = igkit.integrated_gradients(small_cnn(), torch.as_tensor(images), steps=4)
-    b = igkit.integrated_gradients(small_cnn(), images, steps=4)
+    a = loose_ig(small_cnn(), torch.as_tensor(images), steps=4)
+    b = loose_ig(small_cnn(), images, steps=4)
     np.testing.assert_array_equal(a.attributions, b.attributions)
 
 
@@ -151,41 +160,41 @@ def test_integer_images_keep_their_values(rng):
 
 
 def test_float64_models_compute_in_float64(images):
-    res = igkit.integrated_gradients(small_cnn(dtype=torch.float64), images, steps=8)
+    res = loose_ig(small_cnn(dtype=torch.float64), images, steps=8)
     assert res.attributions.dtype == np.float64
-    res32 = igkit.integrated_gradients(small_cnn(), images, steps=8)
+    res32 = loose_ig(small_cnn(), images, steps=8)
     assert res32.attributions.dtype == np.float32
 
 
 @pytest.mark.parametrize("batch_size", [1, 5, 64])
 def test_batch_size_does_not_change_attributions(batch_size, images):
-    ref = igkit.integrated_gradients(small_cnn(), images, steps=10, batch_size=16)
-    res = igkit.integrated_gradients(small_cnn(), images, steps=10, batch_size=batch_size)
+    ref = loose_ig(small_cnn(), images, steps=10, batch_size=16)
+    res = loose_ig(small_cnn(), images, steps=10, batch_size=batch_size)
     np.testing.assert_allclose(res.attributions, ref.attributions, rtol=1e-5, atol=1e-8)
 
 
 def test_targets_none_int_and_per_input(images):
     model = small_cnn()
-    assert igkit.integrated_gradients(model, images, steps=2, target=3).target.tolist() == [3] * 3
-    res = igkit.integrated_gradients(model, images, steps=2, target=[0, 4, 2])
+    assert loose_ig(model, images, steps=2, target=3).target.tolist() == [3] * 3
+    res = loose_ig(model, images, steps=2, target=[0, 4, 2])
     assert res.target.tolist() == [0, 4, 2]
 
 
 @pytest.mark.parametrize("name", ["uniform", "gaussian"])
 def test_random_baselines_are_reproducible_from_the_seed(name, images):
     model = small_cnn()
-    a = igkit.integrated_gradients(model, images, steps=4, baseline=name, seed=7)
-    b = igkit.integrated_gradients(model, images, steps=4, baseline=name, seed=7)
-    c = igkit.integrated_gradients(model, images, steps=4, baseline=name, seed=8)
+    a = loose_ig(model, images, steps=4, baseline=name, seed=7)
+    b = loose_ig(model, images, steps=4, baseline=name, seed=7)
+    c = loose_ig(model, images, steps=4, baseline=name, seed=8)
     np.testing.assert_array_equal(a.attributions, b.attributions)
     assert not np.allclose(a.attributions, c.attributions)
 
 
 def test_a_list_of_baselines_averages_their_attributions(images):
     names = ["black", "white", "blur", 0.5]
-    res = igkit.integrated_gradients(small_cnn(), images, steps=16, baseline=names)
+    res = loose_ig(small_cnn(), images, steps=16, baseline=names)
     assert res.baselines == ("black", "white", "blur", "constant 0.5")
-    singles = [igkit.integrated_gradients(small_cnn(), images, steps=16, baseline=n)
+    singles = [loose_ig(small_cnn(), images, steps=16, baseline=n)
                for n in names]
     np.testing.assert_allclose(res.attributions,
                                np.mean([s.attributions for s in singles], axis=0), rtol=1e-5,
@@ -196,8 +205,8 @@ def test_a_list_of_baselines_averages_their_attributions(images):
 
 def test_repeated_random_baselines_draw_fresh_noise(images):
     # The Keras example's random-baseline IG: each entry of the list is a new draw.
-    one = igkit.integrated_gradients(small_cnn(), images, steps=8, baseline="uniform")
-    two = igkit.integrated_gradients(small_cnn(), images, steps=8, baseline=["uniform"] * 2)
+    one = loose_ig(small_cnn(), images, steps=8, baseline="uniform")
+    two = loose_ig(small_cnn(), images, steps=8, baseline=["uniform"] * 2)
     assert not np.allclose(one.baseline_score, two.baseline_score)
 
 
@@ -209,7 +218,7 @@ def test_blur_baseline_blurs_only_spatial_axes(images):
 
 
 def test_return_path_gives_saturation_data(images):
-    res = igkit.integrated_gradients(small_cnn(), images, steps=9, method="riemann_trapezoid",
+    res = loose_ig(small_cnn(), images, steps=9, method="riemann_trapezoid",
                                      output="softmax", return_path=True)
     assert res.path is not None
     a = res.path.alphas[0]
@@ -247,8 +256,8 @@ def test_model_is_left_in_the_mode_it_was_given():
 
 def test_bare_torch_callable_is_recognised(images):
     model = small_cnn()
-    res = igkit.integrated_gradients(lambda t: model(t), images, steps=4)
-    ref = igkit.integrated_gradients(model, images, steps=4)
+    res = loose_ig(lambda t: model(t), images, steps=4)
+    ref = loose_ig(model, images, steps=4)
     np.testing.assert_array_equal(res.attributions, ref.attributions)
 
 
@@ -327,9 +336,9 @@ class OomAbove(torch.nn.Module):
 
 def test_out_of_memory_backs_off_to_smaller_batches(images):
     model = small_cnn()
-    ref = igkit.integrated_gradients(model, images, steps=20, batch_size=64)
+    ref = loose_ig(model, images, steps=20, batch_size=64)
     tight = OomAbove(model, 7)
-    res = igkit.integrated_gradients(tight, images, steps=20, batch_size=64)
+    res = loose_ig(tight, images, steps=20, batch_size=64)
     np.testing.assert_allclose(res.attributions, ref.attributions, rtol=1e-5, atol=1e-9)
     assert max(tight.sizes) <= 64
 
@@ -337,9 +346,9 @@ def test_out_of_memory_backs_off_to_smaller_batches(images):
 @pytest.mark.parametrize("method", ["adaptive", "gauss_legendre"])
 def test_packed_images_equal_one_by_one(method, images):
     model = small_cnn()
-    together = igkit.integrated_gradients(model, images, steps=24, method=method, batch_size=10)
+    together = loose_ig(model, images, steps=24, method=method, batch_size=10)
     for i in range(images.shape[0]):
-        alone = igkit.integrated_gradients(model, images[i : i + 1], steps=24, method=method,
+        alone = loose_ig(model, images[i : i + 1], steps=24, method=method,
                                            batch_size=10)
         np.testing.assert_allclose(together.attributions[i], alone.attributions[0], rtol=1e-5,
                                    atol=1e-9)
@@ -351,8 +360,8 @@ def test_reduced_precision_is_close_and_keeps_float32_sums(precision, images):
     # the attributions stay close to exact ones, in float32, and completeness is still reported
     # against exact scores.
     model = small_cnn()
-    exact = igkit.integrated_gradients(model, images, steps=32, output="softmax")
-    fast = igkit.integrated_gradients(model, images, steps=32, output="softmax",
+    exact = loose_ig(model, images, steps=32, output="softmax")
+    fast = loose_ig(model, images, steps=32, output="softmax",
                                       precision=precision)
     assert fast.attributions.dtype == np.float32
     err = np.linalg.norm(fast.attributions - exact.attributions) / np.linalg.norm(
@@ -439,16 +448,16 @@ def test_a_loaded_model_is_unwrapped_with_its_channel_axis_and_pixel_range(image
     model = small_cnn()
     # Values up to 200 would be read as a 0..255 image; the loaded model says [0, 1].
     x = images * 200
-    ref = igkit.integrated_gradients(model, x, steps=4, baseline="white", channel_axis=1,
+    ref = loose_ig(model, x, steps=4, baseline="white", channel_axis=1,
                                      input_range=(0.0, 1.0))
-    res = igkit.integrated_gradients(_loaded(model), x, steps=4, baseline="white")
+    res = loose_ig(_loaded(model), x, steps=4, baseline="white")
     np.testing.assert_array_equal(res.attributions, ref.attributions)
     assert res.channel_axis == 1
     np.testing.assert_array_equal(res.baseline_inputs, np.ones_like(x))
-    guessed = igkit.integrated_gradients(model, x, steps=4, baseline="white")
+    guessed = loose_ig(model, x, steps=4, baseline="white")
     assert guessed.baseline_inputs.max() == 255
     # What is given wins over what the loaded model says.
-    given = igkit.integrated_gradients(_loaded(model), x, steps=4, baseline="white",
+    given = loose_ig(_loaded(model), x, steps=4, baseline="white",
                                        input_range=(0.0, 255.0))
     np.testing.assert_array_equal(given.attributions, guessed.attributions)
     np.testing.assert_array_equal(igkit.gradients(_loaded(model), x), igkit.gradients(model, x))
@@ -462,8 +471,8 @@ def test_a_loaded_callable_runs_on_its_declared_framework_without_probing(images
         calls.append(t.shape[0])
         return model(t)
 
-    res = igkit.integrated_gradients(_loaded(forward), images, steps=4, batch_size=64)
-    ref = igkit.integrated_gradients(model, images, steps=4)
+    res = loose_ig(_loaded(forward), images, steps=4, batch_size=64)
+    ref = loose_ig(model, images, steps=4)
     np.testing.assert_array_equal(res.attributions, ref.attributions)
     assert calls == [6, 12]  # F(x) and F(x') together, then the 12 path points: no probe call
 
@@ -477,7 +486,7 @@ def test_result_carries_inputs_baseline_and_settings(images):
     model = small_cnn()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", igkit.NotConvergedWarning)
-        res = igkit.integrated_gradients(model, images, steps="auto", max_steps=64, seed=5,
+        res = loose_ig(model, images, steps="auto", max_steps=64, seed=5,
                                          baseline=["uniform", "black"], output="softmax")
     assert res.output == "softmax" and res.seed == 5
     assert res.requested_steps == "auto" and res.max_steps == 64
@@ -485,25 +494,25 @@ def test_result_carries_inputs_baseline_and_settings(images):
     np.testing.assert_array_equal(res.inputs, images)
     assert res.inputs.dtype == res.attributions.dtype
     assert res.baseline_inputs.shape == images.shape
-    again = igkit.integrated_gradients(model, images, steps=4, seed=5, baseline="uniform")
+    again = loose_ig(model, images, steps=4, seed=5, baseline="uniform")
     np.testing.assert_array_equal(res.baseline_inputs, again.baseline_inputs)
     assert again.requested_steps == 4
     # The inputs are a copy: changing the caller's array later changes nothing.
     x = images.copy()
-    kept = igkit.integrated_gradients(model, x, steps=2)
+    kept = loose_ig(model, x, steps=2)
     x[:] = 0
     np.testing.assert_array_equal(kept.inputs, images)
-    custom = igkit.integrated_gradients(model, images, steps=2, output=lambda y: y * 2)
+    custom = loose_ig(model, images, steps=2, output=lambda y: y * 2)
     assert custom.output == "callable"
 
 
 def test_result_fields_follow_unbatching_and_per_target(images):
     model = small_cnn()
-    one = igkit.integrated_gradients(model, images[0], steps=2, baseline="white")
+    one = loose_ig(model, images[0], steps=2, baseline="white")
     assert one.inputs.shape == one.baseline_inputs.shape == images[0].shape
     assert one.channel_axis == 1  # an axis of the batch, as channel_axis= takes it
     assert one.per_target() == [one]
-    multi = igkit.integrated_gradients(model, images, steps=2, target=[[0, 1], [2], [3, 4]],
+    multi = loose_ig(model, images, steps=2, target=[[0, 1], [2], [3, 4]],
                                        baseline="uniform")
     assert multi.inputs.shape == images.shape
     singles = multi.per_target()
@@ -512,14 +521,14 @@ def test_result_fields_follow_unbatching_and_per_target(images):
         np.testing.assert_array_equal(single.inputs, images[i][None])
         np.testing.assert_array_equal(single.baseline_inputs, multi.baseline_inputs[i][None])
         assert single.channel_axis == 1 and single.output == "raw"
-    batched = igkit.integrated_gradients(model, images, steps=2).per_target()
+    batched = loose_ig(model, images, steps=2).per_target()
     np.testing.assert_array_equal(batched[2].inputs, images[2:3])
 
 
 def test_repr_html_uses_the_notebook_view_and_falls_back_to_escaped_text(images, monkeypatch):
     import types
 
-    res = igkit.integrated_gradients(small_cnn(), images[:2], steps=2)
+    res = loose_ig(small_cnn(), images[:2], steps=2)
     fake = types.ModuleType("igkit.viz.notebook")
     fake.result_html = lambda result: f"<div>{len(result)} explained</div>"
     monkeypatch.setitem(sys.modules, "igkit.viz.notebook", fake)

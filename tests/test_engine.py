@@ -40,7 +40,8 @@ def test_riemann_rules_converge_to_the_closed_form_at_their_order(method, rng):
     exact = cubic_ridge_ig(u, x, xb)
     errs = []
     for n in (16, 32, 64):
-        res = _run(NumpySession(cubic_ridge(u)), x, xb, method=method, steps=n)
+        # The order is the subject; riemann_left misses 1 % at these counts (tol=1: no warning).
+        res = _run(NumpySession(cubic_ridge(u)), x, xb, method=method, steps=n, tol=1.0)
         errs.append(np.linalg.norm(res.attributions - exact) / np.linalg.norm(exact))
     order = np.log2(errs[1] / errs[2])
     expected = 1 if method == "riemann_left" else 2
@@ -73,7 +74,7 @@ def test_rows_of_many_paths_fill_every_batch(rng):
     u = rng.normal(size=4)
     x = rng.normal(size=(5, 4))
     session = NumpySession(cubic_ridge(u), batch_size=16)
-    _run(session, x, np.zeros_like(x), method="riemann_middle", steps=7)
+    _run(session, x, np.zeros_like(x), method="riemann_middle", steps=7, tol=1.0)
     # 5 paths x 7 points = 35 rows -> batches 16, 16, 3 (not 5 batches of 7).
     assert session.calls == [16, 16, 3]
 
@@ -118,8 +119,9 @@ def test_several_baselines_average_their_paths(rng):
 def test_delta_is_sum_of_attributions_minus_score_gap(rng):
     w = rng.normal(size=5)
     x = rng.normal(size=(4, 5))
-    res = _run(NumpySession(sigmoid_linear(w)), x, np.zeros_like(x), method="riemann_left",
-               steps=5)
+    with pytest.warns(NotConvergedWarning, match="at a fixed 5 steps"):
+        res = _run(NumpySession(sigmoid_linear(w)), x, np.zeros_like(x), method="riemann_left",
+                   steps=5)
     gap = res.score - res.baseline_score
     np.testing.assert_allclose(res.delta, res.attributions.sum(axis=1) - gap, rtol=0, atol=1e-15)
     np.testing.assert_allclose(res.relative_error, np.abs(res.delta) / np.abs(gap))

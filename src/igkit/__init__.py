@@ -7,6 +7,8 @@ and figures import theirs when first used.
 from igkit.api import gradients as gradients
 from igkit.api import integrated_gradients as integrated_gradients
 from igkit.core.engine import NotConvergedWarning as NotConvergedWarning
+from igkit.core.engine import NothingToAttributeWarning as NothingToAttributeWarning
+from igkit.core.engine import OutputTransformWarning as OutputTransformWarning
 from igkit.core.quadrature import available_methods as available_methods
 from igkit.core.quadrature import nodes_and_weights as nodes_and_weights
 from igkit.core.result import PathTrace as PathTrace

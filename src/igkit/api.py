@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -18,9 +19,17 @@ from types import ModuleType
 import numpy as np
 from numpy.typing import DTypeLike
 
-from igkit.backends.base import OUTPUT_NAMES, PRECISIONS, Capabilities, Session, SessionOptions
+from igkit.backends.base import (
+    OUTPUT_NAMES,
+    PRECISIONS,
+    Capabilities,
+    DisconnectedModelError,
+    Session,
+    SessionOptions,
+)
 from igkit.core.baselines import BaselineContext, make_baselines
-from igkit.core.engine import AutoSteps, run_integrated_gradients
+from igkit.core.checks import check_finite_outputs, check_output_transform
+from igkit.core.engine import AutoSteps, first_forward, run_integrated_gradients
 from igkit.core.planner import RowBatch, default_batch_size
 from igkit.core.quadrature import Rule, check_steps, get_rule
 from igkit.core.result import Result
@@ -202,6 +211,86 @@ class _Prepared:
     channel_axis: int | None
     input_range: tuple[float, float]
     options: SessionOptions
+    given_shape: tuple[int, ...] = ()  # the inputs' shape as passed
+    given_dtype: np.dtype | None = None  # the inputs' dtype as passed
+    channels_first: bool | None = None  # a LoadedModel's layout
+
+    def describe_failure(
+        self, exc: BaseException, channels_first: bool, batch: str
+    ) -> str | None:
+        """The likely mistake behind the model failing on the first forward pass, with the
+        fix, or None (the framework's error then goes up as it is)."""
+        if _raised_by_igkit(exc):
+            return None
+        failed = f"The model failed on {batch} with {type(exc).__name__}: {_gist(exc)}"
+        problem = _layout_problem(self.given_shape, self.batched, channels_first,
+                                  self.backend.title)
+        if problem:
+            return f"{problem}. {failed}"
+        if _looks_like_token_ids(self.given_dtype):
+            return f"{_TOKEN_IDS}. {failed}"
+        return None
+
+
+#: What integer inputs that a model cannot take as floats are, and the fix.
+_TOKEN_IDS = (
+    "integer inputs (token ids?) cannot be interpolated: attribute at the embedding layer "
+    "(pass the embeddings as inputs, to a model that starts after the embedding). Integrated "
+    "Gradients moves the inputs along a straight line from the baseline, through values "
+    "between the integers"
+)
+
+
+def _gist(exc: BaseException) -> str:
+    """The line of a framework's error that says what went wrong: the first, unless it only
+    names the call (Keras: "Exception encountered when calling ..."), without terminal
+    colours, at most 300 characters."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(exc).splitlines()]
+    lines = [line for line in lines if line]
+    if len(lines) > 1 and lines[0].startswith("Exception encountered when calling"):
+        lines = lines[1:]
+    return lines[0][:300] if lines else ""
+
+
+def _looks_like_token_ids(dtype: np.dtype | None) -> bool:
+    """Integer inputs other than 8- and 16-bit images (uint8, uint16)."""
+    return dtype is not None and dtype.kind in "iu" and dtype not in (np.uint8, np.uint16)
+
+
+def _raised_by_igkit(exc: BaseException) -> bool:
+    """Whether igkit's own code raised ``exc`` (its messages already name the fix), rather than
+    the model or its framework."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return str(tb.tb_frame.f_globals.get("__name__", "")).startswith("igkit.")
+
+
+def _layout_problem(
+    shape: tuple[int, ...], batched: bool, channels_first: bool, title: str
+) -> str | None:
+    """``inputs of shape (224, 224, 3) look channels-last; this PyTorch model takes
+    channels-first: transpose to (3, 224, 224)``, or None when the shape does not look like
+    the other layout (images of 1, 3 or 4 channels, more than 4 pixels a side)."""
+    lead = shape[:1] if batched else ()
+    ex = shape[1:] if batched else shape
+    if len(ex) != 3:
+        return None
+    if channels_first and ex[2] in (1, 3, 4) and ex[0] > 4 and ex[1] > 4:
+        want, axes = (ex[2], ex[0], ex[1]), ((0, 3, 1, 2) if batched else (2, 0, 1))
+        have, need = "channels-last", "channels-first"
+    elif not channels_first and ex[0] in (1, 3, 4) and ex[1] > 4 and ex[2] > 4:
+        want, axes = (ex[1], ex[2], ex[0]), ((0, 2, 3, 1) if batched else (1, 2, 0))
+        have, need = "channels-first", "channels-last"
+    else:
+        return None
+    tensor = f" or x.permute{axes} for a tensor" if channels_first else ""
+    return (
+        f"inputs of shape {tuple(shape)} look {have}; this {title} model takes {need}: "
+        f"transpose to {(*lead, *want)} (np.transpose(x, {axes}){tensor})"
+    )
 
 
 def _prepare(
@@ -248,6 +337,11 @@ def _prepare(
     x = raw if is_batched else raw[None]
     if x.shape[0] == 0:
         raise ValueError("inputs is an empty batch; pass at least one example")
+    if loaded is not None:
+        # The layout is known: a transposed image is refused before the model runs.
+        problem = _layout_problem(raw.shape, is_batched, loaded.channels_first, backend.title)
+        if problem:
+            raise ValueError(problem)
     if input_range is None:
         input_range = _infer_range(x)
     if x.dtype.kind in "iub":
@@ -265,18 +359,42 @@ def _prepare(
         precision=precision,  # type: ignore[arg-type]
     )
     low, high = input_range
-    return _Prepared(backend, model, x, is_batched, channel_axis, (low, high), options)
+    return _Prepared(
+        backend, model, x, is_batched, channel_axis, (low, high), options,
+        given_shape=tuple(int(d) for d in raw.shape), given_dtype=raw.dtype,
+        channels_first=None if loaded is None else loaded.channels_first,
+    )
 
 
 @contextlib.contextmanager
 def _session(prep: _Prepared) -> Iterator[Session]:
-    """A session of the prepared model, closed afterwards when it declares ``closing``."""
+    """A session of the prepared model, closed afterwards when it declares ``closing``.
+
+    A model that turns out not to depend on integer inputs (a Keras embedding casts them back
+    to integers) is refused with what to do about token ids."""
     session: Session = prep.backend.open_session(prep.model, prep.options)
     try:
         yield session
+    except DisconnectedModelError as exc:
+        if _looks_like_token_ids(prep.given_dtype):
+            raise DisconnectedModelError(f"{exc}. {_TOKEN_IDS}") from None
+        raise
     finally:
         if session.capabilities.closing:
             session.close()
+
+
+def _describe(
+    prep: _Prepared, session: Session, batch: str = "the inputs and baselines, batched together"
+) -> Callable[[BaseException], str | None]:
+    """``describe_failure`` for the engine's first forward pass: the layout the session's
+    framework (or the LoadedModel) takes, and the inputs as they were given; ``batch`` says
+    what the failing call held."""
+    channels_first = (
+        prep.channels_first if prep.channels_first is not None
+        else session.default_channel_axis == 1
+    )
+    return lambda exc: prep.describe_failure(exc, channels_first, batch)
 
 
 def _infer_range(x: np.ndarray) -> tuple[float, float]:
@@ -317,6 +435,7 @@ def _resolve_steps(steps: object, method: str, tol: float, max_steps: int) -> in
             raise ValueError(f"steps must be a positive integer or 'auto', got {steps!r}")
         if not (isinstance(max_steps, (int, np.integer)) and max_steps >= rule.min_steps):
             raise ValueError(f"max_steps must be an integer >= {rule.min_steps}, got {max_steps!r}")
+        check_steps(rule, max_steps, name="max_steps")
         return AutoSteps(tol=tol, max_steps=int(max_steps))
     check_steps(rule, steps)
     return int(steps)  # type: ignore[call-overload]
@@ -422,6 +541,7 @@ def integrated_gradients(
         result = run_integrated_gradients(
             session, x, baselines, target=target, method=method, steps=method_steps,
             tol=float(tol), batch_size=prep.options.batch_size, return_path=return_path,
+            output=output, describe_failure=_describe(prep, session),
         )
     result = replace(
         result,
@@ -471,7 +591,13 @@ def gradients(
     )
     with _session(prep) as session:
         x = prep.x.astype(session.dtype, copy=False)
-        plan = resolve_target_plan(target, session.outputs(x))
+        n = x.shape[0]
+        outputs, raw = first_forward(session, x, _describe(prep, session, "the inputs"),
+                                     f"the {n} input{'s' if n > 1 else ''}")
+        check_finite_outputs(outputs, [f"input {i}" for i in range(n)])
+        check_output_transform(output, outputs, raw, session.dtype, where="the inputs",
+                               stacklevel=3)
+        plan = resolve_target_plan(target, outputs)
         n = len(plan)
         # A path from 0 to x evaluated at alpha = 1 with weight 1 is the gradient at x itself.
         session.set_paths(x, np.zeros_like(x[plan.pair_input]), plan.pair_input, plan.pair_target)
@@ -479,5 +605,14 @@ def gradients(
         for start in range(0, n, bs):
             rows = np.arange(start, min(n, start + bs))
             session.accumulate(RowBatch(rows, np.ones(rows.shape[0]), np.ones(rows.shape[0])))
-        grads = plan.scatter(session.take().sums.astype(x.dtype), 0)
+        sums = session.take().sums
+        bad = ~np.isfinite(sums.reshape(n, -1)).all(axis=1)
+        if bad.any():
+            r = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"the gradient of class {int(plan.pair_target[r])} at input "
+                f"{int(plan.pair_input[r])} is not finite (NaN or Inf): the model is not "
+                "differentiable to a finite value there (e.g. sqrt, log or a division at 0)"
+            )
+        grads = plan.scatter(sums.astype(x.dtype), 0)
     return grads if prep.batched or plan.multi else grads[0]

@@ -140,6 +140,7 @@ def run_adaptive(
     accumulate: Callable[[np.ndarray, list, list], Taken],
     record: Callable[[int, np.ndarray, np.ndarray, np.ndarray | None], None],
     split_paths: Callable[[int], None],
+    unchanged: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Adaptive IG for every path; ``steps=None`` refines until ``tol`` (see module docstring).
 
@@ -156,6 +157,8 @@ def run_adaptive(
         record: ``(path, alphas, scores, mean |gradient|)`` for the path trace.
         split_paths: ``k -> None``: re-registers the session's paths so that path ``p`` becomes
             ``k`` copies ``p * k + j`` with separate sums ("auto" keeps one sum per pilot cell).
+        unchanged: ``(P,)`` True where F(x) = F(x') to rounding: "auto" stops those paths on
+            the attribution error alone, since completeness has nothing to be relative to.
 
     Returns:
         Path attributions, the final rule's nodes per path, evaluations per path, and whether
@@ -194,7 +197,8 @@ def run_adaptive(
 
     return _auto_cells(session, diff, gap, grid, pilot_g, pilot_s, tol=tol, max_steps=max_steps,
                        batch_size=batch_size, accumulate=accumulate, record=record,
-                       split_paths=split_paths)
+                       split_paths=split_paths,
+                       unchanged=np.zeros(n_paths, dtype=bool) if unchanged is None else unchanged)
 
 
 def _auto_cells(
@@ -211,6 +215,7 @@ def _auto_cells(
     accumulate: Callable[[np.ndarray, list, list], Taken],
     record: Callable[[int, np.ndarray, np.ndarray, np.ndarray | None], None],
     split_paths: Callable[[int], None],
+    unchanged: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``steps="auto"``: refine pilot cells one by one where the error is, until ``tol``.
 
@@ -272,7 +277,11 @@ def _auto_cells(
             scale_gap = max(abs(float(gap[p])), 1e-300)
             residual = cells[p].reshape(m, -1).sum(axis=1) - d_f[p]
             attr_ok = float(np.sqrt(np.sum(err[p] ** 2))) <= tol * norm
-            compl_ok = abs(float(total.sum()) - float(gap[p])) <= tol * scale_gap
+            compl_ok = bool(unchanged[p]) or (
+                abs(float(total.sum()) - float(gap[p])) <= tol * scale_gap
+            )
+            if unchanged[p]:
+                residual = np.zeros_like(residual)  # no completeness to chase
             if attr_ok and compl_ok:
                 met[p] = True
                 continue

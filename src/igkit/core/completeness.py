@@ -8,20 +8,26 @@ __all__ = ["completeness", "relative_change"]
 
 
 def completeness(
-    attributions: np.ndarray, score: np.ndarray, baseline_score: np.ndarray
+    attributions: np.ndarray,
+    score: np.ndarray,
+    baseline_score: np.ndarray,
+    unchanged: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per example ``delta = sum(attr) - (F(x) - F(x'))`` and ``|delta| / |F(x) - F(x')|``.
 
-    Sums run in float64 whatever the attributions' dtype. When F(x) equals F(x') exactly the
-    relative error is 0 for a zero delta and infinite otherwise: there is nothing to be relative to.
+    Sums run in float64 whatever the attributions' dtype. Where F(x) equals F(x') (exactly, or
+    to rounding where ``unchanged`` says so, see ``igkit.core.checks.unchanged``) the relative
+    error is NaN: there is nothing to be relative to, and neither 0 ("within tolerance") nor
+    infinity would be true.
     """
     n = attributions.shape[0]
     total = attributions.reshape(n, -1).astype(np.float64).sum(axis=1)
     gap = np.asarray(score, dtype=np.float64) - np.asarray(baseline_score, dtype=np.float64)
     delta = total - gap
+    flat = gap == 0 if unchanged is None else (gap == 0) | np.asarray(unchanged, dtype=bool)
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = np.abs(delta) / np.abs(gap)
-    rel = np.where(gap == 0, np.where(delta == 0, 0.0, np.inf), rel)
+    rel = np.where(flat, np.nan, rel)
     return delta, rel
 
 

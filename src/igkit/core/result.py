@@ -47,7 +47,8 @@ class Result:
         attributions: Same shape as the inputs given (one example or a batch); with a target
             axis after the batch axis for multi-target results.
         delta: Per input, ``sum(attributions) - (score - baseline_score)``: the completeness gap.
-        relative_error: Per input, ``|delta| / |score - baseline_score|``.
+        relative_error: Per input, ``|delta| / |score - baseline_score|``; NaN where there is
+            nothing to attribute (see :attr:`nothing_to_attribute`).
         score: Per input, F(x): the explained output of the target class.
         baseline_score: Per input, F(x'), averaged over the baselines when there are several.
         target: Per input, the class explained.
@@ -55,7 +56,11 @@ class Result:
             ``steps="auto"``, the finest level it needed).
         method: The quadrature rule.
         tol: The completeness tolerance the result is judged against.
-        converged: Per input, ``relative_error <= tol``.
+        converged: Per input, ``relative_error <= tol``: the attributions add up to the
+            model's change within the tolerance. False where there is nothing to attribute
+            (F(x) = F(x'), relative error NaN): completeness cannot be checked against a zero
+            change, so no success is claimed; :meth:`completeness_report` says why. With a
+            fixed step count, inputs that miss ``tol`` also warn ``NotConvergedWarning``.
         evaluations: Per input, gradient evaluations spent, over all its baselines and (for
             ``steps="auto"``) all refinement levels. Forward-only passes (F(x) and F(x') for
             completeness; for "secant" one per distinct baseline) are not counted.
@@ -107,6 +112,16 @@ class Result:
     def multi_target(self) -> bool:
         """Whether the per-input fields have a target axis (see the class docstring)."""
         return self.target_mask is not None
+
+    @property
+    def nothing_to_attribute(self) -> np.ndarray:
+        """Per input (per slot for multi-target results), True where F(x) = F(x') to rounding:
+        the explained output does not change from the baseline to the input (a constant,
+        zero-weight or saturated output, or an input equal to its baseline), so the
+        attributions must add up to zero and completeness cannot be checked. Such explanations
+        have ``relative_error`` NaN and ``converged`` False, and raised
+        ``igkit.NothingToAttributeWarning``. The empty slots of ragged targets are False."""
+        return np.isnan(self.relative_error) & ~np.isnan(self.score)
 
     def pairs(self) -> list[tuple[int, int]]:
         """``(input, slot)`` of every explanation held, input-major.
@@ -195,6 +210,15 @@ class Result:
                 raise IndexError(f"input {index} has no target in slot {i[1]}")
         gap = self.score[i] - self.baseline_score[i]
         total = gap + self.delta[i]
+        if self.nothing_to_attribute[i]:
+            a, b = f"{self.score[i]:.6g}", f"{self.baseline_score[i]:.6g}"
+            equal = (f"F(x) = F(x') = {a}" if a == b
+                     else f"F(x) = {a} and F(x') = {b} (equal to rounding)")
+            return (
+                f"nothing to attribute: {equal}, the explained output does not change from "
+                f"the baseline to the input, so completeness cannot be checked (sum of "
+                f"attributions {total:.6g} after {self.steps[i]} steps, {self.method})"
+            )
         verdict = "within" if self.relative_error[i] <= self.tol else "NOT within"
         return (
             f"completeness {verdict} {self.tol:.1%}: sum of attributions {total:.6g}, "

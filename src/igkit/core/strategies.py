@@ -163,6 +163,11 @@ class PathJob:
         recorder: Where evaluated scores go for ``return_path``.
         split_paths: ``k -> None``: path ``p * k + j`` becomes a copy of path ``p`` on the
             session (``k = 1``: the real paths), for strategies that keep parts of a path apart.
+        unchanged: ``(P,)`` True where F(x) = F(x') to rounding: completeness cannot tell
+            whether such a path is integrated well, so ``steps="auto"`` stops it on the
+            refinement's change alone. None: every path changes.
+        describe_path: ``path -> words`` (a virtual copy's index too), for the error that
+            names where the gradients are not finite.
     """
 
     session: Session
@@ -176,6 +181,8 @@ class PathJob:
     base_score: np.ndarray
     recorder: PathRecorder
     split_paths: Callable[[int], None]
+    unchanged: np.ndarray | None = None
+    describe_path: Callable[[int], str] | None = None
 
     @property
     def n_paths(self) -> int:
@@ -208,9 +215,58 @@ class PathJob:
                     pending.append(b.slice(0, half))
 
     def evaluate(self, paths: np.ndarray, alphas: list, weights: list) -> Taken:
-        """Evaluates each path's own alphas with their weights and takes the sums."""
-        self.feed(all_rows([int(p) for p in paths], alphas, weights))
-        return self.session.take()
+        """Evaluates each path's own alphas with their weights and takes the sums.
+
+        Raises:
+            ValueError: A score or gradient sum that is not finite, naming the path and the
+                first alpha where the model's score or gradient is NaN or Inf.
+        """
+        ids = [int(p) for p in paths]
+        self.feed(all_rows(ids, alphas, weights))
+        taken = self.session.take()
+        sums = taken.sums[ids].reshape(len(ids), -1) if ids else taken.sums[:0]
+        finite_sums = np.isfinite(sums).all(axis=1)
+        finite_scores = np.isfinite(taken.scores)
+        if not (finite_sums.all() and finite_scores.all()):
+            self._refuse_non_finite(ids, alphas, taken, finite_sums, finite_scores)
+        return taken
+
+    def _refuse_non_finite(self, paths: list[int], alphas: list, taken: Taken,
+                           finite_sums: np.ndarray, finite_scores: np.ndarray) -> None:
+        """Names where a path's score or gradient stops being finite. A NaN score names its
+        row's alpha directly; a gradient is found by bisecting the path's alphas (a sum of
+        gradients is finite only when each is), at the cost of a few more model calls on a
+        call that fails anyway."""
+        counts = [len(a) for a in alphas]
+        if taken.scores.shape[0] == sum(counts) and not finite_scores.all():
+            row = int(np.flatnonzero(~finite_scores)[0])
+            j = int(np.searchsorted(np.cumsum(counts), row, side="right"))
+            alpha = float(alphas[j][row - sum(counts[:j])])
+            what = f"the explained score is {taken.scores[row]:g}"
+            path = paths[j]
+        else:
+            j = int(np.flatnonzero(~finite_sums)[0]) if not finite_sums.all() else 0
+            path = paths[j]
+            candidates = np.asarray(alphas[j], dtype=np.float64)
+            while candidates.shape[0] > 1:
+                half = candidates[: candidates.shape[0] // 2]
+                self.feed(all_rows([path], [half], [np.ones_like(half)]))
+                if np.isfinite(self.session.take().sums[path]).all():
+                    candidates = candidates[half.shape[0]:]
+                else:
+                    candidates = half
+            alpha = float(candidates[0])
+            what = "the gradient is not finite"
+        where = self.describe_path(path) if self.describe_path else f"path {path}"
+        from igkit.core.checks import format_alpha
+
+        raise ValueError(
+            f"on {where}, {what} at {format_alpha(alpha)}, so its attributions would be NaN: "
+            "the model is not differentiable to a finite value there (e.g. sqrt, log or a "
+            "division at 0, or an overflow). Fix the model there, or pass another baseline"
+            + (" or a method whose nodes avoid the path's ends (method='gauss_legendre')"
+               if alpha in (0.0, 1.0) else "")
+        )
 
     def level(self, paths: np.ndarray, alphas: np.ndarray, weights: np.ndarray) -> Taken:
         """The same alphas and weights on every path of ``paths``."""
@@ -334,6 +390,9 @@ def _refine(job: PathJob, auto: AutoSteps) -> tuple[np.ndarray, np.ndarray, np.n
         with np.errstate(divide="ignore", invalid="ignore"):
             rel = np.abs(flat - gap[active]) / np.abs(gap[active])
         rel = np.where(gap[active] == 0, np.where(flat == 0, 0.0, np.inf), rel)
+        if job.unchanged is not None:
+            # F(x) = F(x'): completeness says nothing here; the change criterion decides.
+            rel = np.where(job.unchanged[active], 0.0, rel)
         finished = np.zeros(active.shape[0], dtype=bool)
         if li > 0:
             change = np.array(
@@ -362,6 +421,7 @@ class AdaptiveStrategy(Strategy):
             tol=auto.tol if auto else job.tol,
             max_steps=auto.max_steps if auto else 0, batch_size=job.batch_size,
             accumulate=job.evaluate, record=job.recorder.point, split_paths=job.split_paths,
+            unchanged=job.unchanged,
         )
         if auto is not None and not met.all():
             _warn_not_converged(int((~met).sum()), job.n_paths, int(used.max()), auto.tol)
