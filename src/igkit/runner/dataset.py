@@ -114,9 +114,15 @@ class DatasetJob:
                 self.out, self.settings.fingerprint(self.digest), self.examples,
                 self.explainer.shape, lock=True,
             )
-            repair = store.repair(self.examples)
         except StoreError as exc:
             raise InputError(str(exc)) from None
+        try:
+            repair = store.repair(self.examples)
+        except BaseException as exc:
+            store.unlock()
+            if isinstance(exc, StoreError):
+                raise InputError(str(exc)) from None
+            raise
         _note_repair(store, repair, note)
         done = store.done_ids()
         pending = [e for e in self.examples if e.id not in done]

@@ -359,6 +359,9 @@ class DatasetStore:
         self._lock: IO[bytes] | None = None
         #: Why store.json was written again when the run opened the store (None: it was not).
         self.restored: str | None = None
+        #: What the latest :meth:`check` found (None before one), for callers that read the
+        #: store through a function that checks it (e.g. ``summarize_store``).
+        self.last_check: StoreCheck | None = None
 
     # ------------------------------------------------------------------------------ opening
 
@@ -753,8 +756,10 @@ class DatasetStore:
                 damage.append(Damage(
                     "results", "no result row (a part file was removed or is damaged, or the run "
                     "has not reached it)", ident, image(ident)))
-        return StoreCheck(rows, damage, missing, examples, move,
-                          {rel: sorted(set(i)) for rel, i in drop.items()}, sorted(redo))
+        self.last_check = StoreCheck(rows, damage, missing, examples, move,
+                                     {rel: sorted(set(i)) for rel, i in drop.items()},
+                                     sorted(redo))
+        return self.last_check
 
     def _checked_examples(self, damage: list[Damage]) -> list[Example] | None:
         """The examples, or None with a Damage when examples.parquet disagrees with store.json."""
