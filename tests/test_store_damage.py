@@ -11,6 +11,7 @@ that create one store at once, and SIGKILLs that land in the middle of a chunk o
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 import signal
 import subprocess
@@ -332,6 +333,11 @@ def _wait(path: Path, process: subprocess.Popen[bytes], seconds: float = 180) ->
 def test_a_kill_in_the_middle_of_a_write_is_cleaned_up_by_the_resume(
     tmp_path: Path, made: Made, where: str, temporary: str
 ) -> None:
+    """The 5th chunk (example 4's) or the 2nd part file is half written when the SIGKILL comes.
+    Zarr writes a chunk into a named ``.partial`` file; igkit's atomic_open writes a part into
+    an unnamed file where Linux has O_TMPFILE (a kill leaves nothing) and into a named
+    ``.tmp`` elsewhere. What the kill leaves is no part file of any reader's, and the resume
+    removes it and ends with every example once and the same numbers."""
     store = tmp_path / "store"
     command = [*made.command, "--out", str(store)]
     sign = tmp_path / "paused"
@@ -344,21 +350,24 @@ def test_a_kill_in_the_middle_of_a_write_is_cleaned_up_by_the_resume(
     try:
         _wait(sign, process)
         left = list(store.glob(temporary))
-        assert len(left) == 1 and left[0].stat().st_size > 0  # half a file, on disk
+        if where.startswith("chunk") or not hasattr(os, "O_TMPFILE"):
+            assert len(left) == 1 and left[0].stat().st_size > 0  # half a file, on disk
         process.send_signal(signal.SIGKILL)
     finally:
         process.kill()
         process.wait(timeout=30)
-    assert list(store.glob(temporary)) == left  # the kill left it behind
+    assert list(store.glob(temporary)) == left  # what the kill left behind
+    assert not [d for d in DatasetStore.open(store).check().damage if "unreadable" in d.problem]
 
-    # A reader is not fooled by it (the half-written example has no row) and removes nothing.
+    # A reader is not fooled by it (the half-written examples have no row), removes nothing.
     read = run_igkit(["summarize", str(store), "--no-figures"], made.models, tmp_path)
     assert read.returncode == 1 and "no result row" in read.stderr, read.stderr
     assert list(store.glob(temporary)) == left
 
     resumed = run_igkit(command, made.models, tmp_path)
     assert resumed.returncode == 1, resumed.stderr
-    assert "removed 1 temporary file(s) a killed run left" in resumed.stderr
+    if left:
+        assert "removed 1 temporary file(s) a killed run left" in resumed.stderr
     assert not list(store.glob(temporary))
     assert not [p for p in store.rglob("*") if p.name.endswith((".tmp", ".partial"))]
     assert_same_bits(store, made.store)  # every example exactly once, the same numbers
