@@ -5,7 +5,10 @@ SOURCE is an image folder or a CSV / Parquet manifest (``path``, optional ``labe
 a store made with other settings) is checked before the first attribution and reported as one
 ``igkit: error: ...`` line with exit code 2. Then the engine explains every example not yet in
 the store: corrupt images become failed rows (exit code 1 at the end), never a crashed run.
-Running the same command again after an interruption finishes the remaining examples.
+Running the same command again after an interruption finishes the remaining examples, and
+repairs a damaged store (what ``igkit summarize`` names): temporaries of a killed run are
+removed, unreadable or duplicated part files are moved to ``STORE/quarantine/``, and examples
+whose row or attribution chunk is missing or damaged are explained again; nothing else is lost.
 
 One target per example: ``--target top1`` (default), a class index or a class name, or the
 manifest's ``target`` column. The store layout is described in :mod:`igkit.runner.store`.
@@ -126,8 +129,9 @@ COMMAND = Command(
         "Explain each image of SOURCE (an image folder or a CSV/Parquet manifest with a path "
         "column and optional label and target columns) with Integrated Gradients, writing "
         "attributions to STORE/attributions.zarr and one result row per image to "
-        "STORE/results/*.parquet. Run the same command again to resume an interrupted run; a "
-        "store made with other settings is refused."
+        "STORE/results/*.parquet. Run the same command again to resume an interrupted run or "
+        "repair a damaged store (damaged files go to STORE/quarantine/, damaged examples are "
+        "explained again); a store made with other settings is refused."
     ),
     configure=configure,
     run=run,
