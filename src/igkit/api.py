@@ -3,14 +3,19 @@
 Everything a user can get wrong is checked here, before the model is called: shapes, NaN and Inf,
 names of methods, baselines and outputs, step counts, and whether the model's backend supports
 the method and precision asked for (its declared ``Capabilities``). The backend is found from
-the model itself, or from a ``LoadedModel``'s framework.
+the model itself, or from a ``LoadedModel``'s framework. What goes wrong at the first model call
+is named from the inputs as given (``igkit.core.diagnosis``); the numbers are checked in the
+engine (``igkit.core.checks``).
+
+Why one module: it is the whole public surface of a computation, and the order of its checks
+(arguments, backend, layout, session) is the contract that nothing runs before they pass;
+split, that order would be spread over files.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
-import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -28,7 +33,12 @@ from igkit.backends.base import (
     SessionOptions,
 )
 from igkit.core.baselines import BaselineContext, make_baselines
-from igkit.core.checks import check_finite_outputs, check_output_transform
+from igkit.core.checks import (
+    check_finite_gradients,
+    check_finite_outputs,
+    check_output_transform,
+)
+from igkit.core.diagnosis import TOKEN_IDS, failure_describer, layout_problem, looks_like_token_ids
 from igkit.core.engine import AutoSteps, first_forward, run_integrated_gradients
 from igkit.core.planner import RowBatch, default_batch_size
 from igkit.core.quadrature import Rule, check_steps, get_rule
@@ -215,83 +225,6 @@ class _Prepared:
     given_dtype: np.dtype | None = None  # the inputs' dtype as passed
     channels_first: bool | None = None  # a LoadedModel's layout
 
-    def describe_failure(
-        self, exc: BaseException, channels_first: bool, batch: str
-    ) -> str | None:
-        """The likely mistake behind the model failing on the first forward pass, with the
-        fix, or None (the framework's error then goes up as it is)."""
-        if _raised_by_igkit(exc):
-            return None
-        failed = f"The model failed on {batch} with {type(exc).__name__}: {_gist(exc)}"
-        problem = _layout_problem(self.given_shape, self.batched, channels_first,
-                                  self.backend.title)
-        if problem:
-            return f"{problem}. {failed}"
-        if _looks_like_token_ids(self.given_dtype):
-            return f"{_TOKEN_IDS}. {failed}"
-        return None
-
-
-#: What integer inputs that a model cannot take as floats are, and the fix.
-_TOKEN_IDS = (
-    "integer inputs (token ids?) cannot be interpolated: attribute at the embedding layer "
-    "(pass the embeddings as inputs, to a model that starts after the embedding). Integrated "
-    "Gradients moves the inputs along a straight line from the baseline, through values "
-    "between the integers"
-)
-
-
-def _gist(exc: BaseException) -> str:
-    """The line of a framework's error that says what went wrong: the first, unless it only
-    names the call (Keras: "Exception encountered when calling ..."), without terminal
-    colours, at most 300 characters."""
-    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(exc).splitlines()]
-    lines = [line for line in lines if line]
-    if len(lines) > 1 and lines[0].startswith("Exception encountered when calling"):
-        lines = lines[1:]
-    return lines[0][:300] if lines else ""
-
-
-def _looks_like_token_ids(dtype: np.dtype | None) -> bool:
-    """Integer inputs other than 8- and 16-bit images (uint8, uint16)."""
-    return dtype is not None and dtype.kind in "iu" and dtype not in (np.uint8, np.uint16)
-
-
-def _raised_by_igkit(exc: BaseException) -> bool:
-    """Whether igkit's own code raised ``exc`` (its messages already name the fix), rather than
-    the model or its framework."""
-    tb = exc.__traceback__
-    if tb is None:
-        return False
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    return str(tb.tb_frame.f_globals.get("__name__", "")).startswith("igkit.")
-
-
-def _layout_problem(
-    shape: tuple[int, ...], batched: bool, channels_first: bool, title: str
-) -> str | None:
-    """``inputs of shape (224, 224, 3) look channels-last; this PyTorch model takes
-    channels-first: transpose to (3, 224, 224)``, or None when the shape does not look like
-    the other layout (images of 1, 3 or 4 channels, more than 4 pixels a side)."""
-    lead = shape[:1] if batched else ()
-    ex = shape[1:] if batched else shape
-    if len(ex) != 3:
-        return None
-    if channels_first and ex[2] in (1, 3, 4) and ex[0] > 4 and ex[1] > 4:
-        want, axes = (ex[2], ex[0], ex[1]), ((0, 3, 1, 2) if batched else (2, 0, 1))
-        have, need = "channels-last", "channels-first"
-    elif not channels_first and ex[0] in (1, 3, 4) and ex[1] > 4 and ex[2] > 4:
-        want, axes = (ex[1], ex[2], ex[0]), ((0, 2, 3, 1) if batched else (1, 2, 0))
-        have, need = "channels-first", "channels-last"
-    else:
-        return None
-    tensor = f" or x.permute{axes} for a tensor" if channels_first else ""
-    return (
-        f"inputs of shape {tuple(shape)} look {have}; this {title} model takes {need}: "
-        f"transpose to {(*lead, *want)} (np.transpose(x, {axes}){tensor})"
-    )
-
 
 def _prepare(
     model: object,
@@ -339,7 +272,7 @@ def _prepare(
         raise ValueError("inputs is an empty batch; pass at least one example")
     if loaded is not None:
         # The layout is known: a transposed image is refused before the model runs.
-        problem = _layout_problem(raw.shape, is_batched, loaded.channels_first, backend.title)
+        problem = layout_problem(raw.shape, is_batched, loaded.channels_first, backend.title)
         if problem:
             raise ValueError(problem)
     if input_range is None:
@@ -376,8 +309,8 @@ def _session(prep: _Prepared) -> Iterator[Session]:
     try:
         yield session
     except DisconnectedModelError as exc:
-        if _looks_like_token_ids(prep.given_dtype):
-            raise DisconnectedModelError(f"{exc}. {_TOKEN_IDS}") from None
+        if looks_like_token_ids(prep.given_dtype):
+            raise DisconnectedModelError(f"{exc}. {TOKEN_IDS}") from None
         raise
     finally:
         if session.capabilities.closing:
@@ -387,14 +320,14 @@ def _session(prep: _Prepared) -> Iterator[Session]:
 def _describe(
     prep: _Prepared, session: Session, batch: str = "the inputs and baselines, batched together"
 ) -> Callable[[BaseException], str | None]:
-    """``describe_failure`` for the engine's first forward pass: the layout the session's
-    framework (or the LoadedModel) takes, and the inputs as they were given; ``batch`` says
-    what the failing call held."""
-    channels_first = (
-        prep.channels_first if prep.channels_first is not None
-        else session.default_channel_axis == 1
+    """``describe_failure`` for the first forward pass (``igkit.core.diagnosis``), in the
+    layout of the LoadedModel, else of the session's framework."""
+    first = prep.channels_first
+    return failure_describer(
+        shape=prep.given_shape, batched=prep.batched, dtype=prep.given_dtype,
+        channels_first=session.default_channel_axis == 1 if first is None else first,
+        title=prep.backend.title, batch=batch,
     )
-    return lambda exc: prep.describe_failure(exc, channels_first, batch)
 
 
 def _infer_range(x: np.ndarray) -> tuple[float, float]:
@@ -605,14 +538,6 @@ def gradients(
         for start in range(0, n, bs):
             rows = np.arange(start, min(n, start + bs))
             session.accumulate(RowBatch(rows, np.ones(rows.shape[0]), np.ones(rows.shape[0])))
-        sums = session.take().sums
-        bad = ~np.isfinite(sums.reshape(n, -1)).all(axis=1)
-        if bad.any():
-            r = int(np.flatnonzero(bad)[0])
-            raise ValueError(
-                f"the gradient of class {int(plan.pair_target[r])} at input "
-                f"{int(plan.pair_input[r])} is not finite (NaN or Inf): the model is not "
-                "differentiable to a finite value there (e.g. sqrt, log or a division at 0)"
-            )
+        sums = check_finite_gradients(session.take().sums, plan.pair_input, plan.pair_target)
         grads = plan.scatter(sums.astype(x.dtype), 0)
     return grads if prep.batched or plan.multi else grads[0]

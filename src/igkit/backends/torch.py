@@ -26,12 +26,9 @@ title = "PyTorch"
 
 #: Every precision; whole levels of rows in one host-to-device copy (``accumulate_rows``);
 #: secant pieces (``accumulate_intervals``, ``igkit.backends.torch_secant``); sessions restore
-#: the modules' training flags and the TF32 switches on ``close``; the model's own outputs
-#: beside the transformed ones (``outputs_and_raw``).
-CAPABILITIES = Capabilities(
-    precisions=PRECISIONS, row_accumulation=True, interval_accumulation=True, closing=True,
-    raw_outputs=True,
-)
+#: the modules' training flags and the TF32 switches on ``close``; ``outputs_and_raw``.
+CAPABILITIES = Capabilities(precisions=PRECISIONS, row_accumulation=True,
+                            interval_accumulation=True, closing=True, raw_outputs=True)
 
 
 def matches(model: object) -> bool:
@@ -195,46 +192,35 @@ class TorchSession:
     def _t(self, x: np.ndarray, dtype=None):
         return self._torch.as_tensor(x, dtype=dtype or self._tdtype, device=self.device)
 
-    def _model_out(self, x):
+    def _scores_of(self, x, raw: bool = False):
+        """The transformed ``(n, classes)`` scores; with ``raw``, also the model's own output
+        (None for an output callable)."""
         out = self._model(x)
         if not isinstance(out, self._torch.Tensor):
             raise TypeError(
                 f"the model returned {type(out).__name__}, not a tensor; pass output= a callable "
                 "that picks the class scores from it"
             )
-        return out
-
-    def _scores_of(self, x):
-        return check_output_shape(self._transform(self._model_out(x)), x.shape[0])
-
-    def _raw_and_scores(self, x):
-        """The model's output before a named transform (None for an output callable) and the
-        transformed ``(n, classes)`` scores, from one forward pass."""
-        out = self._model_out(x)
         scores = check_output_shape(self._transform(out), x.shape[0])
-        if callable(self._opts.output):
-            return None, scores
-        return check_output_shape(out, x.shape[0]), scores
+        if not raw:
+            return scores
+        return scores, None if callable(self._opts.output) else check_output_shape(out, len(x))
 
     def outputs(self, x: np.ndarray) -> np.ndarray:
         return self.outputs_and_raw(x)[0]
 
     def outputs_and_raw(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Forward only, in batches: the transformed outputs and the model's own (see
-        ``igkit.backends.base.RawOutputSession``), float64 numpy."""
-        torch = self._torch
-        chunks, raws = [], []
-        bs = self._opts.batch_size
+        """Forward only, in batches, as float64 (see ``base.RawOutputSession``)."""
+        torch, bs = self._torch, self._opts.batch_size
+        outs, raws = [], []
         with torch.no_grad():
             for start in range(0, x.shape[0], bs):
-                raw, out = self._oom_guard(
-                    lambda s=start: self._raw_and_scores(self._t(x[s : s + bs]))
-                )
-                chunks.append(out.to(torch.float64).cpu().numpy())
+                out, raw = self._oom_guard(
+                    lambda s=start: self._scores_of(self._t(x[s : s + bs]), raw=True))
+                outs.append(out.to(torch.float64).cpu().numpy())
                 if raw is not None:
                     raws.append(raw.to(torch.float64).cpu().numpy())
-        both = np.concatenate(chunks, axis=0)
-        return both, (np.concatenate(raws, axis=0) if raws else None)
+        return np.concatenate(outs), np.concatenate(raws) if raws else None
 
     def set_paths(self, inputs, baselines, path_input, path_target) -> None:
         self._base_rows = baselines

@@ -17,17 +17,23 @@ NumPy only, like the rest of ``core``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from igkit.backends.base import Taken
 
 __all__ = [
     "NothingToAttributeWarning",
     "OutputTransformWarning",
+    "check_finite_gradients",
     "check_finite_outputs",
     "check_output_transform",
     "distribution_rows",
     "format_alpha",
+    "refuse_non_finite",
     "rounding_eps",
     "unchanged",
 ]
@@ -162,6 +168,22 @@ def check_finite_outputs(outputs: np.ndarray, rows: Sequence[str]) -> None:
         )
 
 
+def check_finite_gradients(
+    sums: np.ndarray, pair_input: np.ndarray, pair_target: np.ndarray
+) -> np.ndarray:
+    """``sums`` (one gradient per explained (input, class) pair), or a ValueError naming the
+    first pair whose gradient is NaN or Inf (plain saliency, ``igkit.gradients``)."""
+    bad = ~np.isfinite(sums.reshape(sums.shape[0], -1)).all(axis=1)
+    if bad.any():
+        r = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"the gradient of class {int(pair_target[r])} at input {int(pair_input[r])} is not "
+            "finite (NaN or Inf): the model is not differentiable to a finite value there "
+            "(e.g. sqrt, log or a division at 0)"
+        )
+    return sums
+
+
 def format_alpha(alpha: float) -> str:
     """``alpha=0.25``, with the path's ends named."""
     text = f"alpha={alpha:.6g}"
@@ -170,3 +192,51 @@ def format_alpha(alpha: float) -> str:
     if alpha == 1.0:
         return text + " (the input)"
     return text
+
+
+def refuse_non_finite(
+    paths: list[int],
+    alphas: list,
+    taken: Taken,
+    sums_at: Callable[[int, np.ndarray], np.ndarray],
+    describe_path: Callable[[int], str] | None,
+) -> NoReturn:
+    """Raises a ValueError naming where a path's score or gradient stops being finite.
+
+    Args:
+        paths: The paths just evaluated, in row order.
+        alphas: Each path's alphas, in row order.
+        taken: What the evaluation gave (its ``scores`` one per row).
+        sums_at: ``(path, alphas) -> gradient sum`` of more evaluations of one path.
+        describe_path: ``path -> words``, or None.
+
+    A NaN score names its row's alpha at once. A gradient is found by bisecting its path's
+    alphas (a sum of gradients is finite only when each is): a few more model calls, on a call
+    that fails anyway.
+    """
+    counts = [len(a) for a in alphas]
+    finite_scores = np.isfinite(taken.scores)
+    if taken.scores.shape[0] == sum(counts) and not finite_scores.all():
+        row = int(np.flatnonzero(~finite_scores)[0])
+        j = int(np.searchsorted(np.cumsum(counts), row, side="right"))
+        alpha = float(alphas[j][row - sum(counts[:j])])
+        what = f"the explained score is {taken.scores[row]:g}"
+    else:
+        sums = taken.sums[paths].reshape(len(paths), -1)
+        bad = np.flatnonzero(~np.isfinite(sums).all(axis=1))
+        j = int(bad[0]) if bad.size else 0
+        candidates = np.asarray(alphas[j], dtype=np.float64)
+        while candidates.shape[0] > 1:
+            half = candidates[: candidates.shape[0] // 2]
+            finite = np.isfinite(sums_at(paths[j], half)).all()
+            candidates = candidates[half.shape[0]:] if finite else half
+        alpha = float(candidates[0])
+        what = "the gradient is not finite"
+    where = describe_path(paths[j]) if describe_path else f"path {paths[j]}"
+    ends = " or a method whose nodes avoid the path's ends (method='gauss_legendre')"
+    raise ValueError(
+        f"on {where}, {what} at {format_alpha(alpha)}, so its attributions would be NaN: the "
+        "model is not differentiable to a finite value there (e.g. sqrt, log or a division at "
+        "0, or an overflow). Fix the model there, or pass another baseline"
+        + (ends if alpha in (0.0, 1.0) else "")
+    )

@@ -33,6 +33,7 @@ from igkit.backends.base import (
     Taken,
 )
 from igkit.core.adaptive import run_adaptive
+from igkit.core.checks import refuse_non_finite
 from igkit.core.completeness import relative_change
 from igkit.core.pieces import SecantRun, _NotSecantModel
 from igkit.core.planner import RowBatch, all_rows
@@ -219,54 +220,21 @@ class PathJob:
 
         Raises:
             ValueError: A score or gradient sum that is not finite, naming the path and the
-                first alpha where the model's score or gradient is NaN or Inf.
+                first alpha where the model's score or gradient is NaN or Inf
+                (``igkit.core.checks.refuse_non_finite``).
         """
         ids = [int(p) for p in paths]
         self.feed(all_rows(ids, alphas, weights))
         taken = self.session.take()
         sums = taken.sums[ids].reshape(len(ids), -1) if ids else taken.sums[:0]
-        finite_sums = np.isfinite(sums).all(axis=1)
-        finite_scores = np.isfinite(taken.scores)
-        if not (finite_sums.all() and finite_scores.all()):
-            self._refuse_non_finite(ids, alphas, taken, finite_sums, finite_scores)
+        if not (np.isfinite(sums).all() and np.isfinite(taken.scores).all()):
+            refuse_non_finite(ids, alphas, taken, self._sums_at, self.describe_path)
         return taken
 
-    def _refuse_non_finite(self, paths: list[int], alphas: list, taken: Taken,
-                           finite_sums: np.ndarray, finite_scores: np.ndarray) -> None:
-        """Names where a path's score or gradient stops being finite. A NaN score names its
-        row's alpha directly; a gradient is found by bisecting the path's alphas (a sum of
-        gradients is finite only when each is), at the cost of a few more model calls on a
-        call that fails anyway."""
-        counts = [len(a) for a in alphas]
-        if taken.scores.shape[0] == sum(counts) and not finite_scores.all():
-            row = int(np.flatnonzero(~finite_scores)[0])
-            j = int(np.searchsorted(np.cumsum(counts), row, side="right"))
-            alpha = float(alphas[j][row - sum(counts[:j])])
-            what = f"the explained score is {taken.scores[row]:g}"
-            path = paths[j]
-        else:
-            j = int(np.flatnonzero(~finite_sums)[0]) if not finite_sums.all() else 0
-            path = paths[j]
-            candidates = np.asarray(alphas[j], dtype=np.float64)
-            while candidates.shape[0] > 1:
-                half = candidates[: candidates.shape[0] // 2]
-                self.feed(all_rows([path], [half], [np.ones_like(half)]))
-                if np.isfinite(self.session.take().sums[path]).all():
-                    candidates = candidates[half.shape[0]:]
-                else:
-                    candidates = half
-            alpha = float(candidates[0])
-            what = "the gradient is not finite"
-        where = self.describe_path(path) if self.describe_path else f"path {path}"
-        from igkit.core.checks import format_alpha
-
-        raise ValueError(
-            f"on {where}, {what} at {format_alpha(alpha)}, so its attributions would be NaN: "
-            "the model is not differentiable to a finite value there (e.g. sqrt, log or a "
-            "division at 0, or an overflow). Fix the model there, or pass another baseline"
-            + (" or a method whose nodes avoid the path's ends (method='gauss_legendre')"
-               if alpha in (0.0, 1.0) else "")
-        )
+    def _sums_at(self, path: int, alphas: np.ndarray) -> np.ndarray:
+        """The gradient sum of ``path`` over ``alphas``, each weighted 1."""
+        self.feed(all_rows([path], [alphas], [np.ones_like(alphas)]))
+        return self.session.take().sums[path]
 
     def level(self, paths: np.ndarray, alphas: np.ndarray, weights: np.ndarray) -> Taken:
         """The same alphas and weights on every path of ``paths``."""
