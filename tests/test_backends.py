@@ -31,10 +31,26 @@ from igkit.backends.base import DisconnectedModelError
 
 SIZE, CHANNELS, F1, F2, CLASSES = 16, 3, 4, 8, 5
 STEPS = 32
-AGREE = 1e-4  # cross-framework float32 tolerance (relative L2) from the brief
-SAME = 1e-5  # batch-size invariance within one backend
+# float32 rounding only. Measured on 2 CPU cores (relative L2 against torch): IG 7.7e-8, outputs
+# 8.7e-8, gradients and path traces 1.4e-7, adaptive 6e-8, Keras-on-JAX 7.6e-8; the same backend
+# at batch sizes 1, 7 and 64: 8.3e-8. Both bounds leave 2x over the largest; a wrong weight,
+# layout or precision (TF32 ~1e-3) is orders of magnitude above them.
+AGREE = 3e-7  # cross-framework agreement, float32 (relative L2)
+SAME = 3e-7  # one framework, different batching or model form (relative L2)
+AGREE_F64 = 1e-15  # float64 models: measured 1.9e-16
 
 Weights = dict[str, np.ndarray]
+
+#: These tests compare frameworks, batchings and model forms at few steps, where completeness
+#: misses the default tol on purpose; completeness is test_completeness_on_the_small_cnn's (and
+#: tests/test_no_silent_numbers.py's) subject, so the others pass a tol nothing reaches instead
+#: of warning NotConvergedWarning.
+LOOSE = 1e6
+
+
+def ig(*args: Any, **kwargs: Any) -> igkit.Result:
+    """``igkit.integrated_gradients`` with ``tol=LOOSE``."""
+    return igkit.integrated_gradients(*args, tol=LOOSE, **kwargs)
 
 
 def rel_l2(a: np.ndarray, b: np.ndarray) -> float:
@@ -54,32 +70,46 @@ def nhwc(x: np.ndarray) -> np.ndarray:
 # --- fixtures: frameworks, weights, images ----------------------------------------------------
 
 
+# torch, TensorFlow, Keras, JAX and Flax are all in the `all` extra that `make test` installs:
+# plain imports, so a broken install fails these tests instead of skipping them.
+
+
 @pytest.fixture(scope="module")
 def torch() -> Any:
-    return pytest.importorskip("torch")
+    import torch
+
+    return torch
 
 
 @pytest.fixture(scope="module")
 def tf() -> Any:
-    return pytest.importorskip("tensorflow")
+    import tensorflow
+
+    return tensorflow
 
 
 @pytest.fixture(scope="module")
 def keras(tf: Any) -> Any:
-    keras = pytest.importorskip("keras")
+    import keras
+
     if keras.backend.backend() != "tensorflow":
-        pytest.skip("Keras runs on another backend here; the Keras-on-JAX test covers that")
+        pytest.skip(f"KERAS_BACKEND={keras.backend.backend()} in this environment; these tests "
+                    "build Keras-on-TensorFlow models (the Keras-on-JAX test runs regardless)")
     return keras
 
 
 @pytest.fixture(scope="module")
 def jax() -> Any:
-    return pytest.importorskip("jax")
+    import jax
+
+    return jax
 
 
 @pytest.fixture(scope="module")
 def flax_linen(jax: Any) -> Any:
-    return pytest.importorskip("flax.linen")
+    import flax.linen
+
+    return flax.linen
 
 
 @pytest.fixture
@@ -259,7 +289,7 @@ def test_cross_backend_agreement(
     with torch.no_grad():
         ref_out = ref_model(torch.as_tensor(nchw(images))).numpy()
     target = np.argmax(ref_out, axis=1)
-    ref_ig = igkit.integrated_gradients(
+    ref_ig = ig(
         ref_model, nchw(images), target=target, output="softmax", steps=STEPS, return_path=True
     )
     ref_grad = igkit.gradients(ref_model, nchw(images), target=target, output="softmax")
@@ -274,20 +304,20 @@ def test_cross_backend_agreement(
     report = {}
     for label, model in models.items():
         out = np.asarray(model(images))
-        ig = igkit.integrated_gradients(
+        res = ig(
             model, images, target=target, output="softmax", steps=STEPS, return_path=True
         )
         grad = igkit.gradients(model, images, target=target, output="softmax")
-        assert ig.path is not None and ref_ig.path is not None
+        assert res.path is not None and ref_ig.path is not None
         report[label] = {
             "output": rel_l2(out, ref_out),
-            "ig": rel_l2(nchw(ig.attributions), ref_ig.attributions),
+            "ig": rel_l2(nchw(res.attributions), ref_ig.attributions),
             "gradients": rel_l2(nchw(grad), ref_grad),
-            "score": float(np.max(np.abs(ig.score - ref_ig.score))),
+            "score": float(np.max(np.abs(res.score - ref_ig.score))),
             "path mean|grad|": max(
                 rel_l2(a, b)
                 for a, b in zip(
-                    ig.path.mean_abs_gradient, ref_ig.path.mean_abs_gradient, strict=True
+                    res.path.mean_abs_gradient, ref_ig.path.mean_abs_gradient, strict=True
                 )
             ),
         }
@@ -296,7 +326,7 @@ def test_cross_backend_agreement(
         assert r["output"] <= AGREE, (label, r)
         assert r["ig"] <= AGREE, (label, r)
         assert r["gradients"] <= AGREE, (label, r)
-        assert r["score"] <= 1e-6, (label, r)
+        assert r["score"] <= 3e-7, (label, r)  # absolute, probabilities: measured 6e-8
         assert r["path mean|grad|"] <= AGREE, (label, r)
 
 
@@ -318,10 +348,10 @@ model = keras.Sequential([
 ])
 model.set_weights([data[k] for k in ("w1", "b1", "w2", "b2", "w3", "b3")])
 assert jb.matches(model) and not tb.matches(model)
-ig = igkit.integrated_gradients(
-    model, data["x"], target=data["target"], output="softmax", steps=int(data["steps"])
+res = igkit.integrated_gradients(
+    model, data["x"], target=data["target"], output="softmax", steps=int(data["steps"]), tol=1e6
 )
-np.save(sys.argv[2], ig.attributions)
+np.save(sys.argv[2], res.attributions)
 """
 
 
@@ -330,11 +360,10 @@ def test_keras_on_jax_agrees_with_torch(
 ) -> None:
     """A Keras 3 model on the JAX backend runs through the JAX session (own process: Keras picks
     its backend once, at import)."""
-    pytest.importorskip("keras")
     ref_model = torch_cnn(torch, weights)
     with torch.no_grad():
         target = np.argmax(ref_model(torch.as_tensor(nchw(images))).numpy(), axis=1)
-    ref = igkit.integrated_gradients(
+    ref = ig(
         ref_model, nchw(images), target=target, output="softmax", steps=STEPS
     )
     np.savez(tmp_path / "in.npz", x=images, target=target, steps=STEPS, **weights)
@@ -383,19 +412,21 @@ def test_batch_size_does_not_change_attributions(
     model, first = _backend_models(name, request, weights)
     x = nchw(images) if first else images
     runs = {
-        bs: igkit.integrated_gradients(model, x, target=[0, 3], output="softmax", steps=16,
+        bs: ig(model, x, target=[0, 3], output="softmax", steps=16,
                                        batch_size=bs, return_path=True)
         for bs in (1, 7, 64)
     }
     ref = runs[64]
     for bs in (1, 7):
         assert rel_l2(runs[bs].attributions, ref.attributions) <= SAME, bs
-        np.testing.assert_allclose(runs[bs].delta, ref.delta, rtol=0, atol=1e-6)
+        # Measured: delta 7e-9 (absolute), traced scores 2.3e-7 and mean |gradient| 4e-7
+        # (relative, per point).
+        np.testing.assert_allclose(runs[bs].delta, ref.delta, rtol=0, atol=3e-8)
         # The traced scores and mean |gradient| skip the padded rows.
         for i in range(2):
-            np.testing.assert_allclose(runs[bs].path.scores[i], ref.path.scores[i], rtol=1e-5)
+            np.testing.assert_allclose(runs[bs].path.scores[i], ref.path.scores[i], rtol=1e-6)
             np.testing.assert_allclose(
-                runs[bs].path.mean_abs_gradient[i], ref.path.mean_abs_gradient[i], rtol=1e-4
+                runs[bs].path.mean_abs_gradient[i], ref.path.mean_abs_gradient[i], rtol=1e-6
             )
 
 
@@ -423,7 +454,7 @@ def test_float64_keras_and_jax_compute_in_float64(
     """float64 models run in float64: they match a float64 torch model far below float32 noise."""
     jax = jax_x64
     x64 = images.astype(np.float64)
-    ref = igkit.integrated_gradients(
+    ref = ig(
         torch_cnn(torch, weights, "float64"), nchw(x64), target=[0, 3], output="softmax",
         steps=STEPS,
     )
@@ -431,15 +462,15 @@ def test_float64_keras_and_jax_compute_in_float64(
     kmodel = keras_cnn(keras, weights, "float64")
     params = jax_params(jax, weights, "float64")
     for label, model in (("keras", kmodel), ("jax", functools.partial(jax_cnn, params))):
-        res = igkit.integrated_gradients(
+        res = ig(
             model, x64, target=[0, 3], output="softmax", steps=STEPS
         )
         assert res.attributions.dtype == np.float64, label
         diff = rel_l2(nchw(res.attributions), ref.attributions)
         print(f"\n{label} float64 IG vs torch float64: relative L2 {diff:.1e}")
-        assert diff <= 1e-10, (label, diff)
+        assert diff <= AGREE_F64, (label, diff)
     # float32 inputs to a float64 Keras model still compute in float64 (the weights decide).
-    res32 = igkit.integrated_gradients(kmodel, images, target=[0, 3], output="softmax", steps=4)
+    res32 = ig(kmodel, images, target=[0, 3], output="softmax", steps=4)
     assert res32.attributions.dtype == np.float64
 
 
@@ -463,8 +494,8 @@ def test_jax_step_is_shared_by_sessions_of_one_model(
         assert program(model, lambda y: y) is not program(model, lambda y: y)
     numpy_bound = functools.partial(jax.jit(jax_cnn), weights)
     assert program(numpy_bound) is not program(numpy_bound)
-    first = igkit.integrated_gradients(jitted, images, target=0, steps=4)
-    again = igkit.integrated_gradients(jitted, images, target=0, steps=4)
+    first = ig(jitted, images, target=0, steps=4)
+    again = ig(jitted, images, target=0, steps=4)
     np.testing.assert_array_equal(first.attributions, again.attributions)
     alive = weakref.ref(jitted)
     del jitted
@@ -477,10 +508,10 @@ def test_jax_float64_needs_x64(jax: Any, weights: Weights, images: np.ndarray) -
     if jax.config.jax_enable_x64:
         pytest.skip("64-bit mode is on in this process")
     model = jax.jit(functools.partial(jax_cnn, jax_params(jax, weights)))
-    res = igkit.integrated_gradients(model, images.astype(np.float64), target=0, steps=4)
+    res = ig(model, images.astype(np.float64), target=0, steps=4)
     assert res.attributions.dtype == np.float32
     with pytest.raises(ValueError, match="jax_enable_x64"):
-        igkit.integrated_gradients(model, images, target=0, steps=4, dtype=np.float64)
+        ig(model, images, target=0, steps=4, dtype=np.float64)
 
 
 def _disconnected_models(name: str, request: pytest.FixtureRequest) -> Any:
@@ -530,7 +561,7 @@ def test_model_ignoring_its_input_is_refused(
     model = _disconnected_models(name, request)
     x = nchw(images) if name == "torch" else images
     with pytest.raises(DisconnectedModelError, match="does not depend on its input") as info:
-        igkit.integrated_gradients(model, x, target=1, steps=4)
+        ig(model, x, target=1, steps=4)
     assert isinstance(info.value, ValueError)
 
 
@@ -538,7 +569,7 @@ def test_relu_network_dead_at_the_baseline_is_not_disconnected(jax: Any) -> None
     """A gradient that is zero at some points is not "disconnected" (JAX never returns None)."""
     model = jax.jit(lambda x: jax.nn.relu(x.reshape(x.shape[0], -1)[:, :CLASSES] - 0.5))
     x = np.full((1, 4, 4, 1), 0.9, dtype=np.float32)
-    res = igkit.integrated_gradients(model, x, target=0, steps=8)
+    res = ig(model, x, target=0, steps=8)
     assert res.attributions.reshape(-1)[0] > 0
 
 
@@ -548,7 +579,7 @@ def test_tf_module_function_and_signature(
     """A tf.Module, a tf.function, a concrete function and a SavedModel signature all work and
     agree with the Keras model."""
     target = [1, 2]
-    ref = igkit.integrated_gradients(keras_cnn(keras, weights), images, target=target, steps=8)
+    ref = ig(keras_cnn(keras, weights), images, target=target, steps=8)
     module = tf_module_cnn(tf, weights)
     spec = tf.TensorSpec([None, SIZE, SIZE, CHANNELS], tf.float32)
     concrete = module.__call__.get_concrete_function(spec)
@@ -562,13 +593,13 @@ def test_tf_module_function_and_signature(
         "restored object": loaded,
     }
     for label, model in models.items():
-        res = igkit.integrated_gradients(model, images, target=target, steps=8)
+        res = ig(model, images, target=target, steps=8)
         assert rel_l2(res.attributions, ref.attributions) <= AGREE, label
 
 
 def test_flax_nnx_module(jax: Any, weights: Weights, images: np.ndarray) -> None:
     """A Flax NNX module is recognised and matches the plain JAX function with its weights."""
-    nnx = pytest.importorskip("flax.nnx")
+    from flax import nnx
 
     # Zero initialisers: the weights are set below, and random ones cost seconds of compilation.
     init = {"kernel_init": nnx.initializers.zeros_init()}
@@ -591,10 +622,10 @@ def test_flax_nnx_module(jax: Any, weights: Weights, images: np.ndarray) -> None
                         (model.dense, "w3", "b3")):
         layer.kernel.value, layer.bias.value = a(weights[w]), a(weights[b])
     assert jax_backend.matches(model)
-    ref = igkit.integrated_gradients(
+    ref = ig(
         functools.partial(jax_cnn, jax_params(jax, weights)), images, target=[0, 1], steps=8
     )
-    res = igkit.integrated_gradients(model, images, target=[0, 1], steps=8)
+    res = ig(model, images, target=[0, 1], steps=8)
     assert rel_l2(res.attributions, ref.attributions) <= SAME
 
 
@@ -624,8 +655,8 @@ def test_out_of_memory_batches_are_halved(
             raise oom()
         return inner(x)
 
-    ref = igkit.integrated_gradients(inner, images, target=[0, 1], steps=8, batch_size=16)
-    res = igkit.integrated_gradients(picky, images, target=[0, 1], steps=8, batch_size=16)
+    ref = ig(inner, images, target=[0, 1], steps=8, batch_size=16)
+    res = ig(picky, images, target=[0, 1], steps=8, batch_size=16)
     assert rel_l2(res.attributions, ref.attributions) <= SAME
     assert 16 in calls and max(c for c in calls if c <= 4) == 4
 
@@ -646,11 +677,11 @@ def test_tf_step_is_shared_and_sees_weight_updates(
     assert program(model) is program(model)
     assert program(model) is not program(model, "softmax")
     assert program(model, lambda y: y) is not program(model, lambda y: y)
-    igkit.integrated_gradients(model, images, target=[0, 1], steps=8)
+    ig(model, images, target=[0, 1], steps=8)
     changed = {**weights, "w3": 2 * weights["w3"], "b3": 2 * weights["b3"]}
     model.set_weights([changed[k] for k in ("w1", "b1", "w2", "b2", "w3", "b3")])
-    res = igkit.integrated_gradients(model, images, target=[0, 1], steps=8)
-    ref = igkit.integrated_gradients(keras_cnn(keras, changed), images, target=[0, 1], steps=8)
+    res = ig(model, images, target=[0, 1], steps=8)
+    ref = ig(keras_cnn(keras, changed), images, target=[0, 1], steps=8)
     assert rel_l2(res.attributions, ref.attributions) <= SAME
     alive = weakref.ref(model)
     del model
@@ -669,8 +700,8 @@ def test_tf_callable_that_cannot_be_traced_runs_eagerly(
         scale = 2.0 if float(tf.reduce_min(x)) >= 0.0 else 1.0  # always 2 on these inputs
         return module(x) * scale
 
-    ref = igkit.integrated_gradients(module, images, target=[1, 2], steps=8)
-    res = igkit.integrated_gradients(needs_values, images, target=[1, 2], steps=8)
+    ref = ig(module, images, target=[1, 2], steps=8)
+    res = ig(needs_values, images, target=[1, 2], steps=8)
     assert rel_l2(res.attributions, 2 * ref.attributions) <= SAME
 
 
@@ -680,7 +711,7 @@ def test_tf_callable_going_through_numpy_is_disconnected(
     """Converting the input to numpy cuts the gradient: refused, not silently zero."""
     module = tf_module_cnn(tf, weights)
     with pytest.raises(DisconnectedModelError, match="numpy"):
-        igkit.integrated_gradients(lambda x: module(tf.constant(x.numpy())), images, steps=4)
+        ig(lambda x: module(tf.constant(x.numpy())), images, steps=4)
 
 
 def test_keras_preprocessing_layer_inside_the_model(
@@ -691,10 +722,10 @@ def test_keras_preprocessing_layer_inside_the_model(
     scaled = keras_cnn(keras, weights, rescale=1 / 255)
     bare = keras_cnn(keras, weights)
     raw = np.round(images * 255).astype(np.float32)
-    res = igkit.integrated_gradients(scaled, raw, target=[0, 1], output="softmax", steps=16)
-    ref = igkit.integrated_gradients(bare, raw / 255, target=[0, 1], output="softmax", steps=16)
+    res = ig(scaled, raw, target=[0, 1], output="softmax", steps=16)
+    ref = ig(bare, raw / 255, target=[0, 1], output="softmax", steps=16)
     assert rel_l2(res.attributions, ref.attributions) <= AGREE
-    np.testing.assert_allclose(res.delta, ref.delta, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(res.delta, ref.delta, rtol=0, atol=1e-7)  # measured 2.5e-8
 
 
 def test_keras_dict_or_list_output_is_a_clear_type_error(
@@ -705,17 +736,17 @@ def test_keras_dict_or_list_output_is_a_clear_type_error(
     for outputs in ({"logits": logits}, [logits, logits]):
         model = keras.Model(inp, outputs)
         with pytest.raises(TypeError, match="not a tensor; pass output= a callable"):
-            igkit.integrated_gradients(model, images, target=0, steps=4)
+            ig(model, images, target=0, steps=4)
     model = keras.Model(inp, {"logits": logits})
-    res = igkit.integrated_gradients(model, images, target=0, steps=4, output=lambda y: y["logits"])
+    res = ig(model, images, target=0, steps=4, output=lambda y: y["logits"])
     assert res.attributions.shape == images.shape
 
 
 def test_jax_non_array_output_is_a_clear_type_error(jax: Any, images: np.ndarray) -> None:
     model = jax.jit(lambda x: {"logits": x.reshape(x.shape[0], -1)[:, :CLASSES]})
     with pytest.raises(TypeError, match="not an array; pass output= a callable"):
-        igkit.integrated_gradients(model, images, target=0, steps=4)
-    res = igkit.integrated_gradients(
+        ig(model, images, target=0, steps=4)
+    res = ig(
         model, images, target=0, steps=4, output=lambda y: y["logits"]
     )
     assert res.attributions.shape == images.shape
@@ -736,7 +767,7 @@ def test_adaptive_method_agrees_with_torch(
     res = igkit.integrated_gradients(model, images, output="softmax", method="adaptive",
                                      steps=steps, tol=0.02)
     np.testing.assert_array_equal(res.evaluations, ref.evaluations)
-    assert rel_l2(nchw(res.attributions), ref.attributions) <= 1e-4
+    assert rel_l2(nchw(res.attributions), ref.attributions) <= AGREE
 
 
 def test_flax_linen_pair_and_bound_module_are_models_and_a_bare_module_is_refused(
@@ -746,17 +777,17 @@ def test_flax_linen_pair_and_bound_module_are_models_and_a_bare_module_is_refuse
     a module without parameters is refused with the fix, before any model call."""
     module, variables = flax_module(flax_linen, jax, weights)
     reference = functools.partial(module.apply, variables)
-    ref = igkit.integrated_gradients(reference, images, target=[0, 1], steps=8)
+    ref = ig(reference, images, target=[0, 1], steps=8)
     ref_grad = igkit.gradients(reference, images, target=[0, 1])
     for label, model in {"pair": (module, variables), "bound": module.bind(variables)}.items():
-        res = igkit.integrated_gradients(model, images, target=[0, 1], steps=8)
+        res = ig(model, images, target=[0, 1], steps=8)
         assert rel_l2(res.attributions, ref.attributions) <= SAME, label
         assert rel_l2(igkit.gradients(model, images, target=[0, 1]), ref_grad) <= SAME, label
         assert igkit.api.resolve_backend(model) is jax_backend
     fix = ("a Flax module needs its parameters: pass functools.partial(module.apply, params) "
            "or module.bind(params)")
     with pytest.raises(TypeError, match=re.escape(fix)):
-        igkit.integrated_gradients(module, images)
+        ig(module, images)
     with pytest.raises(TypeError, match=re.escape(fix)):
         igkit.gradients(module, images)
 

