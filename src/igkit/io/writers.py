@@ -1,17 +1,23 @@
 """Atomic output files: a reader sees the old file or the complete new one, never a part.
 
-Each writer writes into a temporary file in the destination's folder (same file system, so the
-final rename is atomic), flushes and fsyncs it, gives it the permissions a normally created file
-would have, and renames it over the destination with ``os.replace``. If anything fails, the
-temporary file is removed and the destination is left as it was.
+Each writer writes into a file of the destination's folder (same file system, so the final
+rename is atomic), flushes and fsyncs it, and renames it over the destination with
+``os.replace``. Where Linux allows (``O_TMPFILE``), that file has no name while it is written:
+it is linked under a temporary name only once complete and renamed at once, so even a process
+killed mid-write (SIGKILL, power loss before the fsync) leaves nothing in the folder but the old
+file. Elsewhere it is a hidden ``.NAME.XXXXXXXX.tmp`` from the start, removed if anything fails
+(a killed process leaves it, never the destination, half-written). New files get the
+permissions a normally created file would have.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import os
+import secrets
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -23,6 +29,10 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = ["atomic_open", "write_csv", "write_figure_png", "write_npz"]
+
+#: Characters of the temporary names (tempfile's alphabet, so ``.NAME.XXXXXXXX.tmp`` reads the
+#: same whichever way the file was made).
+_NAME_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"
 
 
 def _umask() -> int:
@@ -40,14 +50,77 @@ def _umask() -> int:
     return mask
 
 
+def _temporary_name(path: Path) -> str:
+    return f".{path.name}.{''.join(secrets.choice(_NAME_CHARS) for _ in range(8))}.tmp"
+
+
+def _open_unnamed(folder: Path) -> int | None:
+    """A writable file without a name in ``folder`` (Linux ``O_TMPFILE``), or None where the
+    system or file system has none (or cannot link it later: no ``/proc``)."""
+    flag = getattr(os, "O_TMPFILE", None)
+    if flag is None or not os.path.isdir("/proc/self/fd"):
+        return None
+    try:
+        # The mode goes through the umask, as for any new file.
+        return os.open(folder, flag | os.O_WRONLY | os.O_CLOEXEC, 0o666)
+    except OSError as exc:
+        # Kernels or file systems without O_TMPFILE; every other error (no folder, no
+        # permission, full disk) is the caller's.
+        if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            return None
+        raise
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
-    """Open a binary temporary file that replaces ``path`` when the block exits cleanly.
+    """Open a binary file that replaces ``path`` when the block exits cleanly.
+
+    Until then nothing at ``path`` changes, and where the system has ``O_TMPFILE`` nothing new
+    is visible in its folder at all.
 
     Raises:
         FileNotFoundError: If the destination folder does not exist.
     """
     path = Path(path)
+    fd = _open_unnamed(path.parent)
+    if fd is None:
+        with _named_temporary(path) as handle:
+            yield handle
+        return
+    handle = os.fdopen(fd, "wb")
+    with handle:
+        yield handle
+        handle.flush()
+        os.fsync(handle.fileno())
+        _link_into_place(handle.fileno(), path)
+    _fsync_folder(path.parent)
+
+
+def _link_into_place(fd: int, path: Path) -> None:
+    """Give the complete unnamed file ``fd`` a temporary name, then rename it over ``path``."""
+    folder = os.open(path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        while True:
+            name = _temporary_name(path)
+            try:
+                # dst_dir_fd makes os.link call linkat, which follows the /proc link to the file.
+                os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=folder, follow_symlinks=True)
+                break
+            except FileExistsError:  # 37**8 names: another writer's, try the next
+                continue
+        try:
+            os.replace(name, path.name, src_dir_fd=folder, dst_dir_fd=folder)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(name, dir_fd=folder)
+            raise
+    finally:
+        os.close(folder)
+
+
+@contextlib.contextmanager
+def _named_temporary(path: Path) -> Iterator[IO[bytes]]:
+    """atomic_open where files cannot be unnamed: a hidden temporary file from the start."""
     # Not a ``with`` statement: the file must stay on disk after closing, for the rename.
     handle = tempfile.NamedTemporaryFile(
         mode="wb", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
