@@ -58,8 +58,10 @@ def _rel(a, b):
 @pytest.mark.parametrize("n", [7, 32])
 def test_rules_defined_alike_give_captums_attributions(setup, method, n):
     model, x, base = setup
+    # Agreement with Captum at any step count, not completeness: a loose tol keeps the
+    # fixed-steps miss of 7 Riemann steps from warning.
     ours = igkit.integrated_gradients(model, x, baseline=base, target=[1, 2], output="softmax",
-                                      method=method, steps=n)
+                                      method=method, steps=n, tol=1e6)
     theirs, their_delta = _captum(model, x, base, SAME_RULE[method], n)
     assert _rel(ours.attributions, theirs) < WEIGHT_ROUNDING
     # Captum's convergence delta is our completeness delta.

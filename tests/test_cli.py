@@ -375,3 +375,27 @@ def test_secant_method_runs_on_torch_and_is_refused_for_keras_before_the_work(
     err = capsys.readouterr().err
     assert "--method secant: needs a PyTorch model" in err and "Traceback" not in err
     assert not keras_out.exists()
+
+
+def test_softmax_over_a_softmax_model_is_refused_before_any_attribution(
+    photos: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Keras model that ends in softmax: --output softmax would explain softmax(probabilities)."""
+    keras = pytest.importorskip("keras")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(4, "softmax")]
+    )
+    model_file = tmp_path / "probs.keras"
+    model.save(model_file)
+    out_dir = tmp_path / "out"
+    args = ["explain", str(photos["coffee"]), "--model", str(model_file), "--input-size", "8"]
+    args += ["--out", str(out_dir), "--steps", "8", "--no-figures", "--target", "0"]
+    assert main([*args, "--output", "softmax"]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "already probabilities" in line and "--output raw" in line
+    assert not out_dir.exists()
+    # The model's own default explains its probabilities as they are.
+    assert main(args) == 0, capsys.readouterr().err
+    with np.load(out_dir / "coffee.npz", allow_pickle=False) as data:
+        assert str(data["output"]) == "raw"

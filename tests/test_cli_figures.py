@@ -218,7 +218,8 @@ def test_saturation_data_and_explain_figures(chelsea: Path, tmp_path: Path) -> N
     model = igkit.load_model("efficientnet_lite0")
     pixels = preprocess(load_image(chelsea), model.input_size, model.preprocess)
     x = model.to_model_layout(pixels[None])
-    common = {"target": 285, "output": "softmax", "steps": 4, "return_path": True}
+    # The trace's data, not completeness (4 steps miss it): a loose tol keeps it quiet.
+    common = {"target": 285, "output": "softmax", "steps": 4, "return_path": True, "tol": 1e6}
     common |= {"input_range": (0.0, 1.0), "batched": True, "channel_axis": model.channel_axis}
 
     # The trapezoid rule evaluates the path's ends itself: the traced scores there are F(x')

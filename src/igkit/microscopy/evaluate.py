@@ -142,24 +142,29 @@ def evaluate(
     Raises:
         ValueError: If ``cells`` has no masks.
     """
+    import warnings
+
     import igkit
 
     if cells.masks is None:
         raise ValueError("the cells need masks; draw them with make_cells(..., masks=True)")
     x = cells.model_input()
     targets = cells.target_lists()
-    ig = igkit.integrated_gradients(
-        net,
-        x,
-        target=targets,
-        baseline="black",
-        output="sigmoid",
-        steps=steps,
-        method=method,
-        batch_size=batch_size,
-        channel_axis=1,
-        input_range=(0.0, 1.0),
-    )
+    with warnings.catch_warnings():
+        # The evaluation reports the completeness errors it saw (median) itself.
+        warnings.simplefilter("ignore", igkit.NotConvergedWarning)
+        ig = igkit.integrated_gradients(
+            net,
+            x,
+            target=targets,
+            baseline="black",
+            output="sigmoid",
+            steps=steps,
+            method=method,
+            batch_size=batch_size,
+            channel_axis=1,
+            input_range=(0.0, 1.0),
+        )
     grads = igkit.gradients(net, x, target=targets, output="sigmoid", batch_size=batch_size)
     pairs = ig.pairs()
     rng = np.random.default_rng(seed)

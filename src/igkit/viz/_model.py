@@ -111,7 +111,11 @@ def _baseline_runs(
 
     The Result itself is reused for a deterministic baseline it was computed against.
     """
+    import warnings
+
     import igkit
+    from igkit.core.checks import NothingToAttributeWarning
+    from igkit.core.engine import NotConvergedWarning
 
     runs = []
     for name in COMPARED_BASELINES:
@@ -120,26 +124,30 @@ def _baseline_runs(
         if tuple(result.baselines) == (name,) and name != "uniform" and len(result) == 1:
             runs.append((name, base, _result_hwc(result, setting)))
             continue
-        other = igkit.integrated_gradients(
-            setting.net,
-            setting.x,
-            target=_target(result, index),
-            baseline=name,
-            # The Result's own request: steps="auto" refines again for each baseline.
-            steps=(
-                result.requested_steps
-                if result.requested_steps is not None
-                else int(np.asarray(result.steps).reshape(-1)[index])
-            ),
-            max_steps=result.max_steps if result.max_steps is not None else 1024,
-            method=result.method,
-            output=setting.output,
-            batch_size=batch_size,
-            tol=result.tol,
-            seed=seed,
-            channel_axis=setting.channel_axis,
-            input_range=setting.input_range,
-            batched=True,
-        )
+        with warnings.catch_warnings():
+            # Each panel's title states its own completeness in words.
+            warnings.simplefilter("ignore", NotConvergedWarning)
+            warnings.simplefilter("ignore", NothingToAttributeWarning)
+            other = igkit.integrated_gradients(
+                setting.net,
+                setting.x,
+                target=_target(result, index),
+                baseline=name,
+                # The Result's own request: steps="auto" refines again for each baseline.
+                steps=(
+                    result.requested_steps
+                    if result.requested_steps is not None
+                    else int(np.asarray(result.steps).reshape(-1)[index])
+                ),
+                max_steps=result.max_steps if result.max_steps is not None else 1024,
+                method=result.method,
+                output=setting.output,
+                batch_size=batch_size,
+                tol=result.tol,
+                seed=seed,
+                channel_axis=setting.channel_axis,
+                input_range=setting.input_range,
+                batched=True,
+            )
         runs.append((name, base, _result_hwc(other, setting)))
     return runs

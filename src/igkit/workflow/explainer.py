@@ -285,7 +285,21 @@ class Explainer:
                 f"--model {self.settings.model}: running it on {what} failed "
                 f"({type(exc).__name__}: {first}); {fix}"
             ) from None
+        self._check_output(raw)
         return transform_outputs(raw, self.output)
+
+    def _check_output(self, raw: np.ndarray) -> None:
+        """Refuse an output transform that would explain softmax(probabilities): the same
+        check ``integrated_gradients`` makes, here before any attribution, in the CLI's words."""
+        from igkit.core.checks import distribution_rows
+
+        if self.output in ("softmax", "sigmoid") and distribution_rows(raw, np.float32):
+            raise InputError(
+                f"--output {self.output}: the outputs of --model {self.settings.model} are "
+                f"already probabilities (every row is non-negative and sums to 1: the model "
+                f"ends in a softmax), so {self.output} would explain {self.output}"
+                "(probabilities), not the model's decision; pass --output raw"
+            )
 
     def prepare(self, inputs: Sequence[Input]) -> list[Prediction]:
         """Read and predict every input and choose its targets: the validation of a run.
@@ -407,17 +421,20 @@ class Explainer:
     def attribute(self, x: np.ndarray, target: Any, *, trace: bool = False) -> Result:
         """The run's attribution method on a batch in the model's layout (pixels in [0, 1]).
 
-        ``NotConvergedWarning`` is silenced: every front end reports convergence itself (the
-        completeness check in words, the ``converged`` column).
+        ``NotConvergedWarning`` and ``NothingToAttributeWarning`` are silenced: every front end
+        reports them itself (the completeness check in words, the ``completeness`` column).
         """
         import warnings
 
         import igkit
+        from igkit.core.checks import NothingToAttributeWarning
         from igkit.core.engine import NotConvergedWarning
 
         s = self.settings
         with warnings.catch_warnings():
+            # The completeness check in words says both, in every front end.
             warnings.simplefilter("ignore", NotConvergedWarning)
+            warnings.simplefilter("ignore", NothingToAttributeWarning)
             return igkit.integrated_gradients(
                 self.model.model, x, target=target, baseline=list(s.baseline), steps=s.steps,
                 method=s.method, output=self.output, batch_size=s.batch_size, tol=s.tol,

@@ -6,11 +6,14 @@ has always written them; the numbers of both come from the same single-target Re
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from igkit.workflow.explainer import Explainer, Explanation, TargetExplanation
+
+if TYPE_CHECKING:
+    from igkit.core.result import Result
 
 __all__ = ["CHANNEL_SUMMARY_FIELDS", "PHOTO_SUMMARY_FIELDS", "npz_fields", "summary_row"]
 
@@ -43,7 +46,7 @@ def summary_row(
         "baseline_score": f"{r.baseline_score[0]:.6g}",
         "delta": f"{r.delta[0]:.6g}",
         "relative_error": f"{r.relative_error[0]:.6g}",
-        "completeness": "within" if r.converged[0] else "NOT within",
+        "completeness": _verdict(r),
         "steps": int(r.steps[0]),
         "evaluations": int(r.evaluations[0]),
         "method": r.method,
@@ -128,3 +131,9 @@ def npz_fields(
             fields["variant"] = variant
     return fields
 
+
+def _verdict(result: Result) -> str:
+    """The completeness column: within, NOT within, or nothing to attribute (F(x) = F(x'))."""
+    if result.nothing_to_attribute[0]:
+        return "nothing to attribute"
+    return "within" if result.converged[0] else "NOT within"
