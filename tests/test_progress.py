@@ -32,14 +32,20 @@ def _bars(stderr: str) -> list[re.Match[str]]:
 
 
 def test_explain_counts_the_images_on_stderr(setup: tuple[Path, Path]) -> None:
+    """The bar counts up to 2/2. tqdm redraws at most every 0.1 s and explain's bar is removed
+    when it closes, so the final count is drawn only when the last image took longer than that:
+    the slow model (40 ms per forward pass, four path batches per image) guarantees it."""
     root, models = setup
     images = sorted(str(p) for p in (root / "imgs").glob("*.png"))[:2]
-    done = run_igkit(["explain", *images, "--out", str(root / "out"), "--no-figures", *TINY],
+    slow = ["--model", f"{MODEL_MODULE}:slow", *TINY[2:], "--steps", "16", "--batch-size", "4"]
+    done = run_igkit(["explain", *images, "--out", str(root / "out"), "--no-figures", *slow],
                      models, root)
     assert done.returncode == 0, done.stderr
     bars = _bars(done.stderr)
     assert bars, done.stderr
-    assert (bars[-1]["done"], bars[-1]["total"]) == ("2", "2")
+    counts = [int(bar["done"]) for bar in bars]
+    assert {bar["total"] for bar in bars} == {"2"} and counts == sorted(counts), counts
+    assert (bars[-1]["done"], bars[-1]["total"]) == ("2", "2"), done.stderr
     assert "2/2" not in done.stdout and "image/s" not in done.stdout  # results only on stdout
 
 
