@@ -377,7 +377,7 @@ class TorchSession:
     def _baseline_point(self, path: int) -> tuple[list, Any]:
         """Activation inputs and output of path ``path``'s baseline, from one forward pass per
         distinct baseline, kept while they take at most ``_BASELINE_POINTS_BYTES``."""
-        from igkit.backends.torch_secant import SecantMode
+        from igkit.backends.torch_secant import SecantMode, captured_bytes
 
         torch = self._torch
         key = self._base_keys.get(path)
@@ -391,8 +391,8 @@ class TorchSession:
                 xb = self._base[path : path + 1].detach().requires_grad_(True)
                 with self._autocast(), mode:
                     out = self._model(xb)
-            point = ([a.detach() for a in mode.after], out.detach())
-            size = sum(a.numel() * a.element_size() for a in point[0])
+            point = (mode.after, out.detach())
+            size = captured_bytes(mode.after)
             held = self._baseline_points
             while held and size * (len(held) + 1) > _BASELINE_POINTS_BYTES:
                 held.pop(next(iter(held)))
