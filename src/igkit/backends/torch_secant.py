@@ -22,10 +22,17 @@ with more nodes (error ~ 1/n). The rules, per operation class:
   ``i_b`` at ``b`` and the point ``t*`` where their linear paths cross, ``t*`` of the gradient
   goes to ``i_a`` and ``1 - t*`` to ``i_b``. Complete by construction; exact where at most two
   inputs of a window take turns;
+* a nondecreasing activation right before a maximum (ReLU before max-pooling) is fused into
+  it: ``max f(z) = f(max z)``, and ``z`` moves linearly where ``f(z)`` bends;
 * compositions of the above, evaluated at both ends: softmax, log-softmax and logsumexp (exp,
-  sum, reciprocal or log, with one shift shared by both ends), LayerNorm, GroupNorm,
-  InstanceNorm and RMSNorm (mean, centring, variance as the mean of a product, rsqrt, scaling),
-  GLU, ``F.scaled_dot_product_attention`` and ``nn.MultiheadAttention``;
+  sum, reciprocal or log, with one shift shared by both ends), GLU,
+  ``F.scaled_dot_product_attention`` and ``nn.MultiheadAttention``;
+* LayerNorm, GroupNorm, InstanceNorm and RMSNorm: the normalising map's gradient averaged over
+  the piece by four Gauss-Legendre nodes, plus a rank-one term along the input's change that
+  makes it map that change to the output's change exactly (the composition mean, centring,
+  variance as the mean of a product, rsqrt, scaling is exact too, but its product rule weighs
+  ``rsqrt(var)`` at the ends, which is off by orders of magnitude where the variance passes
+  near zero inside the piece); the affine part is linear;
 * anything else: its gradient at the midpoint of the piece's two end inputs, never a refusal.
   Completeness then measures a real error again; the operation is named in ``unhandled``.
 

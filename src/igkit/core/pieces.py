@@ -6,9 +6,7 @@ same piece as a unit feeding them. Those pile up where the path crosses many swi
 so the pieces are placed by a pilot:
 
 1. A pilot of ``PILOT_PIECES`` uniform pieces ("regions"), each region's integral kept on its
-   own. Every piece is complete to rounding when the backend followed every nonlinearity, so
-   the pilot (of the first path, before any other work) refuses models with others.
-   Where the average gradient jumps from one region to the next, switching is dense: region
+   own. Where the average gradient jumps from one region to the next, switching is dense: region
    ``c`` gets the roughness ``r_c``, the mean of ``||(x - x') * (S_{c+1} - S_c)||`` over its two
    borders (``S`` the regions' mean gradients).
 2. The final pass: ``k_c >= 1`` pieces of equal width in region ``c``, ``k_c`` following
@@ -21,15 +19,17 @@ so the pieces are placed by a pilot:
    error is estimated as ``ERROR_SCALE * sqrt(sum_c (d_c k_c^-1.5)^2)`` relative to the
    attributions' norm.
 
-Budgets under ``MIN_PIECES_FOR_PILOT`` pieces run uniform pieces after a probe (one
-piece over the first path) that refuses models the same way.
+Budgets under ``MIN_PIECES_FOR_PILOT`` pieces run uniform pieces.
 
 ``steps="auto"`` picks the first budget from the same estimate with ``d_c`` predicted from the
 roughness, runs it, and stops when the measured estimate is within ``tol``. Otherwise it refines
 the regions that miss most, from their measured ``d_c``: only they run again, at their new
 ``k_c``, and replace their integrals, while the other regions keep theirs. Completeness is exact
-for every budget, so it cannot serve as the stopping rule. Calibration and out-of-sample
-checks: ``benchmarks/RESULTS.md``.
+for every budget when the backend has an exact rule for every operation of the model, so it
+cannot serve as the stopping rule then; an operation it follows by its midpoint gradient (the
+fallback) leaves a real completeness error, falling about as the pieces squared, and auto also
+refines until that is within ``tol`` (all regions grow alike: the error is not known per
+region). Calibration and out-of-sample checks: ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ __all__ = [
     "PILOT_PIECES",
     "SecantRun",
     "allocate_pieces",
+    "grow_for_completeness",
     "piece_roughness",
     "region_error",
     "region_pieces",
@@ -74,9 +75,9 @@ AUTO_STEP = 8
 AUTO_PLAN_SHARE = 0.8
 # A refinement grows a region's pieces in steps of this factor (at least one piece).
 REFINE_GROWTH = 1.5
-# A piece is complete up to rounding when every nonlinearity of the model was seen; a residual
-# above this share of |F(x) - F(x')| (or of the summed |terms|, for a tiny gap) means one was not.
-SECANT_RESIDUAL = 1e-3
+# A fallback operation's completeness error falls as k^-COMPLETENESS_POWER with k pieces (the
+# midpoint rule's error per piece, k^-3, summed over the pieces).
+COMPLETENESS_POWER = 2.0
 
 
 def uniform_pieces(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -194,8 +195,25 @@ def refine_pieces(change: np.ndarray, roughness: np.ndarray, counts: np.ndarray,
     return k
 
 
+def grow_for_completeness(counts: np.ndarray, miss: float, tol: float, high: int) -> np.ndarray:
+    """Pieces per region after a pass whose completeness error ``miss`` (relative) missed
+    ``tol``: every region grows by the factor that brings the error, falling as
+    ``k^-COMPLETENESS_POWER``, to ``AUTO_PLAN_SHARE * tol`` (by one piece at least), within
+    ``high`` pieces in all."""
+    factor = (miss / (AUTO_PLAN_SHARE * tol)) ** (1.0 / COMPLETENESS_POWER)
+    k = np.maximum(counts + 1, np.ceil(counts * factor)).astype(np.int64)
+    room = high - int(counts.sum())
+    if k.sum() > high and room > 0:
+        # Share the room left in proportion to the growth asked for, by largest remainders.
+        raw = (k - counts) * room / float((k - counts).sum())
+        add = np.floor(raw).astype(np.int64)
+        add[np.argsort(add - raw, kind="stable")[: room - int(add.sum())]] += 1
+        k = counts + add
+    return k if room > 0 else counts.copy()
+
+
 class SecantRun:
-    """Runs the pilot (or probe) and the pieces for every path of one call.
+    """Runs the pilot and the pieces for every path of one call.
 
     Args:
         accumulate: ``rows -> (Taken, evaluations per path index, summed piece residual)``.
@@ -203,6 +221,11 @@ class SecantRun:
             restores the real paths).
         diff: ``(P, ...)`` input minus baseline per path.
         gap: ``(P,)`` F(x) - F(x') per path.
+        unchanged: ``(P,)`` True where F(x) = F(x') to rounding (completeness says nothing
+            there), or None.
+
+    ``residual`` sums the pieces' |completeness residual| (rounding only when the backend
+    followed every operation exactly).
     """
 
     def __init__(
@@ -211,33 +234,27 @@ class SecantRun:
         split_paths: Callable[[int], None],
         diff: np.ndarray,
         gap: np.ndarray,
+        unchanged: np.ndarray | None = None,
     ) -> None:
         self._accumulate = accumulate
         self._split = split_paths
         self._diff = diff
         self._gap = gap
+        self._unchanged = unchanged
         self.evaluations = np.zeros(diff.shape[0], dtype=np.int64)
+        self.residual = 0.0
 
     def _count(self, counts: np.ndarray, per: int = 1) -> None:
         """Adds the session's evaluations per row path id; ``per`` virtual paths per path."""
         np.add.at(self.evaluations, np.arange(counts.shape[0]) // per, counts)
 
-    def _check(self, residual: float, path: int, sums: np.ndarray, pieces: int) -> None:
-        """Raises ``_NotSecantModel`` when ``pieces`` equal pieces over ``path`` (whose gradient
-        sums are ``sums``) missed completeness by more than rounding: a nonlinearity the
-        backend did not follow. Such a miss falls about as 1 / pieces (each piece's as its
-        width squared), while rounding does not; the threshold falls with it."""
-        gap = abs(float(self._gap[path]))
-        scale = gap + 0.1 * float(np.abs(self._diff[path] * sums).sum())
-        if residual * pieces > SECANT_RESIDUAL * scale:
-            raise _NotSecantModel(residual / max(gap, 1e-300))
-
-    def probe(self) -> None:
-        """One piece over path 0; raises when it is not complete to rounding."""
-        alphas, weights = uniform_pieces(1)
-        taken, counts, residual = self._accumulate(all_rows([0], [alphas], [weights]))
-        self._count(counts)
-        self._check(residual, 0, taken.sums[0], 1)
+    def completeness_miss(self, path: int, attributions: np.ndarray) -> float:
+        """``|sum(attributions) - (F(x) - F(x'))| / |F(x) - F(x')|`` of one path (0 where the
+        output did not change)."""
+        gap = float(self._gap[path])
+        if gap == 0 or (self._unchanged is not None and bool(self._unchanged[path])):
+            return 0.0
+        return abs(float(attributions.sum()) - gap) / abs(gap)
 
     def _by_region(self, paths: np.ndarray, ends: list, weights: list, regions: list):
         """Integrates the given pieces, keeping each region's gradient sum apart: ``(len(paths),
@@ -250,26 +267,17 @@ class SecantRun:
             taken, counts, residual = self._accumulate(rows)
         finally:
             self._split(1)
+        self.residual += residual
         self._count(counts, per=m)
         sums = taken.sums.reshape(-1, m, *self._diff.shape[1:])[paths]
         return sums, taken, residual
 
     def pilot(self, paths: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-        """The pilot's region attributions ``(len(paths), m, ...)`` and roughness per path. The
-        first path runs alone first: its pieces double as the check that the model is one the
-        backend follows, before the other paths' work."""
+        """The pilot's region attributions ``(len(paths), m, ...)`` and roughness per path."""
         m = PILOT_PIECES
         ends, weights, regions = region_pieces(np.ones(m, dtype=np.int64))
-        parts: list[np.ndarray] = []
-        for group in (paths[:1], paths[1:]):
-            if group.size:
-                n = group.shape[0]
-                sums, _, residual = self._by_region(group, [ends] * n, [weights] * n,
-                                                    [regions] * n)
-                if not parts:
-                    self._check(residual, int(group[0]), sums[0].sum(axis=0), m)
-                parts.append(sums)
-        sums = np.concatenate(parts)
+        n = paths.shape[0]
+        sums, _, _ = self._by_region(paths, [ends] * n, [weights] * n, [regions] * n)
         grid = uniform_pieces(m)[0]
         rough = [piece_roughness(sums[j], grid, self._diff[p]) for j, p in enumerate(paths)]
         return self._diff[paths][:, None] * sums, rough
@@ -283,10 +291,10 @@ class SecantRun:
             attr, used, _ = self.run(paths, max_steps, tol, max_steps, record)
             return attr, used, np.zeros(n_paths, dtype=bool)
         if steps is not None and steps < MIN_PIECES_FOR_PILOT:
-            self.probe()
             ends, weights = uniform_pieces(steps)
-            taken, evaluated, _ = self._accumulate(
+            taken, evaluated, residual = self._accumulate(
                 all_rows([int(p) for p in paths], [ends] * n_paths, [weights] * n_paths))
+            self.residual += residual
             self._count(evaluated)
             record(paths, [ends] * n_paths, taken, True)
             return (self._diff[paths] * taken.sums[paths], np.full(n_paths, steps),
@@ -307,13 +315,21 @@ class SecantRun:
             for j in active:
                 change = np.linalg.norm((pilot[j] - final[j]).reshape(PILOT_PIECES, -1), axis=1)
                 scale = float(np.linalg.norm(final[j].sum(axis=0)))
-                if region_error(change, rough[j], counts[j]) <= tol * scale:
+                # A fallback operation leaves a completeness error: it must meet tol as well.
+                miss = self.completeness_miss(int(paths[j]), final[j])
+                if region_error(change, rough[j], counts[j]) <= tol * scale and miss <= tol:
                     continue
                 if counts[j].sum() >= max_steps:
                     met[j] = False
                     continue
-                grown[j] = refine_pieces(change, rough[j], counts[j],
-                                         AUTO_PLAN_SHARE * tol * scale, max_steps)
+                k = refine_pieces(change, rough[j], counts[j], AUTO_PLAN_SHARE * tol * scale,
+                                  max_steps)
+                if miss > tol:
+                    k = np.maximum(k, grow_for_completeness(counts[j], miss, tol, max_steps))
+                if not (k > counts[j]).any():
+                    met[j] = False
+                    continue
+                grown[j] = k
             active = np.array(sorted(grown), dtype=np.int64)
             if active.size:
                 keep = [grown[j] > counts[j] for j in active]
@@ -334,9 +350,3 @@ class SecantRun:
                                           [w for _, w, _ in placed], [r for _, _, r in placed])
         record(paths, [e for e, _, _ in placed], taken, keep is None)
         return self._diff[paths][:, None] * sums
-
-
-class _NotSecantModel(ValueError):
-    def __init__(self, miss: float) -> None:
-        super().__init__(miss)
-        self.miss = miss

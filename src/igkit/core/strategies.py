@@ -35,7 +35,7 @@ from igkit.backends.base import (
 from igkit.core.adaptive import run_adaptive
 from igkit.core.checks import refuse_non_finite
 from igkit.core.completeness import relative_change
-from igkit.core.pieces import SecantRun, _NotSecantModel
+from igkit.core.pieces import SecantRun
 from igkit.core.planner import RowBatch, all_rows
 from igkit.core.result import PathTrace
 
@@ -51,12 +51,18 @@ __all__ = [
     "NotConvergedWarning",
     "PathJob",
     "PathRecorder",
+    "SecantFallbackWarning",
     "Strategy",
 ]
 
 
 class NotConvergedWarning(RuntimeWarning):
     """``steps="auto"`` reached ``max_steps`` before meeting its tolerance for some inputs."""
+
+
+class SecantFallbackWarning(RuntimeWarning):
+    """``method="secant"`` followed operations it has no exact rule for by their gradient at
+    each piece's midpoint, and the attributions miss completeness by more than ``tol``."""
 
 
 @dataclass(frozen=True)
@@ -399,7 +405,11 @@ class AdaptiveStrategy(Strategy):
 class SecantStrategy(Strategy):
     """``method="secant"``: pieces of the path, each integrated by one secant backward pass
     (``igkit.core.pieces``), on sessions declaring ``interval_accumulation``. Each piece is
-    complete to rounding, which reduced precision would break."""
+    complete to rounding where the session has an exact rule for every operation of the model,
+    which reduced precision would break. Operations without one run on their midpoint gradient
+    (``IntervalSession.unhandled_ops``): completeness then measures a real error, which
+    ``steps="auto"`` refines until it is within ``tol``, and a ``SecantFallbackWarning`` names
+    those operations when the attributions miss ``tol``."""
 
     name = "secant"
     needs = ("interval_accumulation",)
@@ -413,31 +423,43 @@ class SecantStrategy(Strategy):
             counts = session.accumulate_intervals(rows, job.batch_size)
             return session.take(), counts, session.piece_residual - before
 
-        run = SecantRun(accumulate, job.split_paths, job.diff, job.score - job.base_score)
+        run = SecantRun(accumulate, job.split_paths, job.diff, job.score - job.base_score,
+                        job.unchanged)
         auto = job.auto
         steps = None if auto else int(cast(int, job.steps))
-        try:
-            attr, used, met = run.run(
-                np.arange(job.n_paths), steps, auto.tol if auto else job.tol,
-                auto.max_steps if auto else cast(int, steps), job.recorder.pieces,
-            )
-        except _NotSecantModel as exc:
-            ops = sorted(session.unhandled_ops)
-            named = f" (operations it could not follow: {', '.join(ops)})" if ops else ""
-            raise ValueError(
-                "method='secant' needs a model whose only nonlinearities are elementwise "
-                f"activations such as ReLU, ReLU6, SiLU or GELU; this one has others{named}: "
-                f"pieces of the path miss completeness by {exc.miss:.2%} of F(x) - F(x'). Use "
-                "method='gauss_legendre' or 'adaptive' for this model"
-            ) from None
+        attr, used, met = run.run(
+            np.arange(job.n_paths), steps, auto.tol if auto else job.tol,
+            auto.max_steps if auto else cast(int, steps), job.recorder.pieces,
+        )
         if auto is not None and not met.all():
             _warn_not_converged(int((~met).sum()), job.n_paths, int(used.max()), auto.tol)
+        ops = sorted(session.unhandled_ops)
+        if ops:
+            misses = np.array([run.completeness_miss(p, attr[p]) for p in range(job.n_paths)])
+            if misses.max() > job.tol:
+                gaps = float(np.abs(job.score - job.base_score).sum())
+                _warn_secant_fallback(ops, float(misses.max()), run.residual / max(gaps, 1e-300),
+                                      job.tol)
         return Integrated(attr, used, run.evaluations)
 
 
 POINT_RULE = PointRuleStrategy()
 ADAPTIVE = AdaptiveStrategy()
 SECANT = SecantStrategy()
+
+
+def _warn_secant_fallback(ops: list[str], miss: float, residual: float, tol: float) -> None:
+    # Called from a strategy's run: the warning points at the caller of the public function.
+    warnings.warn(
+        f"method='secant' has no exact rule for {', '.join(ops)}: it followed "
+        f"{'them' if len(ops) > 1 else 'it'} by the gradient at each piece's midpoint, so "
+        f"completeness measures a real error, {miss:.2%} of F(x) - F(x') (tol={tol:g}; the "
+        f"pieces' |residuals| sum to {residual:.2%} of |F(x) - F(x')|). Pass more steps or "
+        "steps='auto' (which refines until both errors are within tol), or "
+        "method='gauss_legendre'",
+        SecantFallbackWarning,
+        stacklevel=5,
+    )
 
 
 def _warn_not_converged(missed: int, n_paths: int, steps: int, tol: float) -> None:
