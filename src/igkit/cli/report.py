@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from igkit.cli._base import EXIT_OK, Command, UsageError
+from igkit.cli._base import EXIT_FAILED, EXIT_OK, Command, UsageError
 
 __all__ = ["COMMAND", "configure", "run"]
 
@@ -42,11 +42,11 @@ def run(args: argparse.Namespace) -> int:
         if not source.is_dir():
             raise UsageError(f"{source}: no such folder")
     try:
-        count = build_report(sources[0], args.out, sources[1] if len(sources) > 1 else None)
+        built = build_report(sources[0], args.out, sources[1] if len(sources) > 1 else None)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    print(f"wrote a report of {count} item(s) to {Path(args.out) / 'index.html'}")
-    return EXIT_OK
+    print(f"wrote a report of {built.items} item(s) to {Path(args.out) / 'index.html'}")
+    return EXIT_FAILED if built.damaged else EXIT_OK
 
 
 COMMAND = Command(

@@ -21,7 +21,9 @@ import html
 import json
 import os
 import shutil
+import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,9 @@ from igkit.report.folder import ReportFolder
 from igkit.report.items import ReportItem, load_explain_folder, write_map_png
 from igkit.report.store import draw_figures, load_store
 
-__all__ = ["ReportItem", "build_report", "embed_json", "load_explain_folder", "load_store"]
+__all__ = [
+    "BuiltReport", "ReportItem", "build_report", "embed_json", "load_explain_folder", "load_store",
+]
 
 
 def embed_json(value: Any) -> str:
@@ -99,9 +103,19 @@ def _detail_page(index: int, item: ReportItem, figures: list[tuple[str, str]], n
     return _page(f"{item.name} - {item.target_label}", "".join(parts))
 
 
+@dataclass(frozen=True)
+class BuiltReport:
+    """What :func:`build_report` wrote: ``items`` image/target items; ``damaged`` when a store
+    it read is damaged (its damaged examples are named on stderr and left out of the report)."""
+
+    items: int
+    damaged: bool = False
+
+
 def build_report(source: str | os.PathLike[str], out: str | os.PathLike[str],
-                 compare: str | os.PathLike[str] | None = None) -> int:
-    """Write the report for ``source`` into ``out`` and return the number of items.
+                 compare: str | os.PathLike[str] | None = None) -> BuiltReport:
+    """Write the report for ``source`` into ``out``; say how many items and whether a store was
+    damaged.
 
     ``out`` is checked before anything is written, and the report appears there whole or not
     at all (:mod:`igkit.report.folder`): it may be new, empty or hold an earlier report, whose
@@ -115,7 +129,7 @@ def build_report(source: str | os.PathLike[str], out: str | os.PathLike[str],
             ``source``, which must then be a store too); the gallery shows ``source``'s items.
 
     Returns:
-        The number of image/target items in the report.
+        The number of image/target items, and whether a store read was damaged.
 
     Raises:
         ValueError: ``source`` is neither kind of folder, or holds no items; ``compare`` is
@@ -155,8 +169,15 @@ def build_report(source: str | os.PathLike[str], out: str | os.PathLike[str],
             (dest / sub).mkdir()
         if other is not None:
             _write_compare_page(dest, store, other, src.name, Path(compare).name)
-        return _write_items(dest, src, items, classes, store is not None,
-                            None if compare is None else Path(compare).name)
+            if other.last_check is not None:  # store B's damage, named like store A's
+                for line in other.last_check.messages(Path(compare)):
+                    print(line, file=sys.stderr)
+        count = _write_items(dest, src, items, classes, store is not None,
+                             None if compare is None else Path(compare).name)
+    damaged = any(
+        s is not None and s.last_check is not None and not s.last_check.ok for s in (store, other)
+    )
+    return BuiltReport(count, damaged)
 
 
 def _write_items(dest: Path, src: Path, items: list[ReportItem], classes: list[dict[str, Any]],

@@ -40,11 +40,15 @@ def _new_figure(width: float, height: float) -> Figure:
 
 
 def _finish(fig: Figure, path: PathLike | None) -> Figure:
-    """Save ``fig`` to ``path`` when given (creating its folder) and return it."""
+    """Save ``fig`` to ``path`` when given (creating its folder, atomically, in the format the
+    suffix names: png by default) and return it."""
     if path is not None:
+        from igkit.io.writers import atomic_open
+
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(target, dpi=DPI, bbox_inches="tight")
+        with atomic_open(target) as handle:
+            fig.savefig(handle, dpi=DPI, bbox_inches="tight", format=target.suffix[1:] or "png")
     return fig
 
 

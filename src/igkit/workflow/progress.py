@@ -59,7 +59,9 @@ class Progress:
             print(text, file=stream, flush=True)
 
     def close(self) -> None:
-        """Close the bar."""
+        """Close the bar, drawn once more so its final count shows (tqdm redraws at most every
+        0.1 s, so a fast run could end on an older count)."""
         if self._bar is not None:
+            self._bar.refresh()
             self._bar.close()
             self._bar = None
