@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from analytic import cubic_ridge_ig, sigmoid_linear_ig
 
 import igkit
-
-torch = pytest.importorskip("torch")
 
 ALL = ["riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gauss_legendre"]
 SRC = Path(igkit.__file__).parent

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import captum.attr as captum_attr
 import numpy as np
 import pytest
+import torch
 
 import igkit
-
-torch = pytest.importorskip("torch")
-captum_attr = pytest.importorskip("captum.attr")
 
 # igkit name -> Captum's name for the same rule.
 SAME_RULE = {

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 from PIL import Image
 
 from igkit.io.channels import (
@@ -18,8 +19,6 @@ from igkit.io.channels import (
     read_channel_file,
     save_channel_files,
 )
-
-tifffile = pytest.importorskip("tifffile")
 
 
 @pytest.fixture

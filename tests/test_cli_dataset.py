@@ -9,14 +9,12 @@ import subprocess
 import time
 from pathlib import Path
 
+import duckdb  # noqa: F401 - installed by make test: a regression fails, not skips
 import numpy as np
+import pyarrow  # noqa: F401 - installed by make test: a regression fails, not skips
 import pytest
-
-pytest.importorskip("torch")
-pytest.importorskip("zarr")
-pytest.importorskip("pyarrow")
-pytest.importorskip("duckdb")
-
+import torch  # noqa: F401 - installed by make test: a regression fails, not skips
+import zarr  # noqa: F401 - installed by make test: a regression fails, not skips
 from test_runner_support import (  # noqa: E402
     MODEL_MODULE,
     RUN_OPTIONS,

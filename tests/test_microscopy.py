@@ -15,8 +15,6 @@ from igkit.microscopy.synthetic import (
     make_cells,
 )
 
-torch = pytest.importorskip("torch")
-
 # Measured with the shipped weights (scripts/train_microscopy.py, see README "Microscopy"):
 # on the first 200 evaluation cells exact-match accuracy EXACT_MEASURED, macro F1 F1_MEASURED;
 # on the first 24, 16 Gauss-Legendre steps: the in-mask shares and pointing-game rates below.

@@ -8,13 +8,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
+import torch
 from analytic import NumpySession
 
 import igkit
 from igkit.core.engine import AutoSteps, run_integrated_gradients
 from igkit.core.targets import labels_above, resolve_target_plan
-
-torch = pytest.importorskip("torch")
 
 
 def smooth_cnn(seed: int = 0, dtype=torch.float64) -> torch.nn.Module:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from analytic import NumpySession, cubic_ridge
 
 import igkit
@@ -24,7 +25,6 @@ from igkit.core.checks import distribution_rows, unchanged
 from igkit.core.completeness import completeness
 from igkit.core.engine import run_integrated_gradients
 
-torch = pytest.importorskip("torch")
 nn = torch.nn
 
 
@@ -60,8 +60,8 @@ def images(rng) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def keras() -> Any:
-    pytest.importorskip("tensorflow")
-    keras = pytest.importorskip("keras")
+    import keras
+    import tensorflow  # noqa: F401 - installed by make test: a regression fails, not skips
     if keras.backend.backend() != "tensorflow":
         pytest.skip("Keras runs on another backend here")
     return keras

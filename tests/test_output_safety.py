@@ -24,7 +24,7 @@ FAST = ["--steps", "2", "--no-figures"]
 
 @pytest.fixture(scope="module")
 def photo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    skimage_data = pytest.importorskip("skimage.data")
+    import skimage.data as skimage_data
     folder = tmp_path_factory.mktemp("photos")
     Image.fromarray(skimage_data.chelsea()).save(folder / "chelsea.png")
     return folder

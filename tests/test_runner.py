@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb  # noqa: F401 - installed by make test: a regression fails, not skips
 import numpy as np
+import pyarrow  # noqa: F401 - installed by make test: a regression fails, not skips
 import pytest
-
-pytest.importorskip("zarr")
-pytest.importorskip("pyarrow")
-pytest.importorskip("duckdb")
+import zarr  # noqa: F401 - installed by make test: a regression fails, not skips
 
 from igkit.runner.engine import SourceError, read_source  # noqa: E402
 from igkit.runner.store import DatasetStore, Example, StoreError, checksum  # noqa: E402

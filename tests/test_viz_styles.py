@@ -197,7 +197,7 @@ def test_riemann_figure_for_auto_steps_and_without_a_method() -> None:
 
 
 def test_figures_that_rerun_the_model_explain_what_the_result_explains() -> None:
-    torch = pytest.importorskip("torch")
+    import torch
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 5)).eval()
     x = np.random.default_rng(0).random((1, 3, 4, 4), dtype=np.float32)
