@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import html
 import json
@@ -397,30 +396,36 @@ def test_report_build_killed_midway_is_cleaned_up(tmp_path: Path) -> None:
 
 
 _CHILD = """
-import ctypes, resource, signal, sys
+import ctypes, os, resource, signal, sys
 mode, limit = sys.argv[1], int(sys.argv[2])
 if mode == "full":
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+if mode == "read-only" and "IGKIT_TEST_NO_DAC_OVERRIDE" not in os.environ:
+    # Drop the capabilities that let root write anywhere (CAP_DAC_OVERRIDE,
+    # CAP_DAC_READ_SEARCH, CAP_FOWNER) from the bounding set and exec this script again, so they
+    # leave the effective set too: a read-only folder is then read-only for root as well.
+    # Refused (a no-op) for other users, for whom chmod is enough.
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (1, 2, 3):
+        libc.prctl(24, cap, 0, 0, 0)  # PR_CAPBSET_DROP
+    os.environ["IGKIT_TEST_NO_DAC_OVERRIDE"] = "1"
+    os.execv(sys.executable, [sys.executable, *sys.argv])
 from igkit.cli import main
 sys.exit(main(sys.argv[3:]))
 """
 
 
-def _without_root_override() -> None:
-    """In the child before exec: drop the capabilities that let root write anywhere
-    (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER), so a read-only folder is read-only
-    for root too. A no-op (refused) for other users, for whom chmod is enough."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    for cap in (1, 2, 3):
-        libc.prctl(24, cap, 0, 0, 0)  # PR_CAPBSET_DROP
-
-
-def _run_child(mode: str, args: list[str], limit: int = 0) -> subprocess.CompletedProcess[str]:
+def _run_child(
+    script_dir: Path, mode: str, args: list[str], limit: int = 0
+) -> subprocess.CompletedProcess[str]:
+    """Run igkit in a child that limits itself (no preexec_fn: forking the test process with
+    its frameworks loaded would run their fork handlers)."""
+    script = script_dir / "child.py"
+    script.write_text(_CHILD, encoding="utf-8")
     return subprocess.run(
-        [sys.executable, "-c", _CHILD, mode, str(limit), *args], capture_output=True, text=True,
+        [sys.executable, str(script), mode, str(limit), *args], capture_output=True, text=True,
         timeout=300, env={**os.environ, "MPLBACKEND": "Agg"},
-        preexec_fn=_without_root_override if mode == "read-only" else None,
     )
 
 
@@ -442,7 +447,7 @@ def test_report_on_a_full_or_read_only_disk_changes_nothing(tmp_path: Path, mode
     if mode == "read-only":
         locked.chmod(0o555)
     try:
-        done = _run_child(mode, ["report", str(store), "--out", str(out)], limit=5000)
+        done = _run_child(tmp_path, mode, ["report", str(store), "--out", str(out)], limit=5000)
     finally:
         locked.chmod(0o755)
     assert done.returncode == 2, done.stderr
