@@ -157,3 +157,36 @@ def test_a_full_disk_stops_with_one_line_and_leaves_whole_files(
     names = sorted(p.name for p in out.iterdir())
     assert names == ["igkit-run.json"], names  # no partial npz, no temporary file left
     assert json.loads((out / "igkit-run.json").read_text())["complete"] is False
+
+
+
+def test_a_full_disk_is_one_line_for_the_dataset_commands(tmp_path: Path) -> None:
+    """explain-dataset and summarize on a disk that fills up (RLIMIT_FSIZE): one line, exit 2,
+    no traceback; the store's committed batches stay readable."""
+    from test_runner_support import (
+        MODEL_MODULE,
+        RUN_OPTIONS,
+        cli_env,
+        make_images,
+        write_model_module,
+    )
+
+    models = write_model_module(tmp_path / "models")
+    make_images(tmp_path / "imgs", 6)
+    store = tmp_path / "store"
+    run = [sys.executable, "-c", _FULL_DISK]
+    explain = ["explain-dataset", str(tmp_path / "imgs"), "--out", str(store),
+               "--model", f"{MODEL_MODULE}:tiny", *RUN_OPTIONS]
+    env = {**cli_env(models), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    # 1 KB: store.json and the examples table fit, the first Parquet part does not.
+    done = subprocess.run([*run, "1024", *explain], capture_output=True, text=True, timeout=600,
+                          env=env)
+    assert done.returncode == 2, done.stderr
+    assert "cannot write" in _one_error(done.stderr)
+    # A full run, then summarize onto a full disk.
+    assert subprocess.run([*run, str(1 << 30), *explain], capture_output=True, text=True,
+                          timeout=600, env=env).returncode == 0
+    summary = subprocess.run([*run, "100", "summarize", str(store)], capture_output=True,
+                             text=True, timeout=600, env=env)
+    assert summary.returncode == 2, summary.stderr
+    assert "cannot write" in _one_error(summary.stderr)

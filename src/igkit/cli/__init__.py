@@ -52,8 +52,10 @@ def build_parser() -> Parser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line on ``argv`` (default ``sys.argv[1:]``) and return the exit code.
 
-    Usage errors are printed as one line on stderr (exit code 2) rather than raised; anything
-    else that goes wrong is a bug and propagates with its traceback.
+    Usage errors are printed as one line on stderr (exit code 2) rather than raised, and so is a
+    disk that cannot take a command's files (full, read-only, no permission: every command
+    writes each file atomically, so nothing partial is left); anything else that goes wrong is
+    a bug and propagates with its traceback.
     """
     # TensorFlow's C++ start-up logging would bury the one-line messages; users can override.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -67,6 +69,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         message = " ".join(str(exc).split())  # one line, whatever the message holds
         print(f"igkit: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        from igkit.io.writers import DISK_ERRORS
+
+        if exc.errno not in DISK_ERRORS:
+            raise
+        where = f" {exc.filename}" if exc.filename else ""
+        print(
+            f"igkit: error: cannot write{where}: {os.strerror(exc.errno or 0)}; free space or "
+            "choose another --out (every file written so far is whole)",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     except SystemExit as exc:  # --help and --version exit through argparse
         if exc.code is None:

@@ -28,7 +28,13 @@ import numpy as np
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["atomic_open", "write_csv", "write_figure_png", "write_npz"]
+__all__ = ["DISK_ERRORS", "atomic_open", "write_csv", "write_figure_png", "write_npz"]
+
+#: Write errors that say the disk, not the data or igkit, is the problem (full, read-only, no
+#: permission, over a file-size limit): front ends report them as one line.
+DISK_ERRORS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+)
 
 #: Characters of the temporary names (tempfile's alphabet, so ``.NAME.XXXXXXXX.tmp`` reads the
 #: same whichever way the file was made).

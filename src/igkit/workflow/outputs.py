@@ -21,7 +21,6 @@ them.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -30,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from igkit.io.writers import DISK_ERRORS
 from igkit.workflow.explainer import Explainer, Explanation, Prediction, TargetExplanation
 from igkit.workflow.inputs import InputError
 from igkit.workflow.records import (
@@ -51,8 +51,6 @@ __all__ = [
 
 #: The run's record in its output folder: settings, inputs and every file written.
 RUN_RECORD = "igkit-run.json"
-#: Write errors that say the disk, not the data, is the problem.
-_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
 
 
 class OutputError(OSError):
@@ -269,7 +267,7 @@ class OutputFolder:
         try:
             return action()
         except OSError as exc:
-            if exc.errno in _DISK_ERRORS:
+            if exc.errno in DISK_ERRORS:
                 raise OutputError(
                     exc.errno,
                     f"--out {self.out}: cannot write {path.name} ({os.strerror(exc.errno or 0)}); "
