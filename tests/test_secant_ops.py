@@ -160,8 +160,9 @@ class Norms(nn.Module):
 
 
 class Attention(nn.Module):
-    """Token attention three ways: by hand (q @ k^T, softmax, @ v), scaled_dot_product_attention
-    (with a causal mask) and nn.MultiheadAttention (sequence first, with a key padding mask)."""
+    """Token attention four ways: by hand (q @ k^T, softmax, @ v), scaled_dot_product_attention
+    (with a causal mask), nn.MultiheadAttention (sequence first, with a key padding mask), and
+    Swin's shifted windows (torch.roll, a mask built from ``x.new_zeros`` and masked_fill)."""
 
     def __init__(self, kind: str = "hand") -> None:
         super().__init__()
@@ -179,6 +180,15 @@ class Attention(nn.Module):
             pad[:, -2:] = True
             out, _ = self.mha(s, s, s, key_padding_mask=pad)
             out = out.transpose(0, 1)
+        elif self.kind == "windows":
+            s = torch.roll(t, shifts=-2, dims=1)
+            q, k, v = self.qkv(s).view(t.shape[0], t.shape[1], 3, 8).unbind(2)
+            group = t.new_zeros(t.shape[1])
+            group[5:] = 1.0
+            mask = group[:, None] - group[None, :]
+            mask = mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0)
+            w = torch.softmax(q @ k.transpose(-2, -1) / 2.0 + mask, dim=-1)
+            out = torch.roll(w @ v, shifts=2, dims=1)
         else:
             q, k, v = self.qkv(t).view(t.shape[0], t.shape[1], 2, 3, 4).permute(3, 0, 2, 1, 4)
             if self.kind == "sdpa":
@@ -236,6 +246,11 @@ class MobileNetV3Block(nn.Module):
         self.project = nn.Sequential(nn.Conv2d(16, 8, 1, bias=False), _bn(8))
         self.head = nn.Sequential(nn.Conv2d(8, 16, 1), nn.Hardswish())
         self.fc = nn.Linear(16, 5)
+        with torch.no_grad():
+            # Pre-activations of a few units, as in a trained network, so that the path crosses
+            # hard-swish's kinks at -3 and 3 (inside them it is a polynomial).
+            self.stem[0].weight.mul_(6.0)
+            self.expand[0].weight.mul_(6.0)
 
     def forward(self, x):
         x = self.stem(x)
@@ -311,6 +326,7 @@ OP_MODELS = {
     "elementwise": Smooth, "softmax": SoftmaxInside, "products": Products,
     "squeeze_excite": SqueezeExcite, "selections": Selections, "norms": Norms,
     "attention": Attention, "sdpa": lambda: Attention("sdpa"), "mha": lambda: Attention("mha"),
+    "windows": lambda: Attention("windows"),
 }
 REFUSED_MODELS = {
     "resnet_stem": ResNetStem, "mobilenetv3_block": MobileNetV3Block,
@@ -472,3 +488,18 @@ def test_multi_head_attention_keeps_the_weights_it_returns():
         out, w = model.attn(xin, xin, xin)
     torch.testing.assert_close(out, want_out, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(w, want_w, rtol=1e-12, atol=1e-12)
+
+
+def test_only_tensors_computed_from_the_input_values_follow_the_path():
+    # A tensor built from the input's shape (x.new_zeros, as Swin builds its mask) or detached
+    # from it is a constant; products with a parameter are linear, with no rule or row pairing.
+    from igkit.backends.torch_secant import SecantMode
+
+    w = nn.Parameter(torch.ones(3, dtype=torch.float64))
+    x = torch.rand(3, 3, dtype=torch.float64, requires_grad=True)
+    with SecantMode() as mode:
+        h = torch.relu(x) * w
+        for fresh in (x.new_zeros(3, 3), torch.zeros_like(x), x.detach(), h.detach()):
+            assert mode._axis(fresh) is None
+        assert mode._axis(h) == 0 and mode._axis(h.t()) == 1
+    assert len(mode.after) == 1  # only the ReLU needed its inputs at the piece's start

@@ -138,9 +138,8 @@ _NO_GRADIENT = frozenset(
     "allclose sign signbit floor ceil round trunc frac logical_and logical_or logical_not "
     "logical_xor any all nonzero bool long int byte char short __and__ __or__ __xor__ __invert__ "
     "__bool__ __int__ __float__ __index__ item tolist numpy count_nonzero bucketize searchsorted "
-    "histc bincount unique zeros_like ones_like empty_like full_like rand_like randn_like "
-    "new_zeros new_ones new_empty new_full new_tensor detach detach_ requires_grad_ "
-    "__get__ size dim numel __len__ stride is_contiguous data_ptr element_size "
+    "histc bincount unique requires_grad_ __get__ size dim numel __len__ stride is_contiguous "
+    "data_ptr element_size "
     "is_floating_point is_complex __format__ __repr__ __hash__ get_device nelement ndimension "
     "storage_offset untyped_storage register_hook retain_grad __contains__ __iter__ "
     "__reversed__ __array__ __dlpack__ __dlpack_device__".split()
@@ -148,8 +147,14 @@ _NO_GRADIENT = frozenset(
 # A tensor whose rows are moved along when the op returns a differently ordered tensor.
 _TRANSPOSES = frozenset("transpose transpose_ swapaxes swapdims".split())
 _PERMUTES = frozenset("permute movedim moveaxis t T mT H mH".split())
-# Calls that take no part (sizes, properties other than transposes), passed through at once.
-_PLAIN = frozenset("size dim numel __len__ stride is_contiguous is_floating_point".split())
+# Calls that take no part (sizes, properties other than transposes), passed through at once,
+# and calls whose output does not depend on the values of their input (a detached copy, a new
+# tensor of its shape: Swin's attention mask is built by x.new_zeros).
+_PLAIN = frozenset(
+    "size dim numel __len__ stride is_contiguous is_floating_point zeros_like ones_like "
+    "empty_like full_like rand_like randn_like randint_like new_zeros new_ones new_empty "
+    "new_full new_tensor detach detach_".split()
+)
 
 _NAMES: dict[Any, str] = {}
 
@@ -198,7 +203,7 @@ def _pair_slopes(za, ya, zb, yb, f: Callable, kind: str, out: torch.Tensor,
     if kind == "unit":
         # Exact for any move that is not zero; 0 / 0 marks the entries that need f'(z).
         out.div_(dz)
-        torch.where(out.isnan(), (ya == za).to(out.dtype), out, out=out)
+        torch.where(out.isnan(), ya == za, out, out=out)
         return
     still = za == zb  # equal ends, infinite ones included (exp at -inf: slope 0)
     if kind != "piecewise":
@@ -706,8 +711,6 @@ class SecantMode(TorchFunctionMode):
         return order.index(axis)
 
     def _tag(self, name: str, args: tuple, kwargs: dict, out: Any, src: torch.Tensor) -> None:
-        if name in ("detach", "detach_"):
-            return
         if isinstance(out, torch.Tensor):
             outs: list = [out]
         elif isinstance(out, (tuple, list)):
@@ -932,6 +935,28 @@ def _out_of_place(name: str, func: Callable) -> Callable:
     return func
 
 
+_INPLACE_SIGNATURES: dict[Any, inspect.Signature | None] = {}
+
+
+def _inplace_signature(func: Callable) -> inspect.Signature | None:
+    """``func``'s signature when it takes ``inplace`` (F.relu and the like), else None."""
+    try:
+        return _INPLACE_SIGNATURES[func]
+    except (KeyError, TypeError):
+        pass
+    try:
+        sig: inspect.Signature | None = inspect.signature(func)
+    except (TypeError, ValueError):
+        sig = None
+    if sig is not None and "inplace" not in sig.parameters:
+        sig = None
+    try:
+        _INPLACE_SIGNATURES[func] = sig
+    except TypeError:
+        pass
+    return sig
+
+
 def _elementwise(func: Callable, call_args: tuple, call_kwargs: dict, pos: int | str
                  ) -> tuple[Callable, bool]:
     """``func`` as a function of its argument at ``pos`` alone (``inplace`` off), and whether it
@@ -940,11 +965,8 @@ def _elementwise(func: Callable, call_args: tuple, call_kwargs: dict, pos: int |
     if "inplace" in kwargs:
         kwargs["inplace"] = False
     args = list(call_args)
-    try:
-        sig = inspect.signature(func)
-    except (TypeError, ValueError):
-        sig = None
-    if sig is not None and "inplace" in sig.parameters:
+    sig = _inplace_signature(func)
+    if sig is not None:
         bound = sig.bind(*args, **kwargs)
         bound.arguments["inplace"] = False
         args, kwargs = list(bound.args), dict(bound.kwargs)
