@@ -503,3 +503,34 @@ def test_only_tensors_computed_from_the_input_values_follow_the_path():
             assert mode._axis(fresh) is None
         assert mode._axis(h) == 0 and mode._axis(h.t()) == 1
     assert len(mode.after) == 1  # only the ReLU needed its inputs at the piece's start
+
+
+class InPlace(nn.Module):
+    """In-place operations around the rules: a norm's output scaled and rectified in place (the
+    norm's rule keeps its own copies), the residual stream added to in place."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 6)
+        self.ln = nn.LayerNorm(6)
+        self.out = nn.Linear(6, 2)
+
+    def forward(self, x):
+        h = self.fc(x)
+        y = self.ln(h)
+        y *= torch.sigmoid(h)
+        y.relu_()
+        h = h * 1.0
+        h += y
+        return self.out(h)
+
+
+def test_in_place_operations_keep_every_piece_complete(monkeypatch):
+    torch.manual_seed(0)
+    model = InPlace().double()
+    x = np.random.default_rng(0).normal(size=(2, 6))
+    res, residual = secant_residual(monkeypatch, model, x, 5)
+    assert residual < 1e-10
+    ref = reference(model, x)
+    assert rel(igkit.integrated_gradients(model, x, method="secant", steps=64).attributions,
+               ref.attributions) < 1e-3

@@ -394,15 +394,17 @@ class _Nodes(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, z, za, fn, axis, n):  # type: ignore[override]
-        y = fn(z)
-        ctx.save_for_backward(z, za, y)
+        # Copies, not saved tensors: a model may change its residual stream (the input) or the
+        # normalised output in place afterwards.
+        ctx.ends = (z.detach().clone(), za)
         ctx.fn, ctx.axis, ctx.n = fn, axis, n
-        return y
+        return fn(z)
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        zb, za, yb = ctx.saved_tensors
+        zb, za = ctx.ends
         fn, axis, n = ctx.fn, ctx.axis, ctx.n
+        yb = fn(zb)
         d = zb - za
         average = torch.zeros_like(zb)
         for t, w in _NODES:
@@ -777,7 +779,7 @@ class SecantMode(TorchFunctionMode):
             self.unhandled.add(f"{name} (rows not found)")
             return td
         first, extra = self._edge_rows(slot, k, v)
-        row0 = v[:1] if first is None else first
+        row0 = v[:1].clone() if first is None else first
         s = torch.cat([row0, v[:-1]]) if v.shape[0] > 1 else row0
         for i, row in extra:
             s[i : i + 1] = row
