@@ -13,6 +13,7 @@ from igkit.core.quadrature import available_methods as available_methods
 from igkit.core.quadrature import nodes_and_weights as nodes_and_weights
 from igkit.core.result import PathTrace as PathTrace
 from igkit.core.result import Result as Result
+from igkit.core.strategies import SecantFallbackWarning as SecantFallbackWarning
 from igkit.core.targets import labels_above as labels_above
 from igkit.models.sources import load_model as load_model
 from igkit.workflow import ExplainSettings as ExplainSettings
