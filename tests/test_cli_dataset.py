@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import duckdb  # noqa: F401 - installed by make test: a regression fails, not skips
@@ -19,7 +16,7 @@ from test_runner_support import (  # noqa: E402
     MODEL_MODULE,
     RUN_OPTIONS,
     cli_env,
-    igkit_command,
+    kill_after_parts,
     make_images,
     run_igkit,
     write_model_module,
@@ -355,22 +352,7 @@ def test_kill_and_resume_loses_and_duplicates_nothing(tmp_path: Path, model_dir:
 
     killed = tmp_path / "killed"
     command = ["explain-dataset", *common, "--out", str(killed), "--model", f"{MODEL_MODULE}:slow"]
-    process = subprocess.Popen(
-        igkit_command(*command), cwd=tmp_path, env=cli_env(model_dir),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    results = killed / "results"
-    deadline = time.monotonic() + 120
-    try:
-        while time.monotonic() < deadline and process.poll() is None:
-            if results.is_dir() and len(list(results.glob("part-*.parquet"))) >= 2:
-                break
-            time.sleep(0.02)
-        assert process.poll() is None, "the run finished before it could be killed"
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.kill()
-        process.wait(timeout=30)
+    kill_after_parts(command, killed, cli_env(model_dir), tmp_path, timeout=120)
     partial = _rows(killed)
     assert 4 <= len(partial) < 15
     assert len({r["id"] for r in partial}) == len(partial)

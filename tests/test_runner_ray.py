@@ -4,9 +4,6 @@ also when its driver is killed and the run resumed."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +16,7 @@ from test_runner_support import (  # noqa: E402
     MODEL_MODULE,
     RUN_OPTIONS,
     cli_env,
-    igkit_command,
+    kill_after_parts,
     make_images,
     run_igkit,
     write_model_module,
@@ -116,21 +113,7 @@ def test_kill_the_ray_driver_and_resume(
     command = ["explain-dataset", *common, "--out", str(killed), "--model",
                f"{MODEL_MODULE}:slow", "--engine", "ray"]
     address = ray.get_runtime_context().gcs_address
-    process = subprocess.Popen(
-        igkit_command(*command), cwd=tmp_path, env=cli_env(ray_cluster, RAY_ADDRESS=address),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 240
-    try:
-        while time.monotonic() < deadline and process.poll() is None:
-            if len(list((killed / "results").glob("part-*.parquet"))) >= 2:
-                break
-            time.sleep(0.02)
-        assert process.poll() is None, "the run finished (or failed) before it could be killed"
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.kill()
-        process.wait(timeout=30)
+    kill_after_parts(command, killed, cli_env(ray_cluster, RAY_ADDRESS=address), tmp_path)
     partial = _rows(killed)
     assert 4 <= len(partial) < 13
     assert len({r["id"] for r in partial}) == len(partial)

@@ -236,3 +236,30 @@ def write_store(
             arrays[i] = np.asarray(e["attributions"], dtype=np.float32)
     store.commit(rows, arrays)
     return root
+
+
+def kill_after_parts(
+    command: list[str], store: Path, env: dict[str, str], cwd: Path, *, parts: int = 2,
+    timeout: float = 240.0,
+) -> None:
+    """Start ``igkit COMMAND`` and SIGKILL it as soon as ``store`` holds ``parts`` committed
+    part files (asserting it was still running then)."""
+    import signal
+    import time
+
+    process = subprocess.Popen(
+        igkit_command(*command), cwd=cwd, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    results = store / "results"
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            if results.is_dir() and len(list(results.glob("part-*.parquet"))) >= parts:
+                break
+            time.sleep(0.02)
+        assert process.poll() is None, "the run finished (or failed) before it could be killed"
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait(timeout=30)

@@ -458,21 +458,6 @@ def _crossing(x: _Pair, ia: torch.Tensor, ib: torch.Tensor) -> _Pair:
     return _Pair(_Select.apply(x.b, vb, ia, ib, t, -1), va)
 
 
-class _Weighted(torch.autograd.Function):
-    """The selected values at the end; backward the gradient spread over the candidates of the
-    last axis by ``weight`` (the share of the piece each one is the maximum)."""
-
-    @staticmethod
-    def forward(ctx, x, value, weight):  # type: ignore[override]
-        ctx.save_for_backward(weight)
-        return value
-
-    @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
-        (weight,) = ctx.saved_tensors
-        return grad * weight, None, None
-
-
 def _select_max(x: _Pair, dim: int = -1) -> tuple[_Pair, torch.Tensor]:
     """Maximum over the last axis (kept) and the end's winners. Every candidate moves on a line
     over the piece, so the maximum is their upper envelope: from the start's winner, the next
@@ -501,7 +486,8 @@ def _select_max(x: _Pair, dim: int = -1) -> tuple[_Pair, torch.Tensor]:
                 break
             cur = torch.where(done, cur, nxt)
             t = t_next
-    return _Pair(_Weighted.apply(x.b, vb, weight), va), ib
+    # Backward spreads the gradient over the candidates by their share of the piece.
+    return _Pair(_Slope.apply(x.b, vb, weight), va), ib
 
 
 def _attention(q: Any, k: Any, v: Any, mask: torch.Tensor | None, scale: float
