@@ -190,3 +190,30 @@ def test_a_full_disk_is_one_line_for_the_dataset_commands(tmp_path: Path) -> Non
                              text=True, timeout=600, env=env)
     assert summary.returncode == 2, summary.stderr
     assert "cannot write" in _one_error(summary.stderr)
+
+
+def test_summarize_and_compare_never_overwrite_a_users_file(tmp_path: Path, capsys) -> None:
+    import numpy as np
+    from test_runner_support import write_store
+
+    examples = [
+        {"path": f"/nowhere/{i}.png", "label": "cat",
+         "attributions": np.full((4, 4, 3), i + 1.0, np.float32)}
+        for i in range(2)
+    ]
+    store = write_store(tmp_path / "s", examples, shape=(4, 4, 3))
+    other = write_store(tmp_path / "t", examples, shape=(4, 4, 3))
+    for command, name in ((["summarize", str(store)], "classes.csv"),
+                          (["compare", str(store), str(other)], "compare.csv")):
+        out = tmp_path / f"out-{command[0]}"
+        out.mkdir()
+        (out / name).write_text("my own table\n")
+        args = [*command, "--out", str(out), "--no-figures"]
+        assert main(args) == 2
+        assert "igkit did not write it" in _one_error(capsys.readouterr().err)
+        assert (out / name).read_text() == "my own table\n"
+        # In a folder of its own, a command replaces what it wrote itself, run after run.
+        (out / name).unlink()
+        assert main(args) == 0 and main(args) == 0, capsys.readouterr().err
+        assert (out / name).read_text() != "my own table\n"
+    capsys.readouterr()

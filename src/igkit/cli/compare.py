@@ -40,6 +40,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
 
 
+#: Every file compare may write in its folder, and its record of what it wrote.
+COMPARE_FILES = (
+    "compare.csv", "map_differences.npz", "map_differences.png", "channel_share_differences.png",
+)
+COMPARE_RECORD = "igkit-compare.json"
+
+
 def run(args: argparse.Namespace) -> int:
     """Aggregate both stores, print and write the per-class differences."""
     from igkit.runner.store import StoreDamaged
@@ -52,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    from igkit.io.owned import OwnershipError, claim, record
     from igkit.io.writers import write_csv, write_npz
     from igkit.runner.aggregate import class_maps_npz, compare_rows, normalized_map, summarize
 
@@ -62,8 +70,10 @@ def _compare(args: argparse.Namespace) -> int:
             f"({store_a.shape} vs {store_b.shape}); compare runs with the same --input-size"
         )
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: exists and is not a folder")
+    try:
+        claim(out, COMPARE_FILES, COMPARE_RECORD)
+    except OwnershipError as exc:
+        raise UsageError(str(exc)) from None
     if not args.no_figures:
         require_matplotlib()
     summary_a, summary_b = summarize(store_a), summarize(store_b)
@@ -96,6 +106,7 @@ def _compare(args: argparse.Namespace) -> int:
     only = [name for name, a, b, _ in compared if a is None or b is None]
     if only:
         print(f"classes in only one store: {', '.join(only)}")
+    record(out, [name for name in COMPARE_FILES if (out / name).is_file()], COMPARE_RECORD)
     print(f"wrote the comparison to {out}")
     damaged_a = say_damage(args.store_a, summary_a.check)
     damaged_b = say_damage(args.store_b, summary_b.check)

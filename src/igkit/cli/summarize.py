@@ -93,6 +93,14 @@ def _print_table(rows: Sequence[dict[str, Any]]) -> None:
         print("  ".join(str(row.get(c, "")).ljust(w) for c, w in zip(columns, widths, strict=True)))
 
 
+#: Every file summarize may write in its folder, and its record of what it wrote.
+SUMMARY_FILES = (
+    "classes.csv", "failures.csv", "damaged.csv", "mean_maps.npz", "mean_abs_attribution.png",
+    "channel_shares.png",
+)
+SUMMARY_RECORD = "igkit-summary.json"
+
+
 def run(args: argparse.Namespace) -> int:
     """Aggregate the store, print the table, write CSVs and figures."""
     from igkit.runner.store import StoreDamaged
@@ -105,13 +113,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _summarize(args: argparse.Namespace) -> int:
+    from igkit.io.owned import OwnershipError, claim, record
     from igkit.io.writers import write_csv, write_npz
     from igkit.runner.aggregate import class_maps_npz, summarize, summary_rows
 
     store = open_store(args.store)
     out = Path(args.out) if args.out else Path(args.store) / "summary"
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: exists and is not a folder")
+    try:
+        claim(out, SUMMARY_FILES, SUMMARY_RECORD)
+    except OwnershipError as exc:
+        raise UsageError(str(exc)) from None
     if not args.no_figures:
         require_matplotlib()
     summary = summarize(store)
@@ -134,6 +145,7 @@ def _summarize(args: argparse.Namespace) -> int:
     elif not summaries:  # nothing to draw: no older run's figures either
         for name in ("mean_abs_attribution.png", "channel_shares.png"):
             (out / name).unlink(missing_ok=True)
+    record(out, [name for name in SUMMARY_FILES if (out / name).is_file()], SUMMARY_RECORD)
     print(f"{len(failures)} failed example(s); wrote the summary to {out}")
     damaged = say_damage(args.store, summary.check)
     return EXIT_FAILED if damaged else EXIT_OK
