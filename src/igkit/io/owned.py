@@ -13,20 +13,28 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
-__all__ = ["OwnershipError", "claim", "record"]
+__all__ = ["OwnershipError", "claim", "read_record", "record"]
 
 
 class OwnershipError(ValueError):
     """A file the command would write exists and igkit did not write it."""
 
 
-def _listed(out: Path, record_name: str) -> set[str]:
-    path = out / record_name
+def read_record(out: str | os.PathLike[str], record_name: str) -> dict[str, Any] | None:
+    """The record ``record_name`` in ``out`` (a JSON object whose ``files`` lists the names an
+    earlier igkit command wrote there), or None when there is none.
+
+    Raises:
+        OwnershipError: The record cannot be read or its ``files`` is not a list of names.
+    """
+    path = Path(out) / record_name
     if not path.is_file():
-        return set()
+        return None
     try:
-        files = json.loads(path.read_text(encoding="utf-8"))["files"]
+        found = json.loads(path.read_text(encoding="utf-8"))
+        files = found["files"]
         if not (isinstance(files, list) and all(isinstance(f, str) for f in files)):
             raise TypeError("files is not a list of names")
     except (OSError, ValueError, TypeError, KeyError) as exc:
@@ -34,7 +42,7 @@ def _listed(out: Path, record_name: str) -> set[str]:
             f"--out {out}: its {record_name} is damaged ({exc}), so igkit cannot tell which "
             "files are its own; choose another --out"
         ) from None
-    return set(files)
+    return dict(found)
 
 
 def claim(out: str | os.PathLike[str], names: Iterable[str], record_name: str) -> None:
@@ -49,7 +57,8 @@ def claim(out: str | os.PathLike[str], names: Iterable[str], record_name: str) -
         raise OwnershipError(f"--out {out}: exists and is not a folder")
     if not out.is_dir():
         return
-    earlier = _listed(out, record_name)
+    found = read_record(out, record_name)
+    earlier = set(found["files"]) if found else set()
     for name in [*names, record_name]:
         path = out / name
         if path.is_symlink() or (path.exists() and name not in earlier and name != record_name):

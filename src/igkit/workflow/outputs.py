@@ -209,20 +209,12 @@ class OutputFolder:
         self._earlier = sorted(earlier - set(self._inputs))
 
     def _read_record(self) -> dict[str, Any] | None:
-        path = self.out / RUN_RECORD
-        if not path.is_file():
-            return None
+        from igkit.io.owned import OwnershipError, read_record
+
         try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-            files = record["files"]
-            if not (isinstance(files, list) and all(isinstance(f, str) for f in files)):
-                raise TypeError("files is not a list of names")
-        except (OSError, ValueError, TypeError, KeyError) as exc:
-            raise InputError(
-                f"--out {self.out}: its {RUN_RECORD} is damaged ({exc}), so igkit cannot tell "
-                "which files are its own; choose another --out"
-            ) from None
-        return record
+            return read_record(self.out, RUN_RECORD)
+        except OwnershipError as exc:
+            raise InputError(str(exc)) from None
 
     def begin(self) -> None:
         """Create the folder, remove the earlier run's files (``replace``: only those its
