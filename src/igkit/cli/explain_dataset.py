@@ -27,16 +27,6 @@ from igkit.cli._base import EXIT_FAILED, EXIT_OK, Command, UsageError
 __all__ = ["COMMAND", "configure", "run"]
 
 
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number >= 0") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number >= 0")
-    return value
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``igkit explain-dataset``."""
     parser.add_argument(
@@ -62,7 +52,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--gpus-per-worker",
-        type=_non_negative_float,
+        type=options.non_negative_float,
         default=0.0,
         metavar="G",
         help="GPUs per Ray actor (--engine ray; default: 0)",

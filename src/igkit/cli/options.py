@@ -27,6 +27,7 @@ __all__ = [
     "add_input_arguments",
     "add_model_arguments",
     "add_replace_argument",
+    "non_negative_float",
     "positive_int",
     "settings_from_args",
 ]
@@ -66,6 +67,7 @@ def _augmentations(text: str) -> tuple[Any, ...]:
 
 
 positive_int = _typed(_positive_int)
+non_negative_float = _typed(ws.number_parser(float, lambda v: v >= 0, "a number >= 0"))
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

@@ -26,11 +26,7 @@ from igkit.cli._base import EXIT_FAILED, EXIT_OK, Command, UsageError
 if TYPE_CHECKING:
     from igkit.runner.store import DatasetStore, StoreCheck
 
-__all__ = ["COMMAND", "DAMAGED_FIELDS", "damaged_rows", "open_store", "require_matplotlib",
-           "run", "say_damage"]
-
-#: Columns of ``damaged.csv``.
-DAMAGED_FIELDS = ["file", "example", "path", "problem"]
+__all__ = ["COMMAND", "open_store", "require_matplotlib", "run", "say_damage"]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -76,12 +72,6 @@ def say_damage(root: str, check: StoreCheck) -> bool:
     return not check.ok
 
 
-def damaged_rows(check: StoreCheck) -> list[dict[str, object]]:
-    """The rows of ``damaged.csv``: one per damaged thing."""
-    return [{"file": d.file, "example": "" if d.example is None else d.example,
-             "path": d.path or "", "problem": d.problem} for d in check.damage]
-
-
 def _print_table(rows: Sequence[dict[str, Any]]) -> None:
     if not rows:
         print("(no results)")
@@ -115,7 +105,13 @@ def run(args: argparse.Namespace) -> int:
 def _summarize(args: argparse.Namespace) -> int:
     from igkit.io.owned import OwnershipError, claim, record
     from igkit.io.writers import write_csv, write_npz
-    from igkit.runner.aggregate import class_maps_npz, summarize, summary_rows
+    from igkit.runner.aggregate import (
+        DAMAGED_FIELDS,
+        class_maps_npz,
+        damaged_rows,
+        summarize,
+        summary_rows,
+    )
 
     store = open_store(args.store)
     out = Path(args.out) if args.out else Path(args.store) / "summary"

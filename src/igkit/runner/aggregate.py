@@ -37,12 +37,14 @@ from igkit.runner.store import DatasetStore, StoreCheck
 
 __all__ = [
     "BUILTIN_MODEL_DEFAULTS",
+    "DAMAGED_FIELDS",
     "MODEL_DEFAULT",
     "ClassSummary",
     "StoreSummary",
     "channel_names",
     "class_maps_npz",
     "compare_rows",
+    "damaged_rows",
     "normalized_map",
     "read_class_maps",
     "setting_value",
@@ -338,3 +340,13 @@ def compare_rows(
             row["rel_err_b"] = f"{sb.mean_abs_relative_error:.6g}"
         out.append((name, sa, sb, row))
     return out
+
+
+#: Columns of ``damaged.csv``.
+DAMAGED_FIELDS = ["file", "example", "path", "problem"]
+
+
+def damaged_rows(check: StoreCheck) -> list[dict[str, object]]:
+    """The rows of ``damaged.csv``: one per damaged thing a store's check found."""
+    return [{"file": d.file, "example": "" if d.example is None else d.example,
+             "path": d.path or "", "problem": d.problem} for d in check.damage]
