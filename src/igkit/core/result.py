@@ -81,6 +81,11 @@ class Result:
         requested_steps: What was asked for: a step count or "auto" (``steps`` holds what
             each input used).
         max_steps: The ceiling ``steps="auto"`` was given.
+        attribution_method: The attribution method that produced the result (a name of
+            ``igkit.attribution_methods()``): "integrated_gradients" for every quadrature rule
+            (``method`` names the rule), else e.g. "saliency" or "occlusion" (``method`` is then
+            the same name). Methods without a completeness property leave ``delta`` and
+            ``relative_error`` NaN and ``converged`` True (see ``igkit.methods``).
     """
 
     attributions: np.ndarray
@@ -104,6 +109,7 @@ class Result:
     seed: int | None = None
     requested_steps: int | str | None = None
     max_steps: int | None = None
+    attribution_method: str = "integrated_gradients"
 
     def __len__(self) -> int:
         return int(self.delta.shape[0])
