@@ -15,6 +15,8 @@ from igkit.core.result import PathTrace as PathTrace
 from igkit.core.result import Result as Result
 from igkit.core.strategies import SecantFallbackWarning as SecantFallbackWarning
 from igkit.core.targets import labels_above as labels_above
+from igkit.methods import attribute as attribute
+from igkit.methods import attribution_methods as attribution_methods
 from igkit.models.sources import load_model as load_model
 from igkit.workflow import ExplainSettings as ExplainSettings
 from igkit.workflow import InputError as InputError

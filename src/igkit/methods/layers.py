@@ -1,0 +1,1 @@
+"""Attribution methods of the layers family (being built; registers nothing yet)."""

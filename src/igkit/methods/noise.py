@@ -1,0 +1,1 @@
+"""Attribution methods of the noise family (being built; registers nothing yet)."""

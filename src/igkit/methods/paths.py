@@ -1,0 +1,1 @@
+"""Attribution methods of the paths family (being built; registers nothing yet)."""

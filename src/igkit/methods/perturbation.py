@@ -1,0 +1,1 @@
+"""Attribution methods of the perturbation family (being built; registers nothing yet)."""

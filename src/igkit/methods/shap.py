@@ -1,0 +1,1 @@
+"""Attribution methods of the shap family (being built; registers nothing yet)."""
