@@ -84,7 +84,7 @@ def attribute(
         model, inputs, output=output, batch_size=batch_size, channel_axis=channel_axis,
         input_range=input_range, batched=batched, dtype=dtype,
     )
-    problem = spec.unsupported(prep.backend.name)
+    problem = spec.unsupported(prep.backend.name) or spec.input_problem(prep.x.shape)
     if problem:
         raise ValueError(problem)
     with _session(prep) as session:

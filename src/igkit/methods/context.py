@@ -118,19 +118,42 @@ class MethodContext:
 
         Points go to the session ``chunk`` at a time and through the model in full batches.
         """
+        return self.gradients_and_scores(points, pairs)[0]
+
+    def gradients_and_scores(
+        self, points: np.ndarray, pairs: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`gradients` and the explained scores at the points (``(M,)`` float64), from
+        the same passes."""
         pairs = np.asarray(pairs, dtype=np.int64)
         points = np.asarray(points, dtype=self.x.dtype)
         if points.shape[0] != pairs.shape[0]:
             raise ValueError(f"{points.shape[0]} points for {pairs.shape[0]} explanations")
         out = np.empty(points.shape, dtype=self.x.dtype)
+        scores = np.empty(points.shape[0], dtype=np.float64)
         targets = self.plan.pair_target[pairs]
         for start in range(0, points.shape[0], self.chunk):
             stop = min(points.shape[0], start + self.chunk)
-            out[start:stop] = self._gradients_chunk(points[start:stop], targets[start:stop])
+            out[start:stop], scores[start:stop] = self._gradients_chunk(
+                points[start:stop], targets[start:stop]
+            )
         self.gradient_evaluations += int(points.shape[0])
-        return out
+        return out, scores
 
-    def _gradients_chunk(self, points: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    def target_spec(self) -> object:
+        """A ``target=`` value that gives this context's explanations again (for methods that
+        call ``igkit.core.engine.run_integrated_gradients`` on the session)."""
+        plan = self.plan
+        if plan.mask is None:
+            return plan.pair_target.copy()
+        rows: list[list[int]] = [[] for _ in range(self.x.shape[0])]
+        for i, c in zip(plan.pair_input, plan.pair_target, strict=True):
+            rows[int(i)].append(int(c))
+        return rows
+
+    def _gradients_chunk(
+        self, points: np.ndarray, targets: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         m = points.shape[0]
         # A path from 0 to the point, evaluated at alpha = 1 with weight 1: its gradient.
         self.session.set_paths(points, np.zeros_like(points), np.arange(m), targets)
@@ -141,8 +164,9 @@ class MethodContext:
         else:
             for start in range(0, m, self.batch_size):
                 self.session.accumulate(rows.slice(start, min(m, start + self.batch_size)))
-        sums = self.session.take().sums
-        return check_finite_gradients(sums, np.arange(m), targets)
+        taken = self.session.take()
+        sums = check_finite_gradients(taken.sums, np.arange(m), targets)
+        return sums, np.asarray(taken.scores, dtype=np.float64)
 
     def outputs_at(self, points: np.ndarray) -> np.ndarray:
         """Forward only: the explained outputs ``(M, classes)`` at ``points``, in batches."""

@@ -11,12 +11,25 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["choice", "fraction", "positive_float", "positive_int", "non_negative_float"]
+__all__ = [
+    "choice",
+    "fraction",
+    "non_negative_float",
+    "non_negative_int",
+    "positive_float",
+    "positive_int",
+]
 
 
 def positive_int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError("pass a positive integer")
+    return int(value)
+
+
+def non_negative_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError("pass an integer >= 0")
     return int(value)
 
 

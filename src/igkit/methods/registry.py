@@ -90,6 +90,8 @@ class MethodSpec:
         entry: For a method that is a whole public call of its own
             (``integrated_gradients``): ``entry(model, inputs, **common, **options)`` is called
             instead of ``run``, with the options given (defaults are the entry's own).
+        images_only: It works on batches of images only (rank 4: blurs, segments, windows);
+            other inputs are refused before the model is called.
     """
 
     name: str
@@ -103,6 +105,7 @@ class MethodSpec:
     stochastic: bool = False
     why_not: Mapping[str, str] = field(default_factory=dict)
     entry: Callable[..., Result] | None = None
+    images_only: bool = False
 
     def option_names(self) -> list[str]:
         return [o.name for o in self.options]
@@ -122,6 +125,15 @@ class MethodSpec:
             name: opt.value(given[name]) if name in given else opt.default
             for name, opt in known.items() if fill or name in given
         }
+
+    def input_problem(self, shape: tuple[int, ...]) -> str | None:
+        """Why inputs of this batch shape cannot be explained with this method, or None."""
+        if self.images_only and len(shape) != 4:
+            return (
+                f"method={self.name!r} works on images (a batch of shape (N, C, H, W) or "
+                f"(N, H, W, C)); the inputs have shape {shape}: pass images"
+            )
+        return None
 
     def unsupported(self, framework: str) -> str | None:
         """Why models of ``framework`` cannot be explained with this method, or None."""
