@@ -1,0 +1,153 @@
+"""igkit.metrics against closed forms: analytic models whose curves, shares and errors are known
+exactly, hand-made masks, and the published behaviour of the randomisation sanity check on a
+small CNN trained here for a few seconds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import igkit
+from igkit import metrics
+from igkit.metrics import faithfulness as ff
+
+
+def _linear(w: np.ndarray, bias: float = 0.0, classes: int = 1) -> torch.nn.Module:
+    """f(x)_k = (k + 1) * w.x + bias, in float64 (exact sums)."""
+    lin = torch.nn.Linear(w.size, classes, dtype=torch.float64)
+    with torch.no_grad():
+        lin.weight.copy_(torch.as_tensor(np.stack([(k + 1) * w.ravel() for k in range(classes)])))
+        lin.bias.fill_(bias)
+    return torch.nn.Sequential(torch.nn.Flatten(), lin).eval()
+
+
+class _Counting(torch.nn.Module):
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner, self.sizes = inner, []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.sizes.append(int(x.shape[0]))
+        return self.inner(x)
+
+
+@pytest.fixture
+def linear_case(rng: np.random.Generator):
+    w = rng.normal(size=(2, 3, 4))
+    x = rng.uniform(0, 1, size=(5, 2, 3, 4))
+    model = _linear(w, bias=0.25)
+    ig = igkit.integrated_gradients(model, x, target=0, steps=4).attributions
+    return w, x, model, ig
+
+
+def test_ig_of_a_linear_model_is_w_times_x(linear_case) -> None:
+    w, x, _, ig = linear_case
+    np.testing.assert_allclose(ig, w * x, atol=1e-12)
+
+
+def test_deletion_and_insertion_curves_of_a_linear_model_in_closed_form(linear_case) -> None:
+    w, x, model, ig = linear_case
+    contrib = np.sort((w * x).reshape(5, -1), axis=1)[:, ::-1]
+    removed = np.concatenate([np.zeros((5, 1)), np.cumsum(contrib, axis=1)], axis=1)
+    full = (w * x).reshape(5, -1).sum(axis=1, keepdims=True)
+    dele = metrics.deletion(model, x, ig, target=0, features_per_step=1, batch_size=7)
+    np.testing.assert_allclose(dele.scores, 0.25 + full - removed, atol=1e-12)
+    ins = metrics.insertion(model, x, ig, target=0, replacement="black", features_per_step=1)
+    np.testing.assert_allclose(ins.scores, 0.25 + removed, atol=1e-12)
+    f = np.arange(25) / 24
+    np.testing.assert_allclose(dele.fractions, f)
+    expected_auc = ((dele.scores[:, 1:] + dele.scores[:, :-1]) / 2 / 24).sum(axis=1)
+    np.testing.assert_allclose(dele.values, expected_auc, atol=1e-12)
+    assert not dele.higher_is_better and ins.higher_is_better
+    # Deleting the features with the largest contributions first makes the steepest fall: no
+    # other order has a lower curve at any step.
+    shuffled = metrics.deletion(model, x, np.random.default_rng(0).normal(size=x.shape),
+                                target=0, features_per_step=1)
+    assert np.all(dele.scores <= shuffled.scores + 1e-12)
+
+
+def test_lerf_is_the_reverse_order_and_steps_pack_full_batches(linear_case) -> None:
+    w, x, model, ig = linear_case
+    counting = _Counting(model)
+    contrib = np.sort((w * x).reshape(5, -1), axis=1)
+    removed = np.concatenate([np.zeros((5, 1)), np.cumsum(contrib, axis=1)], axis=1)
+    full = (w * x).reshape(5, -1).sum(axis=1, keepdims=True)
+    lerf = metrics.pixel_flipping(counting, x, ig, order="lerf", target=0, batch_size=16)
+    np.testing.assert_allclose(lerf.scores, 0.25 + full - removed, atol=1e-12)
+    # 5 inputs x 25 points = 125 images after the first pass over the 5 inputs: 7 full batches
+    # of 16 and one of 13, whatever input each image comes from.
+    assert counting.sizes == [5] + [16] * 7 + [13]
+
+
+def test_pixels_move_all_their_channels_and_replacements(linear_case) -> None:
+    w, x, model, ig = linear_case
+    # Channels on axis 1: a pixel is (2,) values, ranked by the sum of its channels.
+    per_pixel = (w * x).sum(axis=1).reshape(5, -1)
+    order = np.argsort(-per_pixel, axis=1, kind="stable")
+    removed = np.concatenate(
+        [np.zeros((5, 1)), np.cumsum(np.take_along_axis(per_pixel, order, 1), axis=1)], axis=1)
+    full = per_pixel.sum(axis=1, keepdims=True)
+    dele = metrics.deletion(model, x, ig, target=0, channel_axis=1, features_per_step=1)
+    np.testing.assert_allclose(dele.scores, 0.25 + full - removed, atol=1e-12)
+    # "mean": the removed values become each channel's mean over the image.
+    mean = x.mean(axis=(2, 3), keepdims=True)
+    gain = (w * (np.broadcast_to(mean, x.shape) - x)).sum(axis=1).reshape(5, -1)
+    dm = metrics.deletion(model, x, ig, target=0, channel_axis=1, replacement="mean",
+                          features_per_step=12)
+    np.testing.assert_allclose(dm.scores[:, -1], 0.25 + full[:, 0] + gain.sum(axis=1),
+                               atol=1e-12)
+    blur = ff.replacement_images(x, "blur", channel_axis=1, blur_sigma=1.0)
+    assert blur.shape == x.shape and np.allclose(blur.mean(), x.mean(), atol=0.05)
+    with pytest.raises(ValueError, match="unknown replacement 'white'"):
+        metrics.deletion(model, x, ig, replacement="white")
+    with pytest.raises(ValueError, match="do not match the inputs' shape"):
+        metrics.deletion(model, x, ig[:, :1, :2])
+
+
+def test_road_imputation_is_the_neighbours_weighted_mean() -> None:
+    img = np.arange(25, dtype=np.float64).reshape(5, 5, 1) ** 1.5
+    out = ff.noisy_linear_imputation(img, np.array([12]), noise=0.0)  # the centre pixel
+    sides = img[1, 2] + img[3, 2] + img[2, 1] + img[2, 3]
+    diagonals = img[1, 1] + img[1, 3] + img[3, 1] + img[3, 3]
+    np.testing.assert_allclose(out[2, 2], sides / 6 + diagonals / 12, rtol=1e-9)
+    # A corner has 3 neighbours: weights 1/6, 1/6, 1/12 normalised by their sum 5/12.
+    corner = ff.noisy_linear_imputation(img, np.array([0]), noise=0.0)
+    np.testing.assert_allclose(corner[0, 0], (img[0, 1] + img[1, 0]) * 0.4 + img[1, 1] * 0.2,
+                               rtol=1e-9)
+    # Two removed neighbours are solved jointly: each is the weighted mean of the other and
+    # its kept neighbours.
+    two = ff.noisy_linear_imputation(img, np.array([12, 13]), noise=0.0)
+    for r, q in ((2, 2), (2, 3)):
+        nb = [(r + dr, q + dq, 1 / 6 if 0 in (dr, dq) else 1 / 12)
+              for dr in (-1, 0, 1) for dq in (-1, 0, 1) if (dr, dq) != (0, 0)
+              and 0 <= r + dr < 5 and 0 <= q + dq < 5]
+        mean = sum(wt * two[a, b, 0] for a, b, wt in nb) / sum(wt for *_, wt in nb)
+        np.testing.assert_allclose(two[r, q, 0], mean, rtol=1e-9)
+    untouched = np.ones((5, 5), dtype=bool)
+    untouched.ravel()[[12, 13]] = False
+    np.testing.assert_array_equal(two[untouched], img[untouched])
+    # A linear image is imputed exactly (the mean of a plane's neighbours is the plane).
+    plane = (2.0 * np.arange(6)[:, None] + 3.0 * np.arange(6)[None, :])[..., None]
+    holes = np.array([7, 8, 14, 21, 27, 28])
+    np.testing.assert_allclose(ff.noisy_linear_imputation(plane, holes, noise=0.0), plane,
+                               atol=1e-8)
+    noisy = ff.noisy_linear_imputation(plane, holes, noise=0.5, rng=np.random.default_rng(0))
+    assert 0.1 < np.std((noisy - plane).ravel()[holes]) < 1.5
+
+
+def test_road_on_a_linear_model(rng: np.random.Generator) -> None:
+    w = rng.normal(size=(1, 6, 6))
+    x = rng.uniform(0, 1, size=(3, 1, 6, 6))
+    model = _linear(w, classes=3)
+    res = metrics.road(model, x, w * x, target=2, channel_axis=1, percentages=[0, 25, 50],
+                       noise=0.0)
+    assert res.scores.shape == (3, 3) and res.correct.dtype == bool
+    np.testing.assert_allclose(res.scores[:, 0], 3 * (w * x).reshape(3, -1).sum(axis=1))
+    for i in range(3):
+        img = np.moveaxis(x[i], 0, -1)
+        rel = (w * x)[i].ravel()
+        removed = np.argsort(-rel, kind="stable")[:18]
+        imputed = ff.noisy_linear_imputation(img, removed, noise=0.0)
+        np.testing.assert_allclose(res.scores[i, 2], 3 * (w[0] * imputed[..., 0]).sum(),
+                                   rtol=1e-6)
