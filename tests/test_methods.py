@@ -71,3 +71,18 @@ def test_multi_target_saliency_is_the_gradient_of_each_class() -> None:
             res.attributions[i, k], igkit.gradients(net, X[i], target=c), rtol=1e-6, atol=1e-7
         )
     assert not res.attributions[1, 1].any()
+
+
+def test_controls_explain_nothing_and_are_reproducible() -> None:
+    net = _net()
+    a = igkit.attribute(net, X, "random", seed=3).attributions
+    np.testing.assert_array_equal(a, igkit.attribute(net, X, "random", seed=3).attributions)
+    assert not np.array_equal(a, igkit.attribute(net, X, "random", seed=4).attributions)
+    # A pure vertical step edge: Sobel responds on the two columns beside the step only,
+    # equally in every channel.
+    img = np.zeros((1, 3, 8, 8), np.float32)
+    img[..., 4:] = 1.0
+    edges = igkit.attribute(net, img, "sobel").attributions[0]
+    assert (edges[:, :, [3, 4]] > 0).all()
+    assert not edges[:, :, [0, 1, 2, 5, 6, 7]].any()
+    np.testing.assert_array_equal(edges[0], edges[2])
