@@ -151,3 +151,77 @@ def test_road_on_a_linear_model(rng: np.random.Generator) -> None:
         imputed = ff.noisy_linear_imputation(img, removed, noise=0.0)
         np.testing.assert_allclose(res.scores[i, 2], 3 * (w[0] * imputed[..., 0]).sum(),
                                    rtol=1e-6)
+
+
+def test_localisation_on_hand_made_masks() -> None:
+    maps = np.zeros((3, 4, 4))
+    maps[0, 1, 1], maps[0, 3, 3] = 5.0, 1.0  # maximum inside the mask
+    maps[1, 3, 3], maps[1, 1, 1] = 5.0, 1.0  # maximum outside
+    maps[2, 0, 0] = -2.0
+    maps[2, 1, 2] = 3.0
+    mask = np.zeros((4, 4), dtype=bool)
+    mask[:2, :2] = True
+    np.testing.assert_array_equal(metrics.pointing_game(maps, mask).values, [1.0, 0.0, 0.0])
+    # Positive mass: 5/6 and 1/6 inside; the third map's positive part is all outside.
+    np.testing.assert_allclose(metrics.mask_share(maps, mask).values, [5 / 6, 1 / 6, 0.0])
+    signed = metrics.mask_share(maps, mask, positive=False).values
+    np.testing.assert_allclose(signed, [5 / 6, 1 / 6, -2.0])
+    # |mask| = 4: the 4 highest of map 0 are (1,1), (3,3) and two zeros, the first zeros in row
+    # order being (0,0) and (0,1): 3 of 4 in the mask. Map 2: 3.0 at (1,2) outside, then the
+    # zeros (0,1), (0,2), (0,3) ((0,0) holds -2): 1 of 4.
+    np.testing.assert_allclose(metrics.relevance_rank_accuracy(maps, mask).values,
+                               [0.75, 0.75, 0.25])
+    # Channels are summed first (the positive part for the share); empty masks give NaN.
+    chans = np.stack([maps, maps], axis=1)
+    masks = np.stack([mask, mask, np.zeros_like(mask)])
+    np.testing.assert_allclose(metrics.mask_share(chans, masks, channel_axis=1).values,
+                               [5 / 6, 1 / 6, np.nan])
+    assert np.isnan(metrics.pointing_game(chans, masks, channel_axis=1).values[2])
+    # Ties for the maximum: a hit when one of them is in the mask.
+    flat = np.ones((1, 4, 4))
+    assert metrics.pointing_game(flat, mask).values[0] == 1.0
+    with pytest.raises(ValueError, match="do not match the maps' shape"):
+        metrics.mask_share(maps, mask[:3])
+
+
+def test_infidelity_is_zero_for_the_gradient_of_a_linear_model(linear_case) -> None:
+    w, x, model, ig = linear_case
+    grad = np.broadcast_to(w, x.shape)
+    for perturbation in ("gaussian", "square"):
+        res = metrics.infidelity(model, x, grad, target=0, perturbation=perturbation,
+                                 channel_axis=1, samples=8, batch_size=6)
+        np.testing.assert_allclose(res.values, 0.0, atol=1e-20)
+    # Other attributions: (I . (a - w))^2 averaged, with the same perturbations.
+    draws = {}
+
+    def perturb(xi: np.ndarray, s: int, r: np.random.Generator) -> np.ndarray:
+        d = r.normal(size=xi.shape)
+        draws[(xi.tobytes(), s)] = d
+        return xi - d
+
+    res = metrics.infidelity(model, x, ig, target=0, perturbation=perturb, samples=3)
+    expected = [np.mean([((ig[i] - w) * draws[(x[i].tobytes(), s)]).sum() ** 2
+                         for s in range(3)]) for i in range(5)]
+    np.testing.assert_allclose(res.values, expected, rtol=1e-10)
+    assert not res.higher_is_better
+
+
+def test_max_sensitivity_of_gradient_times_input_on_a_linear_model(linear_case) -> None:
+    w, x, model, ig = linear_case
+    seen = []
+
+    def grad_x_input(m: object, xb: np.ndarray, t: np.ndarray) -> np.ndarray:
+        seen.append(xb.shape[0])
+        return np.asarray(igkit.gradients(m, xb, target=t)) * xb
+
+    res = metrics.max_sensitivity(model, x, ig, grad_x_input, target=0, radius=0.1,
+                                  samples=4, batch_size=8)
+    # a(x + d) - a(x) = w * d: its norm over a(x)'s, the largest of the 4 draws.
+    expected = np.empty((5, 4))
+    for i in range(5):
+        for s in range(4):
+            d = np.random.default_rng([0, i, s]).uniform(-0.1, 0.1, x.shape[1:])
+            expected[i, s] = np.linalg.norm(w * d) / np.linalg.norm(w * x[i])
+    np.testing.assert_allclose(res.sensitivities, expected, rtol=1e-10)
+    np.testing.assert_allclose(res.values, expected.max(axis=1))
+    assert seen == [8, 8, 4]

@@ -1,2 +1,4 @@
 """Placeholder while the registry is written."""
 from igkit.metrics.faithfulness import deletion, insertion, pixel_flipping, road
+from igkit.metrics.localisation import mask_share, pointing_game, relevance_rank_accuracy
+from igkit.metrics.robustness import infidelity, max_sensitivity
