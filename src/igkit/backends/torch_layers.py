@@ -17,7 +17,6 @@ through ``TorchLayers``: layers are modules named as ``model.named_modules()`` n
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 import numpy as np
@@ -26,7 +25,7 @@ from torch.overrides import TorchFunctionMode
 
 from igkit.backends.base import DisconnectedModelError
 
-__all__ = ["ReluRuleMode", "TorchLayers", "closest_names"]
+__all__ = ["ReluRuleMode", "TorchLayers"]
 
 #: The ReLU calls a ``ReluRuleMode`` swaps, and whether each works in place.
 _RELUS: dict[Any, bool] = {
@@ -37,12 +36,6 @@ _RELUS: dict[Any, bool] = {
     torch.Tensor.relu: False,
     torch.Tensor.relu_: True,
 }
-
-
-def closest_names(name: str, names: list[str], n: int = 6) -> list[str]:
-    """The few names of ``names`` nearest to ``name`` (for refusals), else the first ``n``."""
-    near = difflib.get_close_matches(name, names, n=n, cutoff=0.3)
-    return near or names[:n]
 
 
 class _RuleRelu(torch.autograd.Function):
@@ -114,20 +107,11 @@ class TorchLayers:
         """The layer names ``layer=`` takes: ``model.named_modules()`` (the root excluded)."""
         return list(self._modules)
 
-    def check(self, layer: str) -> None:
-        """Refuses an unknown layer name with the closest valid ones, before any model call."""
-        if not isinstance(layer, str):
-            raise TypeError(f"layer= must be a module name (str), got {type(layer).__name__}")
-        if not self._modules:
-            raise ValueError(
-                "the model is a plain function, not a torch.nn.Module: it has no named layers. "
-                "Wrap it in an nn.Module whose submodules are the layers"
-            )
-        if layer not in self._modules:
-            raise ValueError(
-                f"the model has no module named {layer!r} (names as model.named_modules() "
-                f"gives them); closest: {', '.join(closest_names(layer, self.names()))}"
-            )
+    naming = "module names, as model.named_modules() gives them"
+    no_layers = (
+        "the model is a plain function, not a torch.nn.Module: it has no named layers. Wrap it "
+        "in an nn.Module whose submodules are the layers"
+    )
 
     # -- model calls --------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ depend on the target (activations at the inputs and baselines) is computed once 
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import Mapping
 from dataclasses import replace
@@ -65,10 +66,10 @@ class Layers(Protocol):
     """What a backend's layer helper gives (``TorchLayers``, ``KerasLayers``)."""
 
     channel_axis: int
+    naming: str  # how the framework names layers, for refusals
+    no_layers: str  # why a model without named layers has none, and the fix
 
     def names(self) -> list[str]: ...
-
-    def check(self, layer: str) -> None: ...
 
     def activations(self, layer: str, points: np.ndarray, batch_size: int) -> np.ndarray: ...
 
@@ -96,14 +97,21 @@ def _layer_of(ctx: MethodContext, options: Mapping[str, Any]) -> tuple[Layers, s
     """The layer helper and the checked ``layer=`` name (refused before any further call)."""
     helper = _layers(ctx)
     layer = options["layer"]
+    names = helper.names()
+    if not names:
+        raise ValueError(helper.no_layers)
     if layer is None:
-        names = helper.names()
         shown = ", ".join(names[-8:]) if names else "none"
         raise ValueError(
             f"method={ctx.method!r} needs layer=: the name of the layer to attribute at "
             f"({len(names)} named layers; the last ones: {shown})"
         )
-    helper.check(layer)
+    if layer not in names:
+        near = difflib.get_close_matches(layer, names, n=6, cutoff=0.3) or names[:6]
+        raise ValueError(
+            f"the model has no layer named {layer!r} ({helper.naming}); closest: "
+            f"{', '.join(near)}"
+        )
     return helper, layer
 
 
