@@ -280,7 +280,7 @@ def test_cascading_randomisation_decorrelates_gradients_of_a_trained_cnn(trained
     res = metrics.mprt(model, x, a, _grads, target=y, channel_axis=1, seed=0)
     assert res.layers == ("6", "2", "0")  # top-down: the classifier first
     # The model explained is left as it was (the cascade runs on a copy).
-    assert all(torch.equal(p, q) for p, q in zip(before, model.parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(before, model.parameters(), strict=True))
     sab, hog = res.similarity["spearman_abs"].mean(axis=0), res.similarity["hog"].mean(axis=0)
     # As Adebayo et al. report for gradients: the rank correlation of |gradient| falls as
     # layers are randomised from the top, and HOG and SSIM similarity fall with it.
@@ -325,3 +325,49 @@ def test_similarities_match_scipy_and_skimage(rng: np.random.Generator) -> None:
         rng_i = max(a[i].max(), b[i].max()) - min(a[i].min(), b[i].min())
         assert metrics.randomisation.ssim(a, b)[i] == pytest.approx(
             structural_similarity(a[i], b[i], data_range=rng_i), abs=1e-12)
+
+
+def test_completeness_and_stability(linear_case) -> None:
+    w, x, model, ig = linear_case
+    res = metrics.completeness(model, x, ig, target=0)
+    np.testing.assert_allclose(res.delta, 0.0, atol=1e-12)  # IG of a linear model adds up
+    np.testing.assert_allclose(res.score - res.baseline_score, (w * x).reshape(5, -1).sum(1))
+    off = metrics.completeness(model, x, 2 * ig, target=0)
+    np.testing.assert_allclose(off.values, 1.0, rtol=1e-12)  # twice the gap: 100% off
+    result = igkit.integrated_gradients(model, x, target=0, steps=4)
+    np.testing.assert_allclose(metrics.completeness_of(result).delta, result.delta)
+    st = metrics.stability([ig, ig, 2 * ig])
+    np.testing.assert_allclose(st.values, 1.0)  # scaling keeps ranks
+    np.testing.assert_allclose(st.spread, np.sqrt(2 / 9) / (4 / 3), rtol=1e-12)
+    with pytest.raises(ValueError, match="at least two explanations"):
+        metrics.stability([ig])
+
+
+def test_registry_runs_every_metric_by_name(linear_case) -> None:
+    w, x, model, ig = linear_case
+    masks = np.zeros((5, 3, 4), dtype=bool)
+    masks[:, :2, :2] = True
+
+    def explain(m: object, xb: np.ndarray, t: np.ndarray) -> np.ndarray:
+        return np.asarray(igkit.gradients(m, xb, target=t)) * xb
+
+    two = _linear(w, classes=2)
+    names = metrics.metric_names()
+    assert "deletion" in names and "mprt" in names and len(names) == 14
+    for name in names:
+        spec = metrics.get_metric(name)
+        opts: dict = {"target": 0} if "model" in spec.needs else {}
+        if name.startswith("road") or spec.needs == ("masks",):
+            opts["channel_axis"] = 1
+        if name == "mprt":  # 3 x 4 maps are smaller than the SSIM window
+            opts["similarities"] = ["spearman_abs", "spearman"]
+        if name == "random_logit":
+            opts["similarity"] = "spearman_abs"
+        res = metrics.evaluate_metric(name, two, x, ig, explain=explain, masks=masks, **opts)
+        assert res.values.shape == (5,) and res.higher_is_better == spec.higher_is_better
+        assert res.metric == name, name
+        assert set(res.summary()) == {"metric", "mean", "std", "n", "higher_is_better"}
+    with pytest.raises(ValueError, match="unknown metric 'auc'; choose one of"):
+        metrics.evaluate_metric("auc", model, x, ig)
+    with pytest.raises(ValueError, match="needs explain"):
+        metrics.evaluate_metric("mprt", model, x, ig)

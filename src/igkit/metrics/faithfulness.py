@@ -431,7 +431,7 @@ def road(
                     hwc[i], ordered[i, : counts[j]], noise=noise,
                     rng=np.random.default_rng([seed, int(i), int(j)]),
                 )
-                for i, j in zip(rows // n_p, rows % n_p)
+                for i, j in zip(rows // n_p, rows % n_p, strict=True)
             ]).astype(xs.dtype)
             images = images[..., 0] if axis is None else np.moveaxis(images, -1, axis)
             return images, targets[rows // n_p]

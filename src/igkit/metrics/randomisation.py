@@ -65,11 +65,12 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
 def spearman(a: object, b: object, *, absolute: bool = False) -> np.ndarray:
     """``(N,)`` Spearman rank correlation of each pair of maps (of ``|a|``, ``|b|`` with
     ``absolute``); NaN where a map is constant."""
-    fa = np.asarray(a, dtype=np.float64).reshape(np.shape(a)[0], -1)
+    fa = np.asarray(a, dtype=np.float64)
+    fa = fa.reshape(fa.shape[0], -1)
     fb = np.asarray(b, dtype=np.float64).reshape(fa.shape[0], -1)
     if absolute:
         fa, fb = np.abs(fa), np.abs(fb)
-    return np.array([_pearson(_ranks(p), _ranks(q)) for p, q in zip(fa, fb)])
+    return np.array([_pearson(_ranks(p), _ranks(q)) for p, q in zip(fa, fb, strict=True)])
 
 
 def _to_2d(maps: np.ndarray, channel_axis: int | None) -> np.ndarray:
@@ -97,7 +98,7 @@ def ssim(
     out = np.empty(ma.shape[0])
     npix = win_size * win_size
     cov_norm = npix / (npix - 1.0)
-    for k, (p, q) in enumerate(zip(ma, mb)):
+    for k, (p, q) in enumerate(zip(ma, mb, strict=True)):
         rng = float(max(p.max(), q.max()) - min(p.min(), q.min()))
         c1, c2 = (0.01 * rng) ** 2, (0.03 * rng) ** 2
 
@@ -124,12 +125,14 @@ def hog_similarity(
     try:
         from skimage.feature import hog
     except ImportError as exc:  # pragma: no cover - scikit-image is in the test extra
-        raise ImportError("the HOG similarity needs scikit-image: pip install scikit-image") from exc
+        raise ImportError(
+            "the HOG similarity needs scikit-image: pip install scikit-image"
+        ) from exc
     ma, mb = _to_2d(np.asarray(a), channel_axis), _to_2d(np.asarray(b), channel_axis)
     cell = pixels_per_cell or max(2, min(ma.shape[1:]) // 8)
     opts: dict[str, Any] = dict(orientations=9, pixels_per_cell=(cell, cell),
                                 cells_per_block=(2, 2), feature_vector=True)
-    return np.array([_pearson(hog(p, **opts), hog(q, **opts)) for p, q in zip(ma, mb)])
+    return np.array([_pearson(hog(p, **opts), hog(q, **opts)) for p, q in zip(ma, mb, strict=True)])
 
 
 SIMILARITIES: dict[str, Callable[..., np.ndarray]] = {
@@ -168,7 +171,8 @@ def model_layers(model: object) -> list[str]:
                  if any(True for _ in mod.named_parameters(recurse=False))]
         return named[::-1]
     if _is_keras_model(model):
-        return [layer.name for layer in model.layers if layer.get_weights()][::-1]  # type: ignore[attr-defined]
+        layers = model.layers  # type: ignore[attr-defined]
+        return [layer.name for layer in layers if layer.get_weights()][::-1]
     raise TypeError(
         f"cannot list the layers of a {type(model).__name__}: pass layers= and randomise= "
         "(randomise(model, layer_names, seed) -> model with those layers re-initialised)"
@@ -209,12 +213,22 @@ def _cascade(
     index = {name: i for i, name in enumerate(layers)}
     if _is_torch_module(model):
         work = copy.deepcopy(model)
-        yield lambda k: (_randomise_torch(work, [layers[k]], seed, index), work)[1]
+
+        def torch_step(k: int) -> object:
+            _randomise_torch(work, [layers[k]], seed, index)
+            return work
+
+        yield torch_step
         return
     if _is_keras_model(model):
         saved = model.get_weights()  # type: ignore[attr-defined]
+
+        def keras_step(k: int) -> object:
+            _randomise_keras(model, [layers[k]], seed, index)
+            return model
+
         try:
-            yield lambda k: (_randomise_keras(model, [layers[k]], seed, index), model)[1]
+            yield keras_step
         finally:
             model.set_weights(saved)  # type: ignore[attr-defined]
         return
@@ -333,4 +347,4 @@ def random_logit(
             raise ValueError("off_target must give each input a class other than its target")
     b = np.asarray(explain(model, xs, off), dtype=np.float64)
     values = SIMILARITIES[name](np.asarray(a), b, channel_axis)
-    return RandomLogitResult(f"random_logit_{name}", values, False, targets, off)
+    return RandomLogitResult("random_logit", values, False, targets, off)

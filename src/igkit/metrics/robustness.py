@@ -31,6 +31,11 @@ Perturb = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
 Explain = Callable[[object, np.ndarray, np.ndarray], object]
 
 
+def _rng(seed: int, i: object, s: object) -> np.random.Generator:
+    """The generator of perturbation ``s`` of input ``i``."""
+    return np.random.default_rng([seed, int(i), int(s)])  # type: ignore[call-overload]
+
+
 def _perturber(
     perturbation: object, scale: float, patch: int, value: float, channel_axis: int | None
 ) -> Perturb:
@@ -45,7 +50,7 @@ def _perturber(
         def square(xi: np.ndarray, s: int, rng: np.random.Generator) -> np.ndarray:
             del s
             spatial = [a for a in range(xi.ndim) if channel_axis is None or a != channel_axis - 1]
-            index: list[object] = [slice(None)] * xi.ndim
+            index: list[slice] = [slice(None)] * xi.ndim
             for axis in spatial[-2:]:
                 size = min(patch, xi.shape[axis])
                 start = int(rng.integers(0, xi.shape[axis] - size + 1))
@@ -101,9 +106,8 @@ def infidelity(
         def build(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             i, s = rows // samples, rows % samples
             images = np.stack([
-                np.asarray(perturb(xs[ii], int(ss), np.random.default_rng([seed, int(ii), int(ss)])),
-                           dtype=np.float64)
-                for ii, ss in zip(i, s)
+                np.asarray(perturb(xs[ii], int(ss), _rng(seed, ii, ss)), dtype=np.float64)
+                for ii, ss in zip(i, s, strict=True)
             ])
             explained[rows] = ((xs[i] - images) * a[i]).reshape(rows.shape[0], -1).sum(axis=1)
             return images.astype(xs.dtype), targets[i]
@@ -166,8 +170,8 @@ def max_sensitivity(
         rows = np.arange(start, min(n * samples, start + bs))
         i, s = rows // samples, rows % samples
         noise = np.stack([
-            np.random.default_rng([seed, int(ii), int(ss)]).uniform(-radius, radius, xs.shape[1:])
-            for ii, ss in zip(i, s)
+            _rng(seed, ii, ss).uniform(-radius, radius, xs.shape[1:])
+            for ii, ss in zip(i, s, strict=True)
         ])
         moved = np.asarray(explain(model, (xs[i] + noise).astype(xs.dtype), targets[i]),
                            dtype=np.float64)
