@@ -58,10 +58,11 @@ __all__ = [
 name = "tensorflow"
 title = "TensorFlow"
 
-#: Exact float32 only, batch by batch through ``accumulate``; sessions drop their device
-#: tensors and their hold on the traced step on ``close``; the model's own outputs beside the
+#: Exact float32 only, batch by batch through ``accumulate``; secant pieces
+#: (``accumulate_intervals``, ``igkit.backends.tf_secant``); sessions drop their device tensors
+#: and their hold on the traced step on ``close``; the model's own outputs beside the
 #: transformed ones (``outputs_and_raw``).
-CAPABILITIES = Capabilities(closing=True, raw_outputs=True)
+CAPABILITIES = Capabilities(interval_accumulation=True, closing=True, raw_outputs=True)
 
 _DISCONNECTED = (
     "the model's output does not depend on its input (no gradient reaches the input); "
@@ -287,6 +288,29 @@ class _Program:
         self._trace = trace
         self.graph: Callable[..., Any] | None = tf.function(self.step)
         self.graph_ok = False  # the graph step has run once: later failures are real errors
+        self._secant: dict[tuple, Any] = {}
+
+    def model_output(self, x: Any) -> Any:
+        """The tensor ``method="secant"`` follows: the model's output (a signature's one
+        entry), through the user's output callable if any."""
+        out = self._call(x)
+        if self._user_output is not None:
+            return self._user_output(out)  # type: ignore[operator]
+        if self._signature and isinstance(out, dict) and len(out) == 1:
+            (out,) = out.values()
+        return out
+
+    def secant(self, example_shape: tuple[int, ...], dtype: Any) -> Any:
+        """The secant step for examples of this shape and dtype (``tf_secant.SecantStep``),
+        traced once and kept with the program."""
+        key = (tuple(example_shape), str(dtype))
+        if key not in self._secant:
+            from igkit.backends.tf_secant import SecantStep, trace_model
+
+            concrete = trace_model(self.model_output, example_shape, dtype)
+            named = self._named if self._named is not None else (lambda y: y)
+            self._secant[key] = SecantStep(concrete, named)
+        return self._secant[key]
 
     def scores_of(self, x: Any) -> Any:
         """The transformed ``(n, classes)`` output of the model at ``x``."""
@@ -397,6 +421,10 @@ class TensorFlowSession:
         self._sums: Any = None
         self._scores: list[Any] = []
         self._grads: list[Any] = []
+        # method="secant": the operations followed by their midpoint gradient, and the summed
+        # |completeness residual| of the pieces (rounding only when every rule is exact).
+        self.unhandled_ops: set[str] = set()
+        self.piece_residual = 0.0
 
     def close(self) -> None:
         """Drops the device tensors and the session's hold on the program."""
@@ -492,6 +520,56 @@ class TensorFlowSession:
         self._scores.append(s[:n])
         if self._opts.trace:
             self._grads.append(mag[:n])
+
+    def accumulate_intervals(self, rows: RowBatch, batch_size: int) -> np.ndarray:
+        """``method="secant"``: integrates each piece between consecutive rows of a path (see
+        ``igkit.backends.base.IntervalSession``) by ``igkit.backends.tf_secant``.
+
+        Row ``k`` carries the piece it ends, so a batch starts with the previous batch's last
+        row (evaluated again; it ends no piece there) and is padded to ``batch_size + 1`` rows
+        with rows of width 0, so that one trace serves every batch. A batch that runs out of
+        memory is retried in halves.
+
+        Returns:
+            The rows evaluated per path index.
+        """
+        tf = self._tf
+        base: Any = self._base
+        step = self._prog().secant(tuple(base.shape[1:]), self._tdtype)
+        n = len(rows)
+        width = np.zeros(n)
+        width[1:] = rows.weight[:-1]
+        owner = rows.path.copy()
+        owner[1:] = rows.path[:-1]
+        counts = np.zeros(int(rows.path.max()) + 1 if n else 0, dtype=np.int64)
+        start, size = 0, max(1, batch_size)
+        while start < n:
+            stop = min(n, start + size)
+            at = np.arange(max(0, start - 1), stop)
+            w = width[at].copy()
+            if start > 0:
+                w[0] = 0.0  # integrated by the previous batch
+            pad = size + 1 - at.shape[0]
+            at_p = np.concatenate([at, np.full(pad, at[-1])])
+            w = np.concatenate([w, np.zeros(pad)])
+            idx = self._t(rows.path[at_p], tf.int64)
+            try:
+                g, s, residual = step.run(
+                    tf.gather(self._base, idx), tf.gather(self._diff, idx),
+                    self._t(rows.alpha[at_p]), self._t(w), tf.gather(self._target, idx))
+            except tf.errors.ResourceExhaustedError:
+                if size == 1:
+                    raise OutOfMemory("out of memory with a single point of the path") from None
+                size = max(1, size // 2)
+                continue
+            self._sums = tf.tensor_scatter_nd_add(
+                self._sums, self._t(owner[at_p], tf.int64)[:, None], tf.cast(g, self._tdtype))
+            self._scores.append(s[(1 if start > 0 else 0) : at.shape[0]])
+            self.piece_residual += float(residual)
+            np.add.at(counts, rows.path[at], 1)
+            start = stop
+        self.unhandled_ops |= step.graph.unhandled
+        return counts
 
     def take(self) -> Taken:
         """Returns the sums and scores gathered since the last take and zeroes the sums."""
