@@ -22,7 +22,7 @@ __all__ = ["COMMAND_MODULES", "Command", "UsageError", "build_parser", "main"]
 
 #: Subcommand modules under ``igkit.cli``, in the order ``igkit --help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
-    "explain", "demo", "explain_dataset", "summarize", "compare", "report"
+    "explain", "demo", "explain_dataset", "summarize", "compare", "report", "evaluate"
 )
 
 

@@ -1,0 +1,276 @@
+"""Which method explains this model best, on this data: methods x metrics over examples.
+
+An :class:`Evaluator` holds the model once (through the explanation workflow's
+:class:`~igkit.workflow.explainer.Explainer`, so inputs are read, predicted and their targets
+chosen exactly as ``igkit explain`` does) and, for a batch of examples, computes every method's
+attributions (``igkit.attribute``) and every metric of them (``igkit.metrics``), batched through
+the model. It returns :class:`EvaluatedBatch`: one row per (example, method, metric) and the
+perturbation curves' sums, which :mod:`igkit.evaluation.outputs` writes and draws. The local
+run and the Ray run (:mod:`igkit.evaluation.ray_run`) call the same :meth:`Evaluator.evaluate`.
+
+Attributions an earlier ``explain-dataset`` store holds are reused for the method it ran
+(``integrated_gradients``): ``Evaluator.evaluate(..., stored=...)``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from igkit.workflow.explainer import Explainer, Prediction
+from igkit.workflow.settings import ExplainSettings
+
+__all__ = [
+    "CONTROLS",
+    "EvaluateSettings",
+    "EvaluatedBatch",
+    "Evaluator",
+    "parse_methods",
+    "parse_metrics",
+]
+
+#: The methods that explain nothing, always offered: a method must beat them.
+CONTROLS = ("random", "sobel")
+
+#: ``--methods`` shorthands.
+_SHORT = {"ig": "integrated_gradients"}
+
+
+def parse_methods(text: str) -> tuple[str, ...]:
+    """``ig,smoothgrad,random`` -> registered method names (shorthands expanded), checked.
+
+    Raises:
+        ValueError: An unknown name (listing the choices), a repeated one, or none.
+    """
+    from igkit.methods import method_names
+
+    names = [_SHORT.get(n.strip(), n.strip()) for n in text.split(",") if n.strip()]
+    if not names:
+        raise ValueError("name at least one method, e.g. --methods ig,smoothgrad,random")
+    known = set(method_names())
+    for name in names:
+        if name not in known:
+            raise ValueError(
+                f"unknown method {name!r}; choose from ig, {', '.join(sorted(known))}"
+            )
+    if len(set(names)) != len(names):
+        raise ValueError(f"a method is named twice in {text!r}")
+    return tuple(names)
+
+
+#: The metrics ``igkit evaluate`` offers: name -> (function of ``igkit.metrics``, options).
+_METRICS: dict[str, tuple[str, dict[str, Any]]] = {
+    "deletion": ("deletion", {}),
+    "insertion": ("insertion", {}),
+    "morf": ("pixel_flipping", {"order": "morf"}),
+    "lerf": ("pixel_flipping", {"order": "lerf"}),
+    "road": ("road", {}),
+    "infidelity": ("infidelity", {}),
+    "max_sensitivity": ("max_sensitivity", {}),
+    "mprt": ("mprt", {}),
+    "random_logit": ("random_logit", {}),
+}
+
+
+def metric_names() -> list[str]:
+    """The metric names ``--metrics`` takes (those ``igkit.metrics`` implements)."""
+    import igkit.metrics as metrics
+
+    return [name for name, (fn, _) in _METRICS.items() if hasattr(metrics, fn)]
+
+
+def compute_metric(name: str, model: object, x: np.ndarray, attributions: np.ndarray,
+                   **kwargs: Any) -> Any:
+    """The metric ``name`` of ``attributions``: its ``igkit.metrics`` function called with the
+    keywords it takes among ``kwargs`` (target, channel_axis, output, batch_size, explain,
+    seed, ...)."""
+    import inspect
+
+    import igkit.metrics as metrics
+
+    fn_name, fixed = _METRICS[name]
+    fn = getattr(metrics, fn_name)
+    accepted = inspect.signature(fn).parameters
+    call = {k: v for k, v in {**kwargs, **fixed}.items() if k in accepted}
+    result = fn(model, x, attributions, **call)
+    return result
+
+
+def parse_metrics(text: str) -> tuple[str, ...]:
+    """``deletion,insertion`` -> metric names (:func:`metric_names`), checked like
+    :func:`parse_methods`."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise ValueError("name at least one metric, e.g. --metrics deletion,insertion")
+    known = metric_names()
+    for name in names:
+        if name not in known:
+            raise ValueError(f"unknown metric {name!r}; choose one of {', '.join(known)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"a metric is named twice in {text!r}")
+    return tuple(names)
+
+
+@dataclass(frozen=True)
+class EvaluateSettings:
+    """What an evaluation computes: the model and inputs (as for ``igkit explain``), the
+    methods (with options per method) and the metrics. Plain, frozen, picklable (Ray ships it).
+
+    Attributes:
+        explain: The model, preprocessing, output, batch size, seed and IG settings.
+        methods: Registered method names (controls included when asked for).
+        metrics: Registered metric names.
+        method_options: Per method, its options (``igkit.attribute(**options)``).
+        metric_options: Per metric, its options.
+    """
+
+    explain: ExplainSettings
+    methods: tuple[str, ...]
+    metrics: tuple[str, ...]
+    method_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    metric_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class EvaluatedBatch:
+    """What one batch of examples gave.
+
+    Attributes:
+        rows: One dict per (example, method, metric): ``example``, ``path``, ``target``,
+            ``method``, ``metric``, ``value``, ``higher_is_better``.
+        curves: Per (method, metric) of curve metrics: ``(fractions, sum of curves, count)``.
+        failures: ``(path, message)`` of methods or metrics that could not run on an example.
+    """
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    curves: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, int]] = field(
+        default_factory=dict
+    )
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    def merge(self, other: EvaluatedBatch) -> None:
+        self.rows.extend(other.rows)
+        self.failures.extend(other.failures)
+        for key, (fractions, total, count) in other.curves.items():
+            if key in self.curves:
+                f0, t0, c0 = self.curves[key]
+                self.curves[key] = (f0, t0 + total, c0 + count)
+            else:
+                self.curves[key] = (fractions, total.copy(), count)
+
+
+class Evaluator:
+    """The model loaded once; methods and metrics of batches of examples.
+
+    Raises:
+        igkit.workflow.InputError: If the model cannot be loaded or does not fit the settings.
+    """
+
+    def __init__(self, settings: EvaluateSettings, explainer: Explainer | None = None) -> None:
+        self.settings = settings
+        self.explainer = explainer or Explainer(settings.explain)
+
+    @property
+    def model(self) -> Any:
+        return self.explainer.model
+
+    def attributions(self, method: str, x: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """One method's attributions of a batch ``x`` (model layout), shaped like ``x``."""
+        import igkit
+        from igkit.core.checks import NothingToAttributeWarning
+        from igkit.core.engine import NotConvergedWarning
+
+        s = self.settings.explain
+        options = dict(self.settings.method_options.get(method, {}))
+        if method == "integrated_gradients":
+            # The run's IG settings, unless the method's options say otherwise.
+            for key, value in (("steps", s.steps), ("rule", s.method), ("tol", s.tol),
+                               ("max_steps", s.max_steps)):
+                options.setdefault(key, value)
+        with warnings.catch_warnings():
+            # Completeness is a metric here ("completeness"), not a warning per batch.
+            warnings.simplefilter("ignore", NotConvergedWarning)
+            warnings.simplefilter("ignore", NothingToAttributeWarning)
+            result = igkit.attribute(
+                self.model.model, x, method, target=targets, baseline=list(s.baseline),
+                output=self.explainer.output, batch_size=s.batch_size, seed=s.seed,
+                channel_axis=self.model.channel_axis, input_range=(0.0, 1.0), batched=True,
+                **options,
+            )
+        return np.asarray(result.attributions)
+
+    def evaluate(
+        self,
+        predictions: Sequence[Prediction],
+        ids: Sequence[int] | None = None,
+        stored: Mapping[str, np.ndarray] | None = None,
+    ) -> EvaluatedBatch:
+        """Every method and metric on a batch of predicted examples (their first target).
+
+        Args:
+            predictions: From ``Explainer.prepare`` / ``predict``.
+            ids: An id per example for the rows (default: their position).
+            stored: Attributions already computed, per method: ``(N, *model layout)``.
+        """
+        out = EvaluatedBatch()
+        if not predictions:
+            return out
+        ids = list(range(len(predictions))) if ids is None else list(ids)
+        x = self.model.to_model_layout(
+            np.stack([self.explainer.pixels(p.image) for p in predictions])
+        )
+        targets = np.asarray([p.targets[0] for p in predictions], dtype=np.int64)
+        paths = [p.input.where for p in predictions]
+        s = self.settings.explain
+        for method in self.settings.methods:
+            attr = (stored or {}).get(method)
+            if attr is None:
+                attr = self.attributions(method, x, targets)
+            for metric in self.settings.metrics:
+                options = dict(self.settings.metric_options.get(metric, {}))
+                res = compute_metric(
+                    metric, self.model.model, x, attr, target=targets,
+                    channel_axis=self.model.channel_axis, output=self.explainer.output,
+                    batch_size=s.batch_size,
+                    explain=lambda model, xs, t, _m=method: self._explain_with(_m, model, xs, t),
+                    seed=s.seed, **options,
+                )
+                values = np.asarray(res.values, dtype=np.float64)
+                for i in range(len(predictions)):
+                    out.rows.append({
+                        "example": int(ids[i]), "path": paths[i], "target": int(targets[i]),
+                        "method": method, "metric": metric, "value": float(values[i]),
+                        "higher_is_better": bool(res.higher_is_better),
+                    })
+                scores = getattr(res, "scores", None)
+                fractions = getattr(res, "fractions", None)
+                if scores is not None and fractions is not None:
+                    curves = np.asarray(scores, dtype=np.float64)
+                    out.merge(EvaluatedBatch(curves={
+                        (method, metric): (np.asarray(fractions), curves.sum(axis=0),
+                                           curves.shape[0])
+                    }))
+        return out
+
+    def _explain_with(
+        self, method: str, model: object, x: np.ndarray, targets: np.ndarray
+    ) -> np.ndarray:
+        """``method``'s attributions of ``x`` for another model (a randomised copy, for the
+        sanity checks), with the run's settings."""
+        import igkit
+
+        s = self.settings.explain
+        options = dict(self.settings.method_options.get(method, {}))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            result = igkit.attribute(
+                model, x, method, target=targets, baseline=list(s.baseline),
+                output=self.explainer.output, batch_size=s.batch_size, seed=s.seed,
+                channel_axis=self.model.channel_axis, input_range=(0.0, 1.0), batched=True,
+                **options,
+            )
+        return np.asarray(result.attributions)
