@@ -147,8 +147,20 @@ def build_report(source: str | os.PathLike[str], out: str | os.PathLike[str],
         for folder in (src, Path(compare)):
             if not (folder / "results").is_dir():
                 raise ValueError(f"{folder}: a two-store report needs two explain-dataset stores")
+    from igkit.report.evaluation import is_evaluation_folder, write_evaluation_report
+
+    if compare is None and is_evaluation_folder(src):
+        target = ReportFolder(out, {"igkit_report": igkit.__version__, "source": str(src),
+                                    "compare": None})
+        target.check()
+        with target.build() as dest:
+            count = write_evaluation_report(dest, src, _page)
+        return BuiltReport(count)
     if not (src / "results").is_dir() and not (src.is_dir() and any(src.glob("*.npz"))):
-        raise ValueError(f"{source}: neither an igkit explain folder nor a dataset store")
+        raise ValueError(
+            f"{source}: neither an igkit explain folder, a dataset store nor an igkit evaluate "
+            "folder"
+        )
     target = ReportFolder(out, {"igkit_report": igkit.__version__, "source": str(src),
                                 "compare": None if compare is None else str(compare)})
     target.check()
