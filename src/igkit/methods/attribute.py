@@ -8,6 +8,7 @@ on the ``MethodContext`` built here and reaches the model only through it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -40,6 +41,7 @@ def attribute(
     input_range: tuple[float, float] | None = None,
     batched: bool | None = None,
     dtype: DTypeLike | None = None,
+    noise: Mapping[str, Any] | None = None,
     **method_options: Any,
 ) -> Result:
     """Attributions of ``model`` at ``inputs`` by the attribution method ``method``.
@@ -59,6 +61,10 @@ def attribute(
             packs its model calls into batches of at most this many rows.
         seed: Seeds every random draw of the method (noise, samples, random baselines).
         channel_axis, input_range, batched, dtype: As for ``igkit.integrated_gradients``.
+        noise: Run the method on noisy copies of the inputs and aggregate (NoiseTunnel):
+            ``{"samples": 50, "stdev": 0.15, "kind": "smoothgrad"}`` (``stdev`` a fraction of
+            the input range; kind "smoothgrad", "smoothgrad_sq" or "vargrad"); see
+            ``igkit.methods.noise``. None runs the method on the inputs themselves.
         **method_options: The method's own options (``igkit.methods.get_method(name).options``);
             an unknown one is refused with the list of valid ones.
 
@@ -70,6 +76,15 @@ def attribute(
         ValueError / TypeError: An unknown method or option, a bad value, or a method the
             model's backend cannot run (with the fix), before any model call.
     """
+    if noise is not None:
+        from igkit.methods.noise import attribute_with_noise
+
+        return attribute_with_noise(
+            model, inputs, method, noise, target=target, baseline=baseline, output=output,
+            batch_size=batch_size, seed=seed, channel_axis=channel_axis,
+            input_range=input_range, batched=batched, dtype=dtype,
+            method_options=method_options,
+        )
     spec, given = resolve_method(method, method_options)
     if spec.entry is not None:
         options = spec.bind(given, fill=False)
