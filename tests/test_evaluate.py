@@ -1,0 +1,120 @@
+"""``igkit evaluate``: methods x metrics over images and stores, the same table the library
+gives, refusals before any work, and the report page."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch  # noqa: F401 - installed by make test: a regression fails, not skips
+from test_runner_support import MODEL_MODULE, RUN_OPTIONS, make_images, write_model_module
+
+import igkit
+from igkit.cli import main
+from igkit.metrics import deletion
+
+OPTIONS = [o for o in RUN_OPTIONS if o != "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory):
+    folder = write_model_module(tmp_path_factory.mktemp("eval_models"))
+    sys.path.insert(0, str(folder))
+    yield folder
+    sys.path.remove(str(folder))
+
+
+def _table(path: Path) -> list[dict[str, str]]:
+    with open(path / "metrics.csv", encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_evaluate_writes_every_method_and_metric_and_agrees_with_the_library(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    make_images(tmp_path / "imgs", 3)
+    out = tmp_path / "ev"
+    code = main(["evaluate", str(tmp_path / "imgs"), "--out", str(out), "--model",
+                 f"{MODEL_MODULE}:tiny", *OPTIONS, "--methods", "ig,saliency",
+                 "--metrics", "deletion,insertion", "--batch-size", "2"])
+    assert code == 0
+    rows = _table(out)
+    summary = [r for r in rows if r["level"] == "summary"]
+    methods = {"integrated_gradients", "saliency", "random", "sobel"}
+    assert {(r["method"], r["metric"]) for r in summary} == {
+        (m, k) for m in methods for k in ("deletion", "insertion")
+    }
+    assert all(r["n"] == "3" for r in summary)
+    examples = [r for r in rows if r["level"] == "example"]
+    assert len(examples) == 3 * 4 * 2
+    for name in ("metrics.parquet", "curves.png", "summary.png", "igkit-evaluate.json"):
+        assert (out / name).is_file()
+    # The command's number is the library's: the same inputs, attributions and metric.
+    module = __import__(MODEL_MODULE)
+    model = module.tiny().eval()
+    loaded = dataclasses.replace(igkit.load_model(f"{MODEL_MODULE}:tiny", trust=True),
+                                 input_size=(16, 16))
+    x = igkit.model_inputs(sorted((tmp_path / "imgs").glob("*.png")), loaded)
+    output = loaded.default_output
+    attr = igkit.attribute(model, x, "saliency", output=output, batch_size=2,
+                           channel_axis=1, input_range=(0.0, 1.0)).attributions
+    direct = deletion(model, x, attr, channel_axis=1, output=output, batch_size=2)
+    got = sorted((int(r["example"]), float(r["mean"])) for r in examples
+                 if r["method"] == "saliency" and r["metric"] == "deletion")
+    np.testing.assert_allclose([v for _, v in got], direct.values, rtol=1e-5)
+
+
+def test_evaluate_reuses_a_stores_attributions_and_refuses_another_models_store(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    make_images(tmp_path / "imgs", 2)
+    store = tmp_path / "store"
+    assert main(["explain-dataset", str(tmp_path / "imgs"), "--out", str(store), "--model",
+                 f"{MODEL_MODULE}:tiny", *RUN_OPTIONS]) == 0
+    common = ["--model", f"{MODEL_MODULE}:tiny", *OPTIONS, "--methods", "ig",
+              "--metrics", "deletion", "--no-controls"]
+    assert main(["evaluate", str(store), "--out", str(tmp_path / "a"), *common]) == 0
+    assert main(["evaluate", str(tmp_path / "imgs"), "--out", str(tmp_path / "b"),
+                 *common]) == 0
+    a = {r["example"]: float(r["mean"]) for r in _table(tmp_path / "a") if r["level"] == "example"}
+    b = {r["example"]: float(r["mean"]) for r in _table(tmp_path / "b") if r["level"] == "example"}
+    assert a.keys() == b.keys() and len(a) == 2
+    np.testing.assert_allclose([a[k] for k in sorted(a)], [b[k] for k in sorted(b)], rtol=1e-5)
+    # The store's attributions explain the tiny model, not the slow one: refused.
+    assert main(["evaluate", str(store), "--out", str(tmp_path / "c"), "--model",
+                 f"{MODEL_MODULE}:slow", *OPTIONS, "--methods", "ig"]) == 2
+    assert not (tmp_path / "c").exists()
+
+
+def test_mistakes_are_refused_before_any_work(tmp_path: Path, model_dir: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    make_images(tmp_path / "imgs", 1)
+    base = ["evaluate", str(tmp_path / "imgs"), "--model", f"{MODEL_MODULE}:tiny", *OPTIONS]
+    assert main([*base, "--out", str(tmp_path / "o1"), "--methods", "ig,salience"]) == 2
+    assert "unknown method 'salience'" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "o2"), "--metrics", "delete"]) == 2
+    assert "unknown metric 'delete'" in capsys.readouterr().err
+    mine = tmp_path / "o3"
+    mine.mkdir()
+    (mine / "metrics.csv").write_text("my own table\n", encoding="utf-8")
+    assert main([*base, "--out", str(mine), "--methods", "saliency"]) == 2
+    assert (mine / "metrics.csv").read_text(encoding="utf-8") == "my own table\n"
+    for folder in ("o1", "o2"):
+        assert not (tmp_path / folder).exists()
+
+
+def test_report_of_an_evaluation(tmp_path: Path, model_dir: Path) -> None:
+    make_images(tmp_path / "imgs", 2)
+    out = tmp_path / "ev"
+    assert main(["evaluate", str(tmp_path / "imgs"), "--out", str(out), "--model",
+                 f"{MODEL_MODULE}:tiny", *OPTIONS, "--methods", "saliency",
+                 "--metrics", "deletion,insertion"]) == 0
+    assert main(["report", str(out), "--out", str(tmp_path / "rep")]) == 0
+    page = (tmp_path / "rep" / "index.html").read_text(encoding="utf-8")
+    assert "deletion (lower is better)" in page and "insertion (higher is better)" in page
+    assert "<td>saliency</td>" in page and "<td>sobel</td>" in page
+    assert (tmp_path / "rep" / "img" / "curves.png").is_file()
