@@ -1,0 +1,555 @@
+"""The model zoo benchmark of issue 16: evaluations to 1 % accuracy, igkit's default against
+Captum's Gauss-Legendre, on many architectures and all three frameworks, in one command.
+
+    python benchmarks/model_zoo.py --cache /tmp/zoo     # everything (about an hour on 2 cores)
+    python benchmarks/model_zoo.py --quick              # the smallest case, seconds
+    python benchmarks/model_zoo.py --cases resnet,vit --frameworks torch,jax
+
+Cases (``benchmarks/zoo_nets.py`` builds them): EfficientNet-Lite0 with its real weights
+(``igkit.load_model("efficientnet_lite0")`` and its Keras port, on the scikit-image photos);
+ResNet-, MobileNetV3-, ConvNeXt- and ViT-style nets and a softmax-ending Keras Sequential with
+seeded weights, each in PyTorch, JAX and Keras (the same function in all three); and the real
+all-MiniLM-L6-v2 (PyTorch), attributing a sentence-similarity score to the token embeddings.
+
+For each case and input (a *unit*) the benchmark computes a reference (Gauss-Legendre at
+``--ref-steps``, once per input and shared by the frameworks, cross-checked against secant at
+half as many pieces where the backend has it, else Gauss-Legendre at half), then:
+
+* the evaluations igkit's default needs, called as a user would:
+  ``igkit.integrated_gradients(model, x, steps="auto", tol=0.01)`` with no ``method`` (the
+  table names the method it ran), and ``method="secant", steps="auto"`` where the backend has
+  secant (``igkit.api.method_supported``);
+* the smallest step count on a doubling/1.5x grid at which Captum's Gauss-Legendre (torch only)
+  and igkit's ``method="gauss_legendre"`` (every framework) reach both 1 % relative L1
+  attribution error and 1 % completeness error (an oracle budget a user cannot know);
+* their ratios, medians over units; and the cost of one evaluation of a secant pass against a
+  plain forward + backward written by hand, per framework.
+
+What a backend does not support is printed as "not available", never estimated. The fixed-rule
+sweeps and references do not depend on igkit's automatic rules, so ``--cache DIR`` keeps them
+between runs and a later run measures only what changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import zoo_nets  # noqa: E402
+
+import igkit  # noqa: E402
+from igkit.api import method_supported  # noqa: E402
+from igkit.models.spec import LoadedModel  # noqa: E402
+
+TOL = 0.01
+GRID = (4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+QUICK_GRID = (8, 32, 128)
+PHOTOS = ("chelsea", "coffee", "astronaut")
+ALL_CASES = ("effnet", *zoo_nets.NETS, "minilm")
+FRAMEWORK_OF = {"torch": "torch", "jax": "jax", "keras": "tensorflow"}
+
+
+@dataclass
+class Unit:
+    """One input of one case in one framework: what is explained, and how."""
+
+    case: str
+    framework: str  # "torch", "jax" or "keras"
+    label: str  # the input's name
+    model: Any  # what igkit.integrated_gradients gets
+    x: np.ndarray  # a batch of one, in the model's layout
+    output: str
+    baseline: Any
+    batch_size: int
+    captum_forward: Callable[[Any], Any] | None = None  # torch: inputs -> explained scores
+    extra: dict[str, Any] = field(default_factory=dict)  # igkit keyword arguments
+
+    @property
+    def key(self) -> str:
+        return f"{self.case}/{self.label}"  # shared by the frameworks: one reference
+
+    @property
+    def name(self) -> str:
+        return f"{self.case}/{self.framework}/{self.label}"
+
+
+def _softmax_forward(model: Any) -> Callable[[Any], Any]:
+    import torch
+
+    return lambda t: torch.softmax(model(t), -1)
+
+
+def build_units(cases: list[str], frameworks: list[str], quick: bool) -> list[Unit]:
+    """The units of the cases asked for, torch first (the references are computed there)."""
+    units: list[Unit] = []
+    for case in cases:
+        if case == "effnet":
+            from igkit.models.photos import demo_photos
+
+            photos = demo_photos()
+            names = PHOTOS[:1] if quick else PHOTOS
+            if "torch" in frameworks:
+                lm = igkit.load_model("efficientnet_lite0")
+                units += [Unit("effnet", "torch", n, lm, photos[n].transpose(2, 0, 1)[None].copy(),
+                               "softmax", "black", 16, _softmax_forward(lm.model)) for n in names]
+            if "keras" in frameworks:
+                lm = igkit.load_model("keras:efficientnet_lite0")
+                units += [Unit("effnet", "keras", n, lm, photos[n][None].copy(), "softmax",
+                               "black", 16) for n in names]
+        elif case == "minilm":
+            if "torch" not in frameworks:
+                continue
+            models, inputs = zoo_nets.minilm()
+            for i, (model, x) in enumerate(zip(models, inputs, strict=True)):
+                if quick and i:
+                    break
+                units.append(Unit("minilm", "torch", f"pair{i}", model, x, "raw", 0.0, 16,
+                                  model, {"batched": True, "target": 0}))
+        else:
+            images = zoo_nets.zoo_images(1 if quick else 2)
+            for fw in frameworks:
+                model = zoo_nets.build(case, fw)
+                xs = zoo_nets.to_framework_layout(images, fw)
+                output = zoo_nets.OUTPUTS[case]
+                forward = None
+                if fw == "torch":
+                    forward = model if output == "raw" else _softmax_forward(model)
+                units += [Unit(case, fw, f"img{i}", model, xs[i : i + 1], output, "black", 32,
+                               forward) for i in range(len(xs))]
+    return units
+
+
+# ---------------------------------------------------------------------------------------------
+# Running the rules
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Reference:
+    attributions: np.ndarray  # in the torch layout of the unit that made it
+    target: int
+    gap: float  # F(x) - F(x')
+    check_l1: float  # the cross-check's distance to it
+    check_l2: float
+    check_label: str
+
+
+def _quiet_call(fn: Callable[[], Any]) -> tuple[Any, list[str]]:
+    """Run ``fn`` recording the igkit warnings it raises (their class names), not printing."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = fn()
+    names = sorted({w.category.__name__ for w in caught
+                    if w.category.__module__.startswith("igkit")})
+    return out, names
+
+
+def _ig(unit: Unit, **kw: Any) -> Any:
+    args = {"output": unit.output, "baseline": unit.baseline, "batch_size": unit.batch_size,
+            **unit.extra, **kw}
+    return igkit.integrated_gradients(unit.model, unit.x, **args)
+
+
+def _to_reference_layout(unit: Unit, a: np.ndarray) -> np.ndarray:
+    """Attributions of one input as the reference holds them (torch's NCHW for images)."""
+    a = np.asarray(a, dtype=np.float64).reshape(unit.x.shape)
+    if unit.framework != "torch" and a.ndim == 4:
+        a = a.transpose(0, 3, 1, 2)
+    return a
+
+
+def errors(unit: Unit, ref: Reference, attributions: np.ndarray) -> tuple[float, float, float]:
+    """Relative L1 and L2 attribution errors and the completeness error against ``ref``."""
+    a = _to_reference_layout(unit, attributions)
+    r = ref.attributions
+    l1 = float(np.abs(a - r).sum() / np.abs(r).sum())
+    l2 = float(np.linalg.norm(a - r) / np.linalg.norm(r))
+    comp = abs(float(a.sum()) - ref.gap) / abs(ref.gap)
+    return l1, l2, comp
+
+
+class Cache:
+    """JSON and npz files under a folder, or nothing when no folder is given."""
+
+    def __init__(self, folder: str | None) -> None:
+        self.folder = Path(folder) if folder else None
+        if self.folder:
+            self.folder.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str, suffix: str) -> Path | None:
+        return self.folder / (key.replace("/", "__") + suffix) if self.folder else None
+
+    def get(self, key: str) -> Any:
+        path = self._path(key, ".json")
+        return json.loads(path.read_text()) if path and path.exists() else None
+
+    def put(self, key: str, value: Any) -> None:
+        path = self._path(key, ".json")
+        if path:
+            path.write_text(json.dumps(value))
+
+    def reference(self, key: str) -> Reference | None:
+        path = self._path(key, ".npz")
+        if not (path and path.exists()):
+            return None
+        z = np.load(path)
+        return Reference(z["attributions"], int(z["target"]), float(z["gap"]),
+                         float(z["check_l1"]), float(z["check_l2"]), str(z["check_label"]))
+
+    def put_reference(self, key: str, ref: Reference) -> None:
+        path = self._path(key, ".npz")
+        if path:
+            np.savez(path, **ref.__dict__)
+
+
+def reference(unit: Unit, ref_steps: int, cache: Cache) -> Reference:
+    key = f"ref/{unit.key}/gl{ref_steps}"
+    ref = cache.reference(key)
+    if ref is not None:
+        return ref
+    r, _ = _quiet_call(lambda: _ig(unit, method="gauss_legendre", steps=ref_steps))
+    base = Reference(_to_reference_layout(unit, r.attributions), int(np.ravel(r.target)[0]),
+                     float(np.ravel(r.score)[0] - np.ravel(r.baseline_score)[0]), 0.0, 0.0, "")
+    fw = FRAMEWORK_OF[unit.framework]
+    # Secant converges faster than Gauss-Legendre: a quarter of the nodes in pieces is a
+    # sharper check than half of them in nodes.
+    check_method = "secant" if method_supported(fw, "secant") else "gauss_legendre"
+    check_steps = ref_steps // 4 if check_method == "secant" else ref_steps // 2
+    check, _ = _quiet_call(lambda: _ig(unit, method=check_method, steps=check_steps,
+                                       target=base.target))
+    l1, l2, _ = errors(unit, base, check.attributions)
+    ref = Reference(base.attributions, base.target, base.gap, l1, l2,
+                    f"{check_method} {check_steps}")
+    cache.put_reference(key, ref)
+    return ref
+
+
+def captum_gl(unit: Unit, ref: Reference, n: int) -> np.ndarray:
+    import torch
+    from captum.attr import IntegratedGradients
+
+    x = torch.as_tensor(unit.x)
+    baseline = 0.0 if not isinstance(unit.baseline, str) else torch.zeros_like(x)
+    ig = IntegratedGradients(unit.captum_forward)
+    out = ig.attribute(x, baselines=baseline, target=ref.target, n_steps=n,
+                       method="gausslegendre", internal_batch_size=unit.batch_size)
+    return out.detach().numpy()
+
+
+def sweep(unit: Unit, ref: Reference, rule: str, grid: tuple[int, ...], cache: Cache
+          ) -> dict[str, Any]:
+    """The smallest n of ``grid`` at which ``rule`` ("captum" or "igkit") meets both
+    tolerances, and the errors along the way."""
+    key = f"sweep/{unit.name}/{rule}/{grid[-1]}"
+    done = cache.get(key)
+    if done is not None:
+        return done
+    rows = []
+    need = None
+    for n in grid:
+        if rule == "captum":
+            attr, _ = _quiet_call(lambda n=n: captum_gl(unit, ref, n))
+        else:
+            res, _ = _quiet_call(lambda n=n: _ig(unit, method="gauss_legendre", steps=n,
+                                                 target=ref.target))
+            attr = res.attributions
+        rows.append((n, *errors(unit, ref, attr)))
+        if rows[-1][1] <= TOL and rows[-1][3] <= TOL:
+            need = n
+            break
+    out = {"need": need, "rows": rows}
+    cache.put(key, out)
+    return out
+
+
+def run_auto(unit: Unit, ref: Reference, method: str | None) -> dict[str, Any]:
+    """``steps="auto", tol=0.01`` as a user calls it (``method`` None: the default)."""
+    kw: dict[str, Any] = {"steps": "auto", "tol": TOL}
+    if method is not None:
+        kw["method"] = method
+    start = time.perf_counter()
+    res, warned = _quiet_call(lambda: _ig(unit, **kw))
+    seconds = time.perf_counter() - start
+    l1, l2, comp = errors(unit, ref, res.attributions)
+    estimate = getattr(res, "error_estimate", None)
+    return {"evals": int(np.ravel(res.evaluations)[0]), "method": str(res.method),
+            "l1": l1, "l2": l2, "comp": comp, "seconds": seconds, "warnings": warned,
+            "estimate": None if estimate is None else float(np.ravel(estimate)[0]),
+            "met": l1 <= TOL and comp <= TOL}
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables
+# ---------------------------------------------------------------------------------------------
+
+
+def _pct(v: float) -> str:
+    return f"{100 * v:.2f}"
+
+
+def _need(s: dict[str, Any] | None, grid: tuple[int, ...]) -> str:
+    if s is None:
+        return "not available"
+    return str(s["need"]) if s["need"] is not None else f">{grid[-1]}"
+
+
+def _auto_cell(a: dict[str, Any] | None) -> str:
+    if a is None:
+        return "not available"
+    flag = "" if a["met"] else " (missed)"
+    return f"{a['evals']}{flag}"
+
+
+def tables(results: list[dict[str, Any]], grid: tuple[int, ...]) -> list[str]:
+    lines = [
+        f"### Evaluations to {TOL:.0%} relative L1 attribution error and {TOL:.0%} completeness",
+        "",
+        f"Captum GL and igkit GL: the smallest n of {list(grid)} meeting both (an oracle budget); "
+        "auto: `steps=\"auto\", tol=0.01`, what it spent, marked (missed) when its result "
+        "misses either tolerance. Ratios are auto's evaluations over each rule's need.",
+        "",
+        "| case | framework | input | Captum GL | igkit GL | default auto (method) | "
+        "auto / Captum | auto / igkit GL | secant auto | secant auto / Captum |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    ratios: dict[str, list[float]] = {"auto/captum": [], "auto/gl": [], "secant/captum": [],
+                                      "secant/gl": []}
+    for r in results:
+        cap, gl, auto, sec = r["captum"], r["igkit_gl"], r["auto"], r["secant_auto"]
+        gl_cell = _need(gl, grid)
+        if gl is None and cap is not None:  # torch: igkit's Gauss-Legendre is Captum's rule
+            gl, gl_cell = cap, "= Captum"
+
+        def ratio(a: dict[str, Any] | None, s: dict[str, Any] | None, bucket: str) -> str:
+            if a is None or s is None:
+                return "-"
+            # A rule that never met the tolerances on the grid needed more than its last n:
+            # the ratio to that n is an upper bound, marked "<=".
+            value = a["evals"] / (s["need"] or grid[-1])
+            ratios[bucket].append(value)
+            return f"{value:.2f}" if s["need"] else f"<={value:.2f}"
+
+        lines.append(
+            f"| {r['case']} | {r['framework']} | {r['label']} | {_need(cap, grid)} | "
+            f"{gl_cell} | {_auto_cell(auto)} ({auto['method']}) | "
+            f"{ratio(auto, cap, 'auto/captum')} | {ratio(auto, gl, 'auto/gl')} | "
+            f"{_auto_cell(sec)} | {ratio(sec, cap, 'secant/captum')} |")
+        ratio(sec, gl, "secant/gl")
+    lines += ["", "| ratio over units | median | worst | units |", "|---|---|---|---|"]
+    for bucket, values in ratios.items():
+        if values:
+            lines.append(f"| {bucket} | {statistics.median(values):.2f} | {max(values):.2f} | "
+                         f"{len(values)} |")
+        else:
+            lines.append(f"| {bucket} | not available | - | 0 |")
+    lines += ["", "Accuracy of the automatic runs (relative L1 / L2 attribution error % / "
+              "completeness %, the rule's own error estimate when it gives one, seconds, "
+              "warnings) and the reference's cross-check (L1 / L2 %):", "",
+              "| unit | reference check | default auto | secant auto |", "|---|---|---|---|"]
+    for r in results:
+        cells = []
+        for a in (r["auto"], r["secant_auto"]):
+            if a is None:
+                cells.append("not available")
+                continue
+            est = "-" if a["estimate"] is None else _pct(a["estimate"])
+            cells.append(f"{a['evals']} evals ({a['method']}): {_pct(a['l1'])} / {_pct(a['l2'])}"
+                         f" / {_pct(a['comp'])}, est. {est}, {a['seconds']:.1f} s"
+                         + (f", {' '.join(a['warnings'])}" if a["warnings"] else ""))
+        lines.append(f"| {r['case']}/{r['framework']}/{r['label']} | {r['ref_check']} | "
+                     + " | ".join(cells) + " |")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# Cost of an evaluation
+# ---------------------------------------------------------------------------------------------
+
+
+def _hand_pass(unit: Unit, target: int, rows: int) -> Callable[[], Any]:
+    """One plain forward + backward of ``rows`` path points, written by hand in the unit's
+    framework (the explained score: softmax or raw output of ``target``)."""
+    alphas = np.linspace(0.05, 1.0, rows, dtype=np.float32).reshape(-1, *[1] * (unit.x.ndim - 1))
+    batch = (alphas * unit.x).astype(np.float32)
+    model = unit.model.model if isinstance(unit.model, LoadedModel) else unit.model
+    soft = unit.output == "softmax"
+    if unit.framework == "torch":
+        import torch
+
+        xb = torch.as_tensor(batch)
+
+        def torch_pass() -> Any:
+            t = xb.clone().requires_grad_(True)
+            out = model(t)
+            out = torch.softmax(out, -1) if soft else out
+            return torch.autograd.grad(out[:, target].sum(), t)[0]
+
+        return torch_pass
+    if unit.framework == "jax":
+        import jax
+
+        def score(t: Any) -> Any:
+            out = model(t)
+            return (jax.nn.softmax(out, -1) if soft else out)[:, target].sum()
+
+        step = jax.jit(jax.grad(score))
+        return lambda: step(batch).block_until_ready()
+    import tensorflow as tf
+
+    @tf.function
+    def tf_step(t: Any) -> Any:
+        with tf.GradientTape() as tape:
+            tape.watch(t)
+            out = model(t, training=False)
+            out = tf.nn.softmax(out, -1) if soft else out
+            score = tf.reduce_sum(out[:, target])
+        return tape.gradient(score, t)
+
+    tb = tf.constant(batch)
+    return lambda: tf_step(tb).numpy()
+
+
+def _median_time(fn: Callable[[], Any], rounds: int) -> float:
+    fn()
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _per_evaluation(unit: Unit, method: str, steps: int, target: int, rounds: int) -> float:
+    """Seconds per gradient evaluation of one igkit call (its forward-only passes included)."""
+
+    def call() -> Any:
+        return _quiet_call(lambda: _ig(unit, method=method, steps=steps, target=target))[0]
+
+    evaluations = int(np.ravel(call().evaluations)[0])
+    return _median_time(call, rounds) / evaluations
+
+
+def cost(units: list[Unit], refs: dict[str, Reference], rounds: int, pieces: int) -> list[str]:
+    """Per framework and case: seconds per evaluation of a hand-written forward+backward
+    (one full batch), of igkit's Gauss-Legendre and of its secant rule at ``pieces``."""
+    lines = [f"### Cost of one evaluation (ms), batch as in the runs, {pieces} pieces / nodes, "
+             f"median of {rounds} rounds", "",
+             "| case | framework | hand fwd+bwd | igkit GL | igkit secant | secant / hand | "
+             "secant / GL |", "|---|---|---|---|---|---|---|"]
+    seen = set()
+    for unit in units:
+        if (unit.case, unit.framework) in seen:
+            continue
+        seen.add((unit.case, unit.framework))
+        target = refs[unit.key].target
+        hand = _median_time(_hand_pass(unit, target, unit.batch_size), rounds) / unit.batch_size
+
+        gl = _per_evaluation(unit, "gauss_legendre", pieces, target, rounds)
+        sec = (_per_evaluation(unit, "secant", pieces, target, rounds)
+               if method_supported(FRAMEWORK_OF[unit.framework], "secant") else None)
+        sec_cells = (["not available"] * 3 if sec is None else
+                     [f"{1e3 * sec:.2f}", f"{sec / hand:.2f}", f"{sec / gl:.2f}"])
+        lines.append(f"| {unit.case} | {unit.framework} | {1e3 * hand:.2f} | {1e3 * gl:.2f} | "
+                     f"{sec_cells[0]} | {sec_cells[1]} | {sec_cells[2]} |")
+        print(lines[-1], flush=True)
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> str:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="the smallest case, one input, a short grid and a 256-node reference")
+    ap.add_argument("--cases", default=None, help=f"comma-separated, of {', '.join(ALL_CASES)}")
+    ap.add_argument("--frameworks", default=",".join(zoo_nets.FRAMEWORKS))
+    ap.add_argument("--ref-steps", type=int, default=None)
+    ap.add_argument("--cache", default=None, help="folder keeping references and sweeps")
+    ap.add_argument("--sections", default="evaluations,cost")
+    ap.add_argument("--cost-cases", default="effnet,resnet",
+                    help="cases whose evaluations are timed in the cost section")
+    ap.add_argument("--igkit-gl-on-torch", action="store_true",
+                    help="also sweep igkit's Gauss-Legendre on torch (it computes Captum's "
+                         "numbers, so by default torch's best fixed GL is Captum's)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads")
+    ap.add_argument("--out", default=None, help="also write the tables to this markdown file")
+    args = ap.parse_args(argv)
+    cases = (args.cases or ("sequential" if args.quick else ",".join(ALL_CASES))).split(",")
+    unknown = sorted(set(cases) - set(ALL_CASES))
+    if unknown:
+        ap.error(f"unknown cases {unknown}; choose from {', '.join(ALL_CASES)}")
+    frameworks = args.frameworks.split(",")
+    grid = QUICK_GRID if args.quick else GRID
+    ref_steps = args.ref_steps or (512 if args.quick else 2048)
+    cache = Cache(args.cache)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    header = [f"model zoo, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; CPU "
+              f"({os.cpu_count()} cores), torch {torch.__version__}, igkit {igkit.__version__}; "
+              f"default method: {'auto' if 'auto' in igkit.available_methods() else 'as before'}"
+              f"; secant in torch / jax / tensorflow: "
+              + " / ".join("yes" if method_supported(f, "secant") else "no"
+                           for f in ("torch", "jax", "tensorflow")),
+              f"reference: igkit Gauss-Legendre {ref_steps}", ""]
+    print("\n".join(header), flush=True)
+    units = build_units(cases, frameworks, args.quick)
+    refs: dict[str, Reference] = {}
+    results = []
+    sections = args.sections.split(",")
+    for unit in units:
+        if unit.key not in refs:
+            refs[unit.key] = reference(unit, ref_steps, cache)
+        ref = refs[unit.key]
+        if "evaluations" not in sections:
+            continue
+        fw = FRAMEWORK_OF[unit.framework]
+        row = {
+            "case": unit.case, "framework": unit.framework, "label": unit.label,
+            "ref_check": f"{ref.check_label}: {_pct(ref.check_l1)} / {_pct(ref.check_l2)}",
+            "captum": sweep(unit, ref, "captum", grid, cache) if unit.captum_forward else None,
+            "igkit_gl": (sweep(unit, ref, "igkit", grid, cache)
+                         if unit.framework != "torch" or args.quick or args.igkit_gl_on_torch
+                         else None),
+            "auto": run_auto(unit, ref, None),
+            "secant_auto": run_auto(unit, ref, "secant") if method_supported(fw, "secant")
+            else None,
+        }
+        results.append(row)
+        print(f"{unit.name}: captum {_need(row['captum'], grid)}, igkit GL "
+              f"{_need(row['igkit_gl'], grid)}, auto {_auto_cell(row['auto'])} "
+              f"({row['auto']['method']}), secant auto {_auto_cell(row['secant_auto'])}",
+              flush=True)
+    report = list(header)
+    if results:
+        report += tables(results, grid) + [""]
+    if "cost" in sections:
+        chosen = [u for u in units if u.case in args.cost_cases.split(",")]
+        if args.quick:
+            chosen = units[:1]
+        report += cost(chosen, refs, 1 if args.quick else 5, 16 if args.quick else 32) + [""]
+    text = "\n".join(report)
+    print(text, flush=True)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    return text
+
+
+if __name__ == "__main__":
+    main()
