@@ -125,3 +125,29 @@ def test_kill_the_ray_driver_and_resume(
     assert checked.ok, [str(d) for d in checked.damage]
     assert [r["id"] for r in checked.rows] == list(range(13))  # each example exactly once
     assert_same_store(tmp_path / "local", killed)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
+def test_ray_evaluation_equals_local_evaluation(
+    tmp_path: Path, ray_cluster: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import csv
+
+    monkeypatch.syspath_prepend(str(ray_cluster))
+    make_images(tmp_path / "imgs", 4)
+    common = [str(tmp_path / "imgs"), "--model", f"{MODEL_MODULE}:tiny", "--input-size", "16",
+              "--steps", "16", "--trust", "--methods", "ig,saliency", "--metrics",
+              "deletion,insertion", "--batch-size", "2"]
+    assert main(["evaluate", *common, "--out", str(tmp_path / "local")]) == 0
+    assert main(["evaluate", *common, "--out", str(tmp_path / "ray"), "--engine", "ray",
+                 "--workers", "2"]) == 0
+
+    def table(name: str) -> dict[tuple[str, str, str, str], float]:
+        with open(tmp_path / name / "metrics.csv", encoding="utf-8", newline="") as handle:
+            return {(r["level"], r["method"], r["metric"], r["example"]): float(r["mean"])
+                    for r in csv.DictReader(handle)}
+
+    local, distributed = table("local"), table("ray")
+    assert local.keys() == distributed.keys() and len(local) == 4 * 2 * (4 + 1)
+    for key, value in local.items():
+        assert distributed[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
