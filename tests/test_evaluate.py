@@ -97,7 +97,9 @@ def test_mistakes_are_refused_before_any_work(tmp_path: Path, model_dir: Path,
     assert main([*base, "--out", str(tmp_path / "o1"), "--methods", "ig,salience"]) == 2
     assert "unknown method 'salience'" in capsys.readouterr().err
     assert main([*base, "--out", str(tmp_path / "o2"), "--metrics", "delete"]) == 2
-    assert "unknown metric 'delete'" in capsys.readouterr().err
+    assert "metric 'delete': unknown metric; choose one of" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "o2"), "--metrics", "pointing_game"]) == 2
+    assert "needs ground-truth masks" in capsys.readouterr().err
     mine = tmp_path / "o3"
     mine.mkdir()
     (mine / "metrics.csv").write_text("my own table\n", encoding="utf-8")

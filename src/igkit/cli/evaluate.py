@@ -42,8 +42,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--metrics", default=DEFAULT_METRICS, metavar="K[,K...]",
-        help=f"metrics: deletion, insertion, morf, lerf, road, infidelity, max_sensitivity, "
-        f"mprt, random_logit (default: {DEFAULT_METRICS})",
+        help=f"metrics of igkit.metrics.metric_names() that need no masks: deletion, insertion, "
+        "pixel_flipping_morf/lerf, road_morf/lerf, infidelity, max_sensitivity, mprt, "
+        f"random_logit, completeness (default: {DEFAULT_METRICS})",
     )
     parser.add_argument(
         "--no-controls", action="store_true",

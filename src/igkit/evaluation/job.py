@@ -62,54 +62,46 @@ def parse_methods(text: str) -> tuple[str, ...]:
     return tuple(names)
 
 
-#: The metrics ``igkit evaluate`` offers: name -> (function of ``igkit.metrics``, options).
-_METRICS: dict[str, tuple[str, dict[str, Any]]] = {
-    "deletion": ("deletion", {}),
-    "insertion": ("insertion", {}),
-    "morf": ("pixel_flipping", {"order": "morf"}),
-    "lerf": ("pixel_flipping", {"order": "lerf"}),
-    "road": ("road", {}),
-    "infidelity": ("infidelity", {}),
-    "max_sensitivity": ("max_sensitivity", {}),
-    "mprt": ("mprt", {}),
-    "random_logit": ("random_logit", {}),
-}
-
-
-def metric_names() -> list[str]:
-    """The metric names ``--metrics`` takes (those ``igkit.metrics`` implements)."""
+def _metric_function(name: str) -> Any:
+    """The public ``igkit.metrics`` function behind the registered metric ``name``."""
     import igkit.metrics as metrics
 
-    return [name for name, (fn, _) in _METRICS.items() if hasattr(metrics, fn)]
+    for base in (name, name.rsplit("_", 1)[0]):
+        if hasattr(metrics, base) and callable(getattr(metrics, base)):
+            return getattr(metrics, base)
+    return None
 
 
 def compute_metric(name: str, model: object, x: np.ndarray, attributions: np.ndarray,
                    **kwargs: Any) -> Any:
-    """The metric ``name`` of ``attributions``: its ``igkit.metrics`` function called with the
-    keywords it takes among ``kwargs`` (target, channel_axis, output, batch_size, explain,
-    seed, ...)."""
+    """``igkit.metrics.evaluate_metric(name, ...)`` with the keywords the metric takes among
+    ``kwargs`` (target, channel_axis, output, batch_size, explain, masks, seed, ...)."""
     import inspect
 
-    import igkit.metrics as metrics
+    from igkit.metrics import evaluate_metric
 
-    fn_name, fixed = _METRICS[name]
-    fn = getattr(metrics, fn_name)
-    accepted = inspect.signature(fn).parameters
-    call = {k: v for k, v in {**kwargs, **fixed}.items() if k in accepted}
-    result = fn(model, x, attributions, **call)
-    return result
+    fn = _metric_function(name)
+    accepted = set(inspect.signature(fn).parameters) if fn is not None else set(kwargs)
+    call = {k: v for k, v in kwargs.items() if k in accepted}
+    return evaluate_metric(name, model, x, attributions, **call)
 
 
 def parse_metrics(text: str) -> tuple[str, ...]:
-    """``deletion,insertion`` -> metric names (:func:`metric_names`), checked like
-    :func:`parse_methods`."""
+    """``deletion,insertion`` -> metric names (``igkit.metrics.metric_names()``), checked like
+    :func:`parse_methods`. Metrics that need ground-truth masks are refused (a dataset of
+    images gives none)."""
+    from igkit.metrics import get_metric, metric_names
+
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
         raise ValueError("name at least one metric, e.g. --metrics deletion,insertion")
-    known = metric_names()
+    known = [n for n in metric_names() if "masks" not in get_metric(n).needs]
     for name in names:
         if name not in known:
-            raise ValueError(f"unknown metric {name!r}; choose one of {', '.join(known)}")
+            why = ("needs ground-truth masks, which an image folder does not give; "
+                   if name in metric_names() else "")
+            raise ValueError(f"metric {name!r}: {why or 'unknown metric; '}choose one of "
+                             f"{', '.join(known)}")
     if len(set(names)) != len(names):
         raise ValueError(f"a metric is named twice in {text!r}")
     return tuple(names)
