@@ -108,6 +108,12 @@ def _fit_mask(mask: np.ndarray, n: int, shape: tuple[int, ...], channel: int | N
               method: str) -> np.ndarray:
     """``mask`` as ``(1 or n, *shape)`` labels, or a ValueError saying what fits."""
     spatial = _spatial_shape(shape, channel)
+    if spatial is not None and mask.shape == shape == (n, *spatial):
+        raise ValueError(
+            f"method={method!r}: mask of shape {mask.shape} could be one example's {shape} or "
+            f"one {spatial} per input of the {n}: pass {(1, *shape)} for the first or "
+            f"{(n, *(1 if a == channel else d for a, d in enumerate(shape)))} for the second"
+        )
     if mask.shape == shape:
         return mask[None]
     if mask.shape == (n, *shape):
@@ -123,7 +129,9 @@ def _fit_mask(mask: np.ndarray, n: int, shape: tuple[int, ...], channel: int | N
                 fitted = np.broadcast_to(mask, target)
             except ValueError:
                 continue
-            return fitted[None] if target == shape else fitted
+            if target == shape:
+                return fitted[None]
+            return fitted[:1] if mask.shape[0] == 1 else fitted
     forms = [f"{shape} (one example)"]
     if spatial is not None:
         forms.append(f"{spatial} (shared by the channels)")
@@ -142,14 +150,16 @@ def feature_groups(mask: np.ndarray | None, n: int, shape: tuple[int, ...],
     size = math.prod(shape)
     if mask is None:
         inverse = np.arange(size, dtype=np.int64)
-        starts = np.arange(size + 1, dtype=np.int64)
+        bounds = np.arange(size + 1, dtype=np.int64)
         return Groups(ids=inverse.copy(), inverse=[inverse] * n, order=[inverse] * n,
-                      starts=[starts] * n, shared=True)
+                      starts=[bounds] * n, shared=True)
     fitted = _fit_mask(mask, n, shape, channel, method)
     ids, inv = np.unique(fitted.reshape(fitted.shape[0], -1), return_inverse=True)
     inv = inv.reshape(fitted.shape[0], size)
     g = ids.shape[0]
-    inverses, orders, starts = [], [], []
+    inverses: list[np.ndarray] = []
+    orders: list[np.ndarray] = []
+    starts: list[np.ndarray] = []
     for row in inv:
         order = np.argsort(row, kind="stable")
         inverses.append(row)

@@ -119,12 +119,12 @@ def _occlusion(ctx: MethodContext, options: Mapping[str, Any]) -> Result:
             todo = jobs[block]
             copies = ctx.x[[i for _, i in todo]]
             for j, (w, i) in enumerate(todo):
-                copies[(j, *boxes[w])] = base[(i, *boxes[w])]
+                copies[j][boxes[w]] = base[i][boxes[w]]
             out = credit.evaluate(copies)
             for j, (w, i) in enumerate(todo):
                 drop = credit.score[pairs_of[i]] - credit.scores_of(out, i, j)
-                for r, d in zip(pairs_of[i], drop, strict=True):
-                    total[(r, *boxes[w])] += d
+                for r, d in zip(pairs_of[i].tolist(), drop.tolist(), strict=True):
+                    total[r][boxes[w]] += d
     attr = total / counts / len(baselines)
     return ctx.result(attr, evaluations=len(boxes) * len(baselines), steps=len(boxes))
 
