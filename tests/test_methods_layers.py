@@ -104,6 +104,9 @@ def test_grad_cam_equals_captum_at_the_layer_and_upsampled() -> None:
     assert up.attributions.shape == (3, 2, 3, 8, 8)
     for c in range(3):
         np.testing.assert_allclose(_pairs(up)[:, c], theirs[:, 0], rtol=1e-12, atol=1e-16)
+    # layer="auto": the last map with spatial extent, in call order (pool's 2 x 2 here).
+    auto = igkit.attribute(net, X, "grad_cam", target=TARGETS, layer="auto")
+    np.testing.assert_array_equal(auto.attributions, up.attributions)
     no_relu = igkit.attribute(net, X, "grad_cam", target=TARGETS, layer="conv2", relu=False)
     assert (no_relu.attributions < 0).any()
     np.testing.assert_array_equal(np.maximum(no_relu.attributions[:, :, :1], 0),
@@ -207,6 +210,8 @@ def test_refusals_name_the_fix() -> None:
     net = _net()
     with pytest.raises(ValueError, match="no layer named 'conv3'.*closest: .*conv1"):
         igkit.attribute(net, X, "grad_cam", layer="conv3")
+    with pytest.raises(ValueError, match="no layer named 'auto'"):
+        igkit.attribute(net, X, "layer_activation", layer="auto")
     with pytest.raises(ValueError, match="needs layer=.*fc"):
         igkit.attribute(net, X, "layer_activation")
     with pytest.raises(ValueError, match="without spatial axes"):
@@ -266,6 +271,11 @@ def test_keras_grad_cam_and_layer_activation_equal_a_gradient_tape() -> None:
     res = igkit.attribute(model, XK, "grad_cam", target=[1, 3], layer="c2", upsample=False)
     np.testing.assert_allclose(res.attributions[..., 0], cam, rtol=1e-5, atol=1e-7)
     up = igkit.attribute(model, XK, "grad_cam", target=[1, 3], layer="c2")
+    r2 = igkit.attribute(model, XK, "grad_cam", target=[1, 3], layer="r2")
+    np.testing.assert_array_equal(
+        igkit.attribute(model, XK, "grad_cam", target=[1, 3], layer="auto").attributions,
+        r2.attributions,
+    )
     np.testing.assert_allclose(up.attributions, np.repeat(cam[..., None], 3, -1), rtol=1e-5,
                                atol=1e-7)  # the layer has the input's resolution
     act = igkit.attribute(model, XK, "layer_activation", layer="c1")

@@ -141,6 +141,33 @@ class KerasLayers:
                 "forward pass calls"
             )
 
+    def output_shapes(self, point: np.ndarray) -> list[tuple[str, tuple[int, ...]]]:
+        """(name, output shape without the batch axis) of every layer with one tensor output,
+        in the order a forward pass at ``point`` (one example, batch axis included) calls
+        them."""
+        seen: list[tuple[str, tuple[int, ...]]] = []
+
+        def recorder(name: str, original: Any) -> Any:
+            def call(*args: Any, **kwargs: Any) -> Any:
+                out = original(*args, **kwargs)
+                if isinstance(out, tf.Tensor):
+                    seen.append((name, tuple(int(d) for d in out.shape[1:])))
+                return out
+
+            return call
+
+        swapped = []
+        for name, layer in self._layers.items():
+            if not getattr(layer, "layers", None):  # leaves only: a nested model's call
+                swapped.append(layer)  # would report its layers' shapes again
+                layer.call = recorder(name, layer.call)
+        try:
+            self._scores(tf.constant(point, self._dtype))
+        finally:
+            for layer in swapped:
+                del layer.call
+        return seen
+
     def activations(self, layer: str, points: np.ndarray, batch_size: int) -> np.ndarray:
         """Forward only: ``layer``'s output at each point, ``(M, *layer_shape)``."""
         out = []

@@ -164,6 +164,26 @@ class TorchLayers:
             )
         return scores, caught[0]
 
+    def output_shapes(self, point: np.ndarray) -> list[tuple[str, tuple[int, ...]]]:
+        """(name, output shape without the batch axis) of every module with one tensor output,
+        in the order a forward pass at ``point`` (one example, batch axis included) calls
+        them."""
+        seen: list[tuple[str, tuple[int, ...]]] = []
+        handles = [
+            module.register_forward_hook(
+                lambda m, a, out, name=name: seen.append((name, tuple(out.shape[1:])))
+                if isinstance(out, torch.Tensor) else None
+            )
+            for name, module in self._modules.items()
+        ]
+        try:
+            with torch.no_grad():
+                self._scores(self._t(point))
+        finally:
+            for h in handles:
+                h.remove()
+        return seen
+
     def activations(self, layer: str, points: np.ndarray, batch_size: int) -> np.ndarray:
         """Forward only: ``layer``'s output at each point, ``(M, *layer_shape)``."""
         out = []

@@ -71,6 +71,8 @@ class Layers(Protocol):
 
     def names(self) -> list[str]: ...
 
+    def output_shapes(self, point: np.ndarray) -> list[tuple[str, tuple[int, ...]]]: ...
+
     def activations(self, layer: str, points: np.ndarray, batch_size: int) -> np.ndarray: ...
 
     def gradients(
@@ -93,8 +95,11 @@ def _layers(ctx: MethodContext) -> Layers:
     return getattr(importlib.import_module(module), cls)(ctx.session, ctx.model)
 
 
-def _layer_of(ctx: MethodContext, options: Mapping[str, Any]) -> tuple[Layers, str]:
-    """The layer helper and the checked ``layer=`` name (refused before any further call)."""
+def _layer_of(
+    ctx: MethodContext, options: Mapping[str, Any], *, auto: bool = False
+) -> tuple[Layers, str]:
+    """The layer helper and the checked ``layer=`` name (refused before any further call);
+    with ``auto``, ``layer="auto"`` picks the last convolutional feature map."""
     helper = _layers(ctx)
     layer = options["layer"]
     names = helper.names()
@@ -106,6 +111,8 @@ def _layer_of(ctx: MethodContext, options: Mapping[str, Any]) -> tuple[Layers, s
             f"method={ctx.method!r} needs layer=: the name of the layer to attribute at "
             f"({len(names)} named layers; the last ones: {shown})"
         )
+    if auto and layer == "auto" and "auto" not in names:
+        return helper, _last_feature_map(ctx, helper)
     if layer not in names:
         near = difflib.get_close_matches(layer, names, n=6, cutoff=0.3) or names[:6]
         raise ValueError(
@@ -113,6 +120,25 @@ def _layer_of(ctx: MethodContext, options: Mapping[str, Any]) -> tuple[Layers, s
             f"{', '.join(near)}"
         )
     return helper, layer
+
+
+def _last_feature_map(ctx: MethodContext, helper: Layers) -> str:
+    """``layer="auto"``: the last layer, in call order, whose output has the input's number of
+    axes and a spatial extent above 1 (the last convolutional feature map), found by one
+    forward pass of one input."""
+    c = helper.channel_axis % ctx.x.ndim
+    found = [
+        name for name, shape in helper.output_shapes(ctx.x[:1])
+        if len(shape) + 1 == ctx.x.ndim
+        and any(d > 1 for a, d in enumerate(shape, start=1) if a != c)
+    ]
+    ctx.forward_evaluations += 1
+    if not found:
+        raise ValueError(
+            "layer='auto' found no layer with a spatial feature map (outputs with the input's "
+            "axes); pass layer= the name of a convolutional layer"
+        )
+    return found[-1]
 
 
 def _name(value: Any) -> str:
@@ -237,7 +263,7 @@ def _upsampled(ctx: MethodContext, cam: np.ndarray, mode: str) -> np.ndarray:
 
 
 def _grad_cam(ctx: MethodContext, options: Mapping[str, Any]) -> Result:
-    helper, layer = _layer_of(ctx, options)
+    helper, layer = _layer_of(ctx, options, auto=True)
     cam = _cam(ctx, helper, layer, options["relu"])
     if options["upsample"]:
         return ctx.result(_upsampled(ctx, cam, options["interpolation"]), evaluations=1)
@@ -257,7 +283,7 @@ def _relu_rule(rule: str):
 
 
 def _guided_grad_cam(ctx: MethodContext, options: Mapping[str, Any]) -> Result:
-    helper, layer = _layer_of(ctx, options)
+    helper, layer = _layer_of(ctx, options, auto=True)
     cam = _upsampled(ctx, _cam(ctx, helper, layer, True), options["interpolation"])
     guided = helper.relu_gradients(ctx.pair_inputs, ctx.plan.pair_target, ctx.batch_size,
                                    "guided")
@@ -357,6 +383,8 @@ def _layer_conductance(ctx: MethodContext, options: Mapping[str, Any]) -> Result
 
 _LAYER = Option("layer", None, "the layer's name: a torch module name "
                 "(model.named_modules()) or a Keras layer name (model.get_layer)", _name)
+_CAM_LAYER = Option("layer", None, "the layer's name (torch module name, Keras layer name), or "
+                    "'auto': the last convolutional feature map", _name)
 _INTERP = ("bilinear", "nearest")
 _WHY_NOT_LAYERS = {"jax": _JAX_LAYERS}
 _WHY_NOT_RELU = {"jax": _JAX_RELU}
@@ -379,7 +407,7 @@ register_method(MethodSpec(
     cost="1 gradient",
     run=_grad_cam,
     options=(
-        _LAYER,
+        _CAM_LAYER,
         Option("upsample", True, "resize the map to the input (False: the layer's resolution, "
                "the layer's shape with one channel)", _flag),
         Option("interpolation", "bilinear", "how to upsample: bilinear or nearest",
@@ -417,7 +445,7 @@ register_method(MethodSpec(
     cost="2 gradients",
     run=_guided_grad_cam,
     options=(
-        _LAYER,
+        _CAM_LAYER,
         Option("interpolation", "bilinear", "how Grad-CAM is upsampled: bilinear or nearest",
                choice(_INTERP)),
     ),
