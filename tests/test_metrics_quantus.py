@@ -57,7 +57,7 @@ def _quantus_grads(model: object, inputs: np.ndarray, targets: np.ndarray,
 
 def test_pixel_flipping_matches_quantus(case) -> None:
     model, x, y, a, _ = case
-    for step in (1, 16):
+    for step in (4, 16):
         q = quantus.PixelFlipping(features_in_step=step, perturb_baseline=0.0, normalise=False,
                                   abs=False, **QUIET)
         theirs = np.asarray(q(model=model, x_batch=x, y_batch=y, a_batch=a, **CALL))
