@@ -311,3 +311,26 @@ def test_keras_guided_backprop_and_deconvnet_equal_torch_on_the_same_weights() -
         ours = igkit.attribute(model, XK, method, target=[1, 3]).attributions
         ref = igkit.attribute(net, xt, method, target=[1, 3]).attributions
         np.testing.assert_allclose(ours, ref.transpose(0, 2, 3, 1), rtol=2e-4, atol=1e-6)
+
+
+def test_keras_layer_inside_a_residual_connection_is_replaced_in_place() -> None:
+    # keras.Model(layer.output, model.output) is impossible here (the input also reaches the
+    # output around the layer); swapping the layer's call still runs the path, and the
+    # attributions add up to F(x) - F(x; A(x')), which is not F(x) - F(x').
+    import keras
+
+    keras.utils.set_random_seed(1)
+    inp = keras.Input((6,))
+    branch = keras.layers.Dense(6, activation="tanh", name="branch")(inp)
+    h = keras.layers.Add(name="add")([inp, branch])
+    model = keras.Model(inp, keras.layers.Dense(3, activation="softplus", name="out")(h))
+    x = np.random.default_rng(4).normal(size=(2, 6)).astype(np.float32)
+    res = igkit.attribute(model, x, "layer_integrated_gradients", layer="branch", steps=16,
+                          target=[0, 2], baseline=np.zeros_like(x))
+    assert res.attributions.shape == (2, 6) and (res.relative_error < 1e-4).all()
+    zero_branch = keras.Model(inp, model.get_layer("branch").output)(np.zeros((1, 6))).numpy()
+    h = x + zero_branch
+    w, b = model.get_layer("out").get_weights()
+    expected = np.logaddexp(0, h @ w + b)[[0, 1], [0, 2]]
+    np.testing.assert_allclose(res.baseline_score, expected, rtol=1e-5)
+    assert not np.allclose(res.baseline_score, model(np.zeros((2, 6))).numpy()[[0, 1], [0, 2]])
