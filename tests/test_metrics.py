@@ -371,3 +371,32 @@ def test_registry_runs_every_metric_by_name(linear_case) -> None:
         metrics.evaluate_metric("auc", model, x, ig)
     with pytest.raises(ValueError, match="needs explain"):
         metrics.evaluate_metric("mprt", model, x, ig)
+
+
+def test_keras_models_run_through_the_same_metrics(rng: np.random.Generator) -> None:
+    import keras
+
+    w = rng.normal(size=(4, 4, 2)).astype(np.float32)
+    x = rng.uniform(0, 1, size=(3, 4, 4, 2)).astype(np.float32)
+    dense = keras.layers.Dense(2, use_bias=False)
+    hidden = keras.layers.Dense(8, activation="relu")
+    linear = keras.Sequential([keras.Input((4, 4, 2)), keras.layers.Flatten(),
+                               keras.layers.Dense(1, use_bias=False)])
+    linear.layers[-1].set_weights([w.reshape(-1, 1)])
+    # Channels last: a pixel is (2,) values; the deletion curve of w * x in closed form.
+    a = w * x
+    per_pixel = a.sum(axis=-1).reshape(3, -1).astype(np.float64)
+    order = np.argsort(-per_pixel, axis=1, kind="stable")
+    removed = np.cumsum(np.take_along_axis(per_pixel, order, 1), axis=1)
+    dele = metrics.deletion(linear, x, a, target=0, channel_axis=-1, features_per_step=1)
+    np.testing.assert_allclose(dele.scores[:, 1:], per_pixel.sum(1, keepdims=True) - removed,
+                               atol=1e-5)
+    # The cascade sets a Keras model's weights and puts them back afterwards.
+    deep = keras.Sequential([keras.Input((4, 4, 2)), keras.layers.Flatten(), hidden, dense])
+    before = [v.copy() for v in deep.get_weights()]
+    grads = _grads(deep, x, np.zeros(3, dtype=np.int64))
+    res = metrics.mprt(deep, x, grads, _grads, target=0, similarities=["spearman_abs"])
+    assert res.layers == (dense.name, hidden.name)
+    assert np.all(res.similarity["spearman_abs"][:, -1] < 0.9)
+    for v, u in zip(before, deep.get_weights(), strict=True):
+        np.testing.assert_array_equal(v, u)
