@@ -208,8 +208,10 @@ def main() -> None:
         metrics.deletion(model, big, big_a, target=0, features_per_step=step, batch_size=size)
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-        print(f"  batch_size {size:5d}: {peak / 2**20:7.1f} MiB for {2 * n} inputs x {features // step + 1} points "
-              f"({2 * n * (features // step + 1) * features * 4 / 2**20:.0f} MiB if all were held)")
+        points = features // step + 1
+        held = 2 * n * points * features * 4 / 2**20
+        print(f"  batch_size {size:5d}: {peak / 2**20:7.1f} MiB for {2 * n} inputs x {points} "
+              f"points ({held:.0f} MiB if all were held)")
 
 
 if __name__ == "__main__":
