@@ -86,3 +86,14 @@ def test_controls_explain_nothing_and_are_reproducible() -> None:
     assert (edges[:, :, [3, 4]] > 0).all()
     assert not edges[:, :, [0, 1, 2, 5, 6, 7]].any()
     np.testing.assert_array_equal(edges[0], edges[2])
+
+
+def test_an_all_zero_map_of_a_saturated_output_is_said() -> None:
+    net = torch.nn.Linear(4, 2)
+    with torch.no_grad():
+        net.weight.fill_(50.0)  # sigmoid(logit) == 1.0 in float32: its gradient is 0
+    x = np.ones((2, 4), np.float32)
+    with pytest.warns(igkit.NothingToAttributeWarning, match="output='raw'.*instead of 'sigmoid'"):
+        res = igkit.attribute(net, x, "saliency", output="sigmoid")
+    assert not res.attributions.any()
+    assert igkit.attribute(net, x, "saliency", output="raw").attributions.all()

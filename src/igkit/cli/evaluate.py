@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from igkit.cli import options
@@ -51,6 +52,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="do not add the random and sobel control attributions",
     )
     parser.add_argument(
+        "--masks", default=None, metavar="DIR",
+        help="ground-truth regions for pointing_game, mask_share and relevance_rank_accuracy: "
+        "DIR/NAME_LABEL.png (or .npy, or DIR/NAME.png), non-zero inside",
+    )
+    parser.add_argument(
         "--limit", type=options.positive_int, default=None, metavar="N",
         help="evaluate the first N examples only",
     )
@@ -65,6 +71,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     options.add_model_arguments(parser)
     options.add_input_arguments(parser, several_targets=False)
     options.add_ig_arguments(parser)
+    options.add_channel_arguments(parser)
 
 
 def _methods(args: argparse.Namespace) -> tuple[str, ...]:
@@ -99,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
     methods = _methods(args)
     try:
-        metrics = parse_metrics(args.metrics)
+        metrics = parse_metrics(args.metrics, masks=args.masks is not None)
     except ValueError as exc:
         raise UsageError(f"--metrics: {exc}") from None
     explain = options.settings_from_args(args)
@@ -115,13 +122,13 @@ def run(args: argparse.Namespace) -> int:
         except ImportError:
             raise UsageError("--engine ray needs Ray: pip install 'igkit[ray]'") from None
     try:
-        source = open_source(args.source, settings)
+        source = open_source(args.source, settings, args.masks)
     except InputError as exc:
         raise UsageError(str(exc)) from None
     for line in source.skipped:
         print(line, file=sys.stderr)
-    examples = source.examples[: args.limit] if args.limit else source.examples
-    source = type(source)(tuple(examples), source.store, source.skipped)
+    examples = source.inputs[: args.limit] if args.limit else source.inputs
+    source = replace(source, inputs=tuple(examples))
     print(f"evaluating {len(methods)} methods x {len(metrics)} metrics on {len(examples)} "
           f"example{'s' if len(examples) != 1 else ''} ({args.engine})", file=sys.stderr)
     try:
@@ -132,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
     written = write_evaluation(out, done, figures=not args.no_figures)
     record(out, written, EVALUATE_RECORD)
     _print_summary(summary_rows(done.rows))
+    for method, message in dict.fromkeys(done.notes):
+        print(f"igkit: warning: {method}: {message}", file=sys.stderr)
     for path, message in done.failures:
         print(f"igkit: failed: {path}: {message}", file=sys.stderr)
     print(f"wrote {', '.join(written)} to {out}", file=sys.stderr)

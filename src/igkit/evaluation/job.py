@@ -83,22 +83,24 @@ def compute_metric(name: str, model: object, x: np.ndarray, attributions: np.nda
     fn = _metric_function(name)
     accepted = set(inspect.signature(fn).parameters) if fn is not None else set(kwargs)
     call = {k: v for k, v in kwargs.items() if k in accepted}
+    if "masks" in kwargs and kwargs["masks"] is not None:
+        call["masks"] = kwargs["masks"]
     return evaluate_metric(name, model, x, attributions, **call)
 
 
-def parse_metrics(text: str) -> tuple[str, ...]:
+def parse_metrics(text: str, *, masks: bool = False) -> tuple[str, ...]:
     """``deletion,insertion`` -> metric names (``igkit.metrics.metric_names()``), checked like
-    :func:`parse_methods`. Metrics that need ground-truth masks are refused (a dataset of
-    images gives none)."""
+    :func:`parse_methods`. Metrics that need ground-truth masks are refused unless ``masks``
+    (the run has ``--masks``)."""
     from igkit.metrics import get_metric, metric_names
 
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
         raise ValueError("name at least one metric, e.g. --metrics deletion,insertion")
-    known = [n for n in metric_names() if "masks" not in get_metric(n).needs]
+    known = [n for n in metric_names() if masks or "masks" not in get_metric(n).needs]
     for name in names:
         if name not in known:
-            why = ("needs ground-truth masks, which an image folder does not give; "
+            why = ("needs ground-truth masks: pass --masks DIR, or "
                    if name in metric_names() else "")
             raise ValueError(f"metric {name!r}: {why or 'unknown metric; '}choose one of "
                              f"{', '.join(known)}")
@@ -136,6 +138,9 @@ class EvaluatedBatch:
             ``method``, ``metric``, ``value``, ``higher_is_better``.
         curves: Per (method, metric) of curve metrics: ``(fractions, sum of curves, count)``.
         failures: ``(path, message)`` of methods or metrics that could not run on an example.
+        notes: ``(method, message)`` of the warnings the methods raised (an all-zero map of a
+            saturated output, IG missing its tolerance): the command prints them, so no
+            degenerate map goes into the table unsaid.
     """
 
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -143,10 +148,12 @@ class EvaluatedBatch:
         default_factory=dict
     )
     failures: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)
 
     def merge(self, other: EvaluatedBatch) -> None:
         self.rows.extend(other.rows)
         self.failures.extend(other.failures)
+        self.notes.extend(other.notes)
         for key, (fractions, total, count) in other.curves.items():
             if key in self.curves:
                 f0, t0, c0 = self.curves[key]
@@ -170,11 +177,11 @@ class Evaluator:
     def model(self) -> Any:
         return self.explainer.model
 
-    def attributions(self, method: str, x: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        """One method's attributions of a batch ``x`` (model layout), shaped like ``x``."""
+    def attributions(self, method: str, x: np.ndarray, targets: np.ndarray,
+                     notes: list[tuple[str, str]] | None = None) -> np.ndarray:
+        """One method's attributions of a batch ``x`` (model layout), shaped like ``x``; the
+        warnings it raises are appended to ``notes`` as ``(method, message)``."""
         import igkit
-        from igkit.core.checks import NothingToAttributeWarning
-        from igkit.core.engine import NotConvergedWarning
 
         s = self.settings.explain
         options = dict(self.settings.method_options.get(method, {}))
@@ -183,16 +190,16 @@ class Evaluator:
             for key, value in (("steps", s.steps), ("rule", s.method), ("tol", s.tol),
                                ("max_steps", s.max_steps)):
                 options.setdefault(key, value)
-        with warnings.catch_warnings():
-            # Completeness is a metric here ("completeness"), not a warning per batch.
-            warnings.simplefilter("ignore", NotConvergedWarning)
-            warnings.simplefilter("ignore", NothingToAttributeWarning)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
             result = igkit.attribute(
                 self.model.model, x, method, target=targets, baseline=list(s.baseline),
                 output=self.explainer.output, batch_size=s.batch_size, seed=s.seed,
                 channel_axis=self.model.channel_axis, input_range=(0.0, 1.0), batched=True,
                 **options,
             )
+        if notes is not None:
+            notes.extend((method, str(w.message)) for w in caught)
         return np.asarray(result.attributions)
 
     def evaluate(
@@ -200,6 +207,7 @@ class Evaluator:
         predictions: Sequence[Prediction],
         ids: Sequence[int] | None = None,
         stored: Mapping[str, np.ndarray] | None = None,
+        masks: np.ndarray | None = None,
     ) -> EvaluatedBatch:
         """Every method and metric on a batch of predicted examples (their first target).
 
@@ -207,6 +215,8 @@ class Evaluator:
             predictions: From ``Explainer.prepare`` / ``predict``.
             ids: An id per example for the rows (default: their position).
             stored: Attributions already computed, per method: ``(N, *model layout)``.
+            masks: ``(N, H, W)`` ground-truth regions for the localisation metrics (all False
+                where an example has none).
         """
         out = EvaluatedBatch()
         if not predictions:
@@ -221,7 +231,7 @@ class Evaluator:
         for method in self.settings.methods:
             attr = (stored or {}).get(method)
             if attr is None:
-                attr = self.attributions(method, x, targets)
+                attr = self.attributions(method, x, targets, out.notes)
             for metric in self.settings.metrics:
                 options = dict(self.settings.metric_options.get(metric, {}))
                 res = compute_metric(
@@ -229,7 +239,7 @@ class Evaluator:
                     channel_axis=self.model.channel_axis, output=self.explainer.output,
                     batch_size=s.batch_size,
                     explain=lambda model, xs, t, _m=method: self._explain_with(_m, model, xs, t),
-                    seed=s.seed, **options,
+                    seed=s.seed, masks=masks, **options,
                 )
                 values = np.asarray(res.values, dtype=np.float64)
                 for i in range(len(predictions)):

@@ -1,10 +1,16 @@
 """Running an evaluation over a source, locally or on Ray, and what it reads.
 
-SOURCE is an image folder, a CSV / Parquet manifest (as for ``explain-dataset``), or an
-``explain-dataset`` store: then its trusted rows are the examples (damaged ones are left out
-and named), each is evaluated on the class the store explained, and the store's attributions
+SOURCE is an image folder, a CSV / Parquet manifest (as for ``explain-dataset``), a folder of
+multi-channel examples (with the multi-channel options, as ``igkit explain`` reads microscopy),
+or an ``explain-dataset`` store: then its trusted rows are the examples (damaged ones are left
+out and named), each is evaluated on the class the store explained, and the store's attributions
 are reused for ``integrated_gradients`` instead of being computed again. A store made with
 another model is refused (its attributions would not be this model's).
+
+Ground-truth masks for the localisation metrics come from ``--masks DIR``: for an example named
+``NAME`` explained for class ``LABEL``, ``DIR/NAME_LABEL.png`` (or ``.npy``), else
+``DIR/NAME.png``; non-zero pixels are the region. An example without a mask gets NaN for those
+metrics (and is left out of their means).
 
 Examples go through :class:`~igkit.evaluation.job.Evaluator` in batches of ``--batch-size``;
 on Ray, each actor of a pool holds one Evaluator (the model loaded once per actor) and the
@@ -22,10 +28,9 @@ from typing import Any
 import numpy as np
 
 from igkit.evaluation.job import EvaluatedBatch, EvaluateSettings, Evaluator
-from igkit.runner.store import Example
-from igkit.workflow.inputs import Input, InputError, photo_inputs
+from igkit.workflow.inputs import Input, InputError, channel_inputs, photo_inputs
 
-__all__ = ["EvaluationSource", "open_source", "run_evaluation"]
+__all__ = ["EvaluationSource", "open_source", "read_mask", "run_evaluation"]
 
 
 @dataclass(frozen=True)
@@ -33,31 +38,46 @@ class EvaluationSource:
     """The examples to evaluate and, for a store, where its attributions are.
 
     Attributes:
-        examples: The examples (a store's: with the class it explained as ``target``).
-        store: The store's folder, or None for images and manifests.
+        inputs: The examples (a store's: with the class it explained as ``target``).
+        store: The store's folder, or None.
+        masks: The folder of ground-truth masks, or None.
         skipped: Messages about examples left out (a store's damaged ones).
     """
 
-    examples: tuple[Example, ...]
+    inputs: tuple[Input, ...]
     store: str | None = None
+    masks: str | None = None
     skipped: tuple[str, ...] = ()
 
 
-def open_source(source: str, settings: EvaluateSettings) -> EvaluationSource:
+def open_source(source: str, settings: EvaluateSettings, masks: str | None = None
+                ) -> EvaluationSource:
     """The examples of SOURCE (see the module docstring).
 
     Raises:
-        InputError: A missing or malformed source, or a store made with another model.
+        InputError: A missing or malformed source, a store made with another model, or a
+            masks folder that does not exist.
     """
     from igkit.runner.engine import SourceError, read_source
 
+    if masks is not None and not Path(masks).is_dir():
+        raise InputError(f"--masks {masks}: no such folder")
     path = Path(source)
     if (path / "store.json").is_file():
-        return _open_store(path, settings)
+        return replace(_open_store(path, settings), masks=masks)
+    s = settings.explain
+    if s.multichannel:
+        return EvaluationSource(tuple(channel_inputs([source], s.channels, s.channel_files)),
+                                masks=masks)
     try:
-        return EvaluationSource(tuple(read_source(source)))
+        examples = read_source(source)
     except SourceError as exc:
         raise InputError(str(exc)) from None
+    inputs = photo_inputs([e.path for e in examples], expand=False)
+    return EvaluationSource(tuple(
+        replace(item, id=e.id, label=e.label, target=e.target)
+        for item, e in zip(inputs, examples, strict=True)
+    ), masks=masks)
 
 
 def _open_store(path: Path, settings: EvaluateSettings) -> EvaluationSource:
@@ -77,48 +97,81 @@ def _open_store(path: Path, settings: EvaluateSettings) -> EvaluationSource:
     rows = [r for r in check.rows if r.get("status") == "ok"]
     if not rows:
         raise InputError(f"{path}: the store holds no explained example")
-    examples = tuple(Example(int(r["id"]), str(r["path"]), r.get("label"), int(r["target"]))
-                     for r in rows)
-    return EvaluationSource(examples, str(path), tuple(check.messages(path)))
+    inputs = photo_inputs([str(r["path"]) for r in rows], expand=False)
+    return EvaluationSource(
+        tuple(replace(item, id=int(r["id"]), label=r.get("label"), target=int(r["target"]))
+              for item, r in zip(inputs, rows, strict=True)),
+        str(path), skipped=tuple(check.messages(path)),
+    )
 
 
-def _inputs(examples: Sequence[Example]) -> list[Input]:
-    return photo_inputs([e.path for e in examples], expand=False)
+def read_mask(folder: str, name: str, label: str, size: tuple[int, int]) -> np.ndarray:
+    """The ground-truth region of example ``name`` for class ``label`` at the model's ``size``
+    (all False when there is none: its localisation metrics are then NaN)."""
+    from igkit.io.images import load_image
+
+    base = Path(folder)
+    for stem in (f"{name}_{label}", name):
+        for suffix in (".npy", ".png"):
+            file = base / f"{stem}{suffix}"
+            if not file.is_file():
+                continue
+            if suffix == ".npy":
+                mask = np.load(file, allow_pickle=False)
+            else:
+                image = load_image(file)
+                mask = image.max(axis=-1) if image.ndim == 3 else image
+            mask = np.asarray(mask, dtype=np.float64) > 0
+            if mask.shape != size:
+                from skimage.transform import resize
+
+                mask = resize(mask.astype(np.float64), size, order=0, anti_aliasing=False) > 0.5
+            return mask
+    return np.zeros(size, dtype=bool)
 
 
 def _stored(source: EvaluationSource, evaluator: Evaluator,
-            examples: Sequence[Example]) -> dict[str, np.ndarray] | None:
-    """The store's IG attributions of ``examples`` in the model's layout, when asked for."""
+            inputs: Sequence[Input]) -> dict[str, np.ndarray] | None:
+    """The store's IG attributions of ``inputs`` in the model's layout, when asked for."""
     if source.store is None or "integrated_gradients" not in evaluator.settings.methods:
         return None
     from igkit.runner.store import DatasetStore
 
     store = DatasetStore.open(source.store)
-    hwc = np.stack([store.attributions(e.id) for e in examples])
+    hwc = np.stack([store.attributions(item.id) for item in inputs])
     return {"integrated_gradients": evaluator.model.to_model_layout(hwc)}
 
 
 def evaluate_examples(
-    evaluator: Evaluator, source: EvaluationSource, examples: Sequence[Example]
+    evaluator: Evaluator, source: EvaluationSource, inputs: Sequence[Input]
 ) -> EvaluatedBatch:
     """One batch: read and predict the examples, targets as the source says, then evaluate.
     An example that cannot be read becomes a failure, never a crashed run."""
     out = EvaluatedBatch()
     good, predictions = [], []
-    for example, item in zip(examples, _inputs(examples), strict=True):
+    for item in inputs:
         try:
             prediction = evaluator.explainer.predict(item)
         except (ValueError, OSError) as exc:
-            out.failures.append((example.path, str(exc)))
+            out.failures.append((item.where, str(exc)))
             continue
-        if example.target is not None:
+        if item.target is not None:
             prediction = replace(prediction, choice=replace(prediction.choice,
-                                                            targets=(int(example.target),)))
-        good.append(example)
+                                                            targets=(int(item.target),)))
+        good.append(item)
         predictions.append(prediction)
-    if predictions:
-        out.merge(evaluator.evaluate(predictions, [e.id for e in good],
-                                     _stored(source, evaluator, good)))
+    if not predictions:
+        return out
+    masks = None
+    if source.masks is not None:
+        size = tuple(evaluator.explainer.shape[:2])
+        masks = np.stack([
+            read_mask(source.masks, item.name, evaluator.explainer.label(p.targets[0]),
+                      (int(size[0]), int(size[1])))
+            for item, p in zip(good, predictions, strict=True)
+        ])
+    out.merge(evaluator.evaluate(predictions, [item.id for item in good],
+                                 _stored(source, evaluator, good), masks=masks))
     return out
 
 
@@ -133,7 +186,8 @@ def run_evaluation(
 ) -> EvaluatedBatch:
     """Evaluate every example of ``source`` (``engine`` "local" or "ray")."""
     batch = max(1, settings.explain.batch_size)
-    chunks = [source.examples[i:i + batch] for i in range(0, len(source.examples), batch)]
+    chunks = [list(range(i, min(i + batch, len(source.inputs))))
+              for i in range(0, len(source.inputs), batch)]
     total = EvaluatedBatch()
     if engine == "ray":
         for done in _ray_batches(settings, source, chunks, workers):
@@ -143,7 +197,7 @@ def run_evaluation(
         return total
     evaluator = evaluator or Evaluator(settings)
     for chunk in chunks:
-        done = evaluate_examples(evaluator, source, chunk)
+        done = evaluate_examples(evaluator, source, [source.inputs[i] for i in chunk])
         total.merge(done)
         if progress is not None:
             progress(len(chunk))
@@ -158,25 +212,22 @@ class EvaluateActor:
         self.source = source
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        examples = [
-            Example(int(i), str(p), None, None if int(t) < 0 else int(t))
-            for i, p, t in zip(batch["id"], batch["path"], batch["target"], strict=True)
-        ]
-        done = evaluate_examples(self.evaluator, self.source, examples)
+        inputs = [self.source.inputs[int(i)] for i in batch["index"]]
+        done = evaluate_examples(self.evaluator, self.source, inputs)
         curves = {f"{m}\t{k}": [f.tolist(), s.tolist(), c]
                   for (m, k), (f, s, c) in done.curves.items()}
-        text = json.dumps({"rows": done.rows, "failures": done.failures, "curves": curves})
+        text = json.dumps({"rows": done.rows, "failures": done.failures, "notes": done.notes,
+                           "curves": curves})
         return {"done": np.asarray([text], dtype=object)}
 
 
 def _ray_batches(settings: EvaluateSettings, source: EvaluationSource,
-                 chunks: Sequence[Sequence[Example]], workers: int) -> Any:
+                 chunks: Sequence[Sequence[int]], workers: int) -> Any:
     import ray
 
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=False)
-    items = [{"id": e.id, "path": e.path, "target": -1 if e.target is None else e.target}
-             for chunk in chunks for e in chunk]
+    items = [{"index": i} for chunk in chunks for i in chunk]
     if not items:
         return
     context = ray.data.DataContext.get_current()
@@ -191,7 +242,8 @@ def _ray_batches(settings: EvaluateSettings, source: EvaluationSource,
         for text in out["done"]:
             found = json.loads(text)
             done = EvaluatedBatch(rows=found["rows"],
-                                  failures=[tuple(f) for f in found["failures"]])
+                                  failures=[tuple(f) for f in found["failures"]],
+                                  notes=[tuple(n) for n in found["notes"]])
             for key, (f, s, c) in found["curves"].items():
                 method, metric = key.split("\t")
                 done.curves[(method, metric)] = (np.asarray(f), np.asarray(s), int(c))

@@ -20,6 +20,7 @@ An explanation is an (input, class) pair of ``plan`` (``igkit.core.targets.Targe
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -28,7 +29,7 @@ import numpy as np
 
 from igkit.backends.base import RowSession, Session, capabilities_of
 from igkit.core.baselines import BaselineContext, make_baselines
-from igkit.core.checks import check_finite_gradients, unchanged
+from igkit.core.checks import NothingToAttributeWarning, check_finite_gradients, unchanged
 from igkit.core.completeness import completeness
 from igkit.core.planner import RowBatch
 from igkit.core.result import Result
@@ -223,6 +224,8 @@ class MethodContext:
                     else np.asarray(baseline_score, dtype=np.float64))
         if evaluations is None:
             evaluations = self.gradient_evaluations // max(r, 1)
+        if self.method not in _EXPLAIN_NOTHING:
+            _warn_all_zero(attr, self.plan, self.method, self.output)
         plan = self.plan
         label = baselines
         if label is None:
@@ -254,6 +257,32 @@ class MethodContext:
             requested_steps=requested_steps,
             attribution_method=self.method,
         )
+
+
+#: Methods whose maps are not computed from the model: an all-zero map is no news from them.
+_EXPLAIN_NOTHING = frozenset({"random", "sobel"})
+
+
+def _warn_all_zero(attr: np.ndarray, plan: TargetPlan, method: str, output: str) -> None:
+    """Warn (``NothingToAttributeWarning``) about explanations whose map is zero everywhere:
+    a saturated output (a sigmoid or softmax at 0 or 1 in the compute dtype has a zero
+    gradient), a dead region of the network, or a model that ignores the input there."""
+    zero = ~attr.reshape(attr.shape[0], -1).any(axis=1)
+    if not zero.any():
+        return
+    pairs = np.flatnonzero(zero)
+    named = ", ".join(f"input {int(plan.pair_input[p])} (class {int(plan.pair_target[p])})"
+                      for p in pairs[:6]) + (f" and {pairs.size - 6} more" if pairs.size > 6
+                                             else "")
+    fix = (f"explain output='raw' (the logits) instead of {output!r}, which is saturated there"
+           if output in ("softmax", "sigmoid") else "explain another class or output")
+    warnings.warn(
+        f"method={method!r} gave all-zero attributions for {pairs.size} of {zero.size} "
+        f"explanations ({named}): the explained output does not respond to the input there, "
+        f"so the map says nothing; {fix}",
+        NothingToAttributeWarning,
+        stacklevel=4,
+    )
 
 
 #: ``run(context, options)``: what a registered method implements.

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["demo_cells", "write_demo_cells"]
+__all__ = ["demo_cells", "write_cells", "write_demo_cells"]
 
 
 def demo_cells(seed: int, classes: int) -> list[tuple[int, np.ndarray, np.ndarray]]:
@@ -45,4 +45,36 @@ def write_demo_cells(folder: str | os.PathLike[str]) -> list[tuple[str, list[str
         example_id = f"cell-{index:04d}"
         save_channel_files(folder, example_id, image, DEFAULT_CHANNELS, DEFAULT_PATTERN)
         written.append((example_id, [CLASSES[k] for k in np.flatnonzero(labels)]))
+    return written
+
+
+def write_cells(folder: str | os.PathLike[str], n: int, seed: int | None = None,
+                *, masks: bool = True) -> list[tuple[str, list[str]]]:
+    """Write ``n`` synthetic cells (per-channel PNGs, the HPA layout) into ``folder`` and, with
+    ``masks``, every compartment's region as ``folder/masks/cell-NNNN_COMPARTMENT.png`` (white
+    inside), the ground truth ``igkit evaluate --masks`` reads. Default seed: the evaluation
+    seed, which the shipped model was not trained on. Returns each cell's id and true
+    compartments."""
+    from PIL import Image
+
+    from igkit.io.channels import DEFAULT_CHANNELS, DEFAULT_PATTERN, save_channel_files
+    from igkit.io.writers import atomic_open
+    from igkit.microscopy.synthetic import CLASSES, SEEDS, make_cells
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    cells = make_cells(n, SEEDS["evaluation"] if seed is None else seed, masks=masks)
+    if masks:
+        (folder / "masks").mkdir(exist_ok=True)
+    written = []
+    for i in range(len(cells)):
+        example_id = f"cell-{i:04d}"
+        save_channel_files(folder, example_id, cells.images[i], DEFAULT_CHANNELS,
+                           DEFAULT_PATTERN)
+        if cells.masks is not None:
+            for k, name in enumerate(CLASSES):
+                with atomic_open(folder / "masks" / f"{example_id}_{name}.png") as handle:
+                    Image.fromarray(cells.masks[i, k].astype(np.uint8) * 255).save(
+                        handle, format="PNG")
+        written.append((example_id, cells.label_names(i)))
     return written
