@@ -143,7 +143,7 @@ register_method(MethodSpec(
 
 def _refuse_without_secant(ctx: MethodContext, name: str) -> None:
     if not capabilities_of(ctx.session).interval_accumulation:
-        title = getattr(ctx.backend, "title", ctx.backend.__name__)
+        title = getattr(ctx.backend, "title", None) or getattr(ctx.backend, "name", "backend")
         raise ValueError(
             f"method={name!r} is DeepLift's Rescale rule, computed exactly as one secant piece "
             f"of Integrated Gradients (method='secant', steps=1), which needs a session "
