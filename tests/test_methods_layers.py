@@ -193,12 +193,19 @@ def test_rows_of_all_pairs_are_packed_into_full_batches() -> None:
     sizes: list[int] = []
     net.register_forward_hook(lambda m, a, out: sizes.append(int(a[0].shape[0])))
     res = igkit.attribute(net, X, "layer_integrated_gradients", target=TARGETS, layer="conv1",
-                          steps=8, batch_size=16)
-    # first forward, A(x), A(x'), 5 pairs x 8 steps = 40 rows in 16 + 16 + 8, F(x; A(x')).
-    assert sizes == [3, 3, 3, 16, 16, 8, 5]
+                          steps=50, batch_size=16)
+    # first forward, A(x), A(x'), 5 pairs x 50 steps = 250 rows in full batches of 16 (host
+    # chunks of 128 rows cut across pairs), F(x; A(x')).
+    assert sizes == [3, 3, 3] + [16] * 15 + [10, 5]
     again = igkit.attribute(_net(), X, "layer_integrated_gradients", target=TARGETS,
-                            layer="conv1", steps=8, batch_size=3)
+                            layer="conv1", steps=50, batch_size=3)
     np.testing.assert_allclose(again.attributions, res.attributions, rtol=1e-12, atol=1e-16)
+    # Conductance pairs each row with the next: a chunk cut inside a pair carries its last row.
+    cond = [
+        igkit.attribute(net, X, "layer_conductance", target=TARGETS, layer="conv2", steps=30,
+                        batch_size=size).attributions for size in (3, 200)
+    ]
+    np.testing.assert_allclose(cond[0], cond[1], rtol=1e-12, atol=1e-16)
 
 
 def test_one_unbatched_input_keeps_the_layer_shape() -> None:

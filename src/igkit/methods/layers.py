@@ -37,7 +37,7 @@ from igkit.core.completeness import completeness
 from igkit.core.quadrature import available_methods as _rules
 from igkit.core.quadrature import nodes_and_weights
 from igkit.core.result import Result
-from igkit.methods.context import MethodContext
+from igkit.methods.context import MethodContext, _warn_all_zero
 from igkit.methods.options import choice, positive_float, positive_int
 from igkit.methods.registry import MethodSpec, Option, register_method
 
@@ -194,18 +194,23 @@ def _layer_result(
     steps: int = 1,
     baseline_score: np.ndarray | None = None,
     tol: float = 0.01,
+    of_output: bool = True,
 ) -> Result:
     """The Result of per-pair attributions of the LAYER's shape ``(R, *layer_shape)``.
 
-    ``MethodContext.result`` checks for the input's shape, so it builds everything else and the
-    attributions (and, with ``baseline_score``, the completeness numbers) are put in here.
+    ``MethodContext.result`` checks for the input's shape, so it builds everything else (from
+    a stand-in of ones) and the attributions (and, with ``baseline_score``, the completeness
+    numbers) are put in here. ``of_output``: the attributions explain the output, so an
+    all-zero map warns as ``MethodContext.result`` warns (not so for activations).
     """
     r = ctx.n_pairs
     res = ctx.result(
-        np.zeros((r, *ctx.x.shape[1:]), dtype=ctx.x.dtype), evaluations=evaluations,
+        np.ones((r, *ctx.x.shape[1:]), dtype=ctx.x.dtype), evaluations=evaluations,
         steps=steps, baseline_score=baseline_score, tol=tol,
     )
     attr = np.asarray(attributions).astype(ctx.x.dtype, copy=False)
+    if of_output:
+        _warn_all_zero(attr, ctx.plan, ctx.method, ctx.output)
     plan = ctx.plan
     fields: dict[str, Any] = {"attributions": plan.scatter(attr, 0)}
     if baseline_score is not None:
@@ -219,10 +224,20 @@ def _layer_result(
     return replace(res, **fields)
 
 
-def _chunks(ctx: MethodContext, per_pair: int) -> list[np.ndarray]:
-    """The pairs in groups whose ``per_pair`` rows each fill at most ``ctx.chunk`` rows."""
-    size = max(1, ctx.chunk // per_pair)
-    return [np.arange(s, min(ctx.n_pairs, s + size)) for s in range(0, ctx.n_pairs, size)]
+def _row_chunks(ctx: MethodContext, rows: int) -> list[np.ndarray]:
+    """``rows`` path rows (pair-major) in chunks of whole batches: at most about
+    ``ctx.chunk`` rows on the host at once, and every batch but the very last full, whatever
+    the pairs' boundaries."""
+    size = ctx.batch_size * max(1, ctx.chunk // ctx.batch_size)
+    return [np.arange(s, min(rows, s + size)) for s in range(0, rows, size)]
+
+
+def _sum_by_pair(values: np.ndarray, pairs: np.ndarray, out: np.ndarray) -> None:
+    """Adds the rows of ``values`` into ``out[pairs]`` (``pairs`` sorted)."""
+    if not pairs.shape[0]:
+        return
+    uniq, starts = np.unique(pairs, return_index=True)
+    out[uniq] += np.add.reduceat(values, starts, axis=0)
 
 
 # -- Grad-CAM, guided backprop, DeconvNet -----------------------------------------------------
@@ -298,7 +313,7 @@ def _layer_activation(ctx: MethodContext, options: Mapping[str, Any]) -> Result:
     helper, layer = _layer_of(ctx, options)
     acts = helper.activations(layer, ctx.x, ctx.batch_size)  # once per input
     ctx.forward_evaluations += ctx.x.shape[0]
-    return _layer_result(ctx, acts[ctx.plan.pair_input], evaluations=0)
+    return _layer_result(ctx, acts[ctx.plan.pair_input], evaluations=0, of_output=False)
 
 
 def _layer_gradient_x_activation(ctx: MethodContext, options: Mapping[str, Any]) -> Result:
@@ -326,16 +341,15 @@ def _layer_integrated_gradients(ctx: MethodContext, options: Mapping[str, Any]) 
         act_b = helper.activations(layer, base, ctx.batch_size)
         ctx.forward_evaluations += 2 * ctx.x.shape[0]
         diff = act_x - act_b
-        for group in _chunks(ctx, steps):
-            rows = np.repeat(group, steps)
-            a = np.tile(alphas, group.shape[0]).reshape((-1,) + (1,) * (diff.ndim - 1))
-            inputs = pair_in[rows]
-            points = act_b[inputs] + a * diff[inputs]
-            _, grads, _ = helper.gradients(layer, ctx.x[inputs], targets[rows],
-                                           ctx.batch_size, replace=points)
-            w = np.tile(weights, group.shape[0]).reshape(a.shape)
-            summed = (grads * w).reshape(group.shape[0], steps, *diff.shape[1:]).sum(axis=1)
-            total[group] += diff[pair_in[group]] * summed
+        summed = np.zeros_like(total)
+        for rows in _row_chunks(ctx, ctx.n_pairs * steps):
+            pair, k = np.divmod(rows, steps)
+            a = alphas[k].reshape((-1,) + (1,) * (diff.ndim - 1))
+            inputs = pair_in[pair]
+            _, grads, _ = helper.gradients(layer, ctx.x[inputs], targets[pair], ctx.batch_size,
+                                           replace=act_b[inputs] + a * diff[inputs])
+            _sum_by_pair(grads * weights[k].reshape(a.shape), pair, summed)
+        total += diff[pair_in] * summed
         base_score += helper.scores_replaced(layer, ctx.pair_inputs, targets, act_b[pair_in],
                                              ctx.batch_size)
     ctx.gradient_evaluations += ctx.n_pairs * steps * len(baselines)
@@ -360,17 +374,26 @@ def _layer_conductance(ctx: MethodContext, options: Mapping[str, Any]) -> Result
     base_score = np.zeros(ctx.n_pairs)
     for _, base in baselines:
         diff = ctx.x - base
-        parts = []
-        for group in _chunks(ctx, k):
-            rows = np.repeat(group, k)
-            a = np.tile(alphas, group.shape[0]).reshape((-1,) + (1,) * (diff.ndim - 1))
-            inputs = pair_in[rows]
+        part = np.zeros(0)
+        carry: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # a chunk's last row
+        for rows in _row_chunks(ctx, ctx.n_pairs * k):
+            pair, step = np.divmod(rows, k)
+            a = alphas[step].reshape((-1,) + (1,) * (diff.ndim - 1))
+            inputs = pair_in[pair]
             acts, grads, _ = helper.gradients(layer, base[inputs] + a * diff[inputs],
-                                              targets[rows], ctx.batch_size)
-            acts = acts.reshape(group.shape[0], k, *acts.shape[1:])
-            grads = grads.reshape(acts.shape)
-            parts.append((grads[:, :-1] * np.diff(acts, axis=1)).sum(axis=1))
-        total = total + np.concatenate(parts)
+                                              targets[pair], ctx.batch_size)
+            if carry is not None:  # the previous chunk's last row, for its step to this one
+                acts = np.concatenate([carry[0], acts])
+                grads = np.concatenate([carry[1], grads])
+                pair = np.concatenate([carry[2], pair])
+            if part.size == 0:
+                part = np.zeros((ctx.n_pairs, *acts.shape[1:]))
+            # Row i's gradient times its unit's change to row i + 1, within one pair.
+            same = pair[1:] == pair[:-1]
+            steps_taken = grads[:-1][same] * (acts[1:][same] - acts[:-1][same])
+            _sum_by_pair(steps_taken, pair[:-1][same], part)
+            carry = (acts[-1:], grads[-1:], pair[-1:])
+        total = total + part
         base_score += ctx.scores(base[pair_in], np.arange(ctx.n_pairs))
     ctx.gradient_evaluations += ctx.n_pairs * k * len(baselines)
     return _layer_result(
