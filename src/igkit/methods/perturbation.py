@@ -72,14 +72,11 @@ def _pairs_of(ctx: MethodContext) -> list[np.ndarray]:
 
 
 class _Credit:
-    """Scores the copies of one block and credits each job's score change to its pairs.
+    """Scores a block of perturbed copies and reads each copy's scores for its input's pairs
+    (row -1 stands for the input itself: F(x), known from the first forward pass)."""
 
-    A job is (input, column, row): ``row`` indexes the block's copies, or is -1 for the input
-    itself (its score is F(x), known from the first forward pass).
-    """
-
-    def __init__(self, ctx: MethodContext, table: np.ndarray, pairs_of: list[np.ndarray]):
-        self.ctx, self.table, self.pairs_of = ctx, table, pairs_of
+    def __init__(self, ctx: MethodContext, pairs_of: list[np.ndarray]):
+        self.ctx, self.pairs_of = ctx, pairs_of
         self.score = ctx.pair_score
         self.target = ctx.plan.pair_target
 
@@ -113,7 +110,7 @@ def _occlusion(ctx: MethodContext, options: Mapping[str, Any]) -> Result:
     jobs = [(w, i) for w in range(len(boxes)) for i in inputs]
     baselines = ctx.baselines()
     total = np.zeros((ctx.n_pairs, *shape))
-    credit = _Credit(ctx, total, pairs_of)
+    credit = _Credit(ctx, pairs_of)
     for _, base in baselines:
         for block in _blocks(len(jobs), ctx.chunk):
             todo = jobs[block]
@@ -165,7 +162,7 @@ def _replace_groups(ctx: MethodContext, groups: Groups, source: np.ndarray,
     inputs = [i for i in range(ctx.x.shape[0]) if pairs_of[i].size]
     ji, jg = _group_jobs(groups, inputs)
     table = np.zeros((ctx.n_pairs, groups.count))
-    credit = _Credit(ctx, table, pairs_of)
+    credit = _Credit(ctx, pairs_of)
     flat_x = ctx.x.reshape(ctx.x.shape[0], -1)
     flat_src = source.reshape(source.shape[0], -1)
     for block in _blocks(ji.shape[0], ctx.chunk):
@@ -259,7 +256,7 @@ class _Walk:
                  base_score: np.ndarray, pairs_of: list[np.ndarray]):
         self.ctx, self.groups, self.pairs_of = ctx, groups, pairs_of
         self.table = np.zeros((ctx.n_pairs, groups.count))
-        self.credit = _Credit(ctx, self.table, pairs_of)
+        self.credit = _Credit(ctx, pairs_of)
         self.base_score = base_score
         self.flat_x = ctx.x.reshape(ctx.x.shape[0], -1)
         self.flat_base = base.reshape(base.shape[0], -1)
