@@ -296,7 +296,7 @@ def test_bad_geometry_is_refused_before_any_perturbed_copy_is_run(method, option
 def test_shapley_sampling_over_too_many_single_features_asks_for_a_mask():
     torch.manual_seed(0)
     net = Counting(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(1200, 2)).eval())
-    x = np.zeros((2, 3, 20, 20), np.float32)
+    x = np.random.default_rng(1).random((2, 3, 20, 20)).astype(np.float32)
     with pytest.raises(ValueError, match="1200 groups.*pass mask=.*superpixels"):
         igkit.attribute(net, x, "shapley_sampling")
     assert net.rows == [2]
