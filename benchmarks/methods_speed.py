@@ -293,6 +293,7 @@ def main() -> None:
     ap.add_argument("--methods", default=None, help="comma-separated subset")
     ap.add_argument("--out", default=None, help="also write the table to this markdown file")
     args = ap.parse_args()
+    started, started_cpu = time.perf_counter(), time.process_time()
 
     import captum
     import torch
@@ -379,8 +380,10 @@ def main() -> None:
                 f"{ma / mb if mb > 0.5 else float('nan'):.2f} | {agree} |")
         print(line, flush=True)
         lines.append(line)
-    if skipped:
-        lines += ["", *skipped]
+    total = (f"whole run: {time.perf_counter() - started:.0f} s wall, "
+             f"{time.process_time() - started_cpu:.0f} s CPU")
+    print(total, flush=True)
+    lines += ["", *skipped, total]
     if args.out:
         Path(args.out).write_text("\n".join(lines) + "\n")
 
