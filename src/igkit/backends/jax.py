@@ -65,9 +65,10 @@ name = "jax"
 title = "JAX"
 
 #: Exact float32 (float64 in 64-bit mode) only, batch by batch through ``accumulate``;
+#: ``method="secant"`` pieces through ``accumulate_intervals`` (``igkit.backends.jax_secant``);
 #: sessions drop their device arrays and their hold on the jitted step on ``close``; the
 #: model's own outputs beside the transformed ones (``outputs_and_raw``).
-CAPABILITIES = Capabilities(closing=True, raw_outputs=True)
+CAPABILITIES = Capabilities(interval_accumulation=True, closing=True, raw_outputs=True)
 
 _DISCONNECTED = (
     "the model's output does not depend on its input (its gradient is structurally zero); "
@@ -309,6 +310,9 @@ class _Program:
         self._user_output = output if callable(output) else None
         self._named = _output_transform(output, jax)
         self.step = jax.jit(self._step)
+        self._secant: Any = None
+        #: The operations the secant step's flags name, in order (set when it is traced).
+        self.secant_names: list[str] = []
 
     def scores_of(self, x: Any) -> Any:
         """The transformed ``(n, classes)`` output of the model at ``x``."""
@@ -351,6 +355,54 @@ class _Program:
         sums = sums.at[idx].add(g * w)
         mag = self._jax.numpy.abs(g).reshape(g.shape[0], -1).mean(axis=1)
         return sums, s, mag
+
+    def secant_step(self) -> Any:
+        """The jitted ``method="secant"`` step (see ``_secant_step``), built on first use."""
+        if self._secant is None:
+            self._secant = self._jax.jit(self._secant_step)
+        return self._secant
+
+    def _model_out(self, x: Any) -> Any:
+        """The model's output before a named transform, as ``(n, classes)``."""
+        out = self._call(x)
+        if self._user_output is not None:
+            out = self._user_output(out)  # type: ignore[operator]
+        if not isinstance(out, self._jax.Array):
+            raise TypeError(
+                f"the model returned {type(out).__name__}, not an array; pass output= a callable "
+                "that picks the class scores from it (e.g. output=lambda y: y['logits'])"
+            )
+        return check_output_shape(out, int(x.shape[0]))
+
+    def _secant_step(
+        self, sums: Any, base: Any, diff: Any, target: Any, start: Any, end: Any, owner: Any,
+        width: Any,
+    ) -> tuple[Any, Any, Any, Any, Any]:
+        """One batch of pieces: piece ``i`` runs from ``start = (path, alpha)`` to ``end`` and
+        adds ``width * secant gradient`` into ``sums[owner]``. Returns the new sums, the
+        scores at both ends, the summed |completeness residual| and the unhandled flags."""
+        from igkit.backends.jax_secant import secant_outputs, secant_seeds
+
+        jax = self._jax
+        xa = jax.lax.stop_gradient(self.points(base, diff, start[0], start[1]))
+        xb = self.points(base, diff, end[0], end[1])
+
+        def ends(x: Any) -> tuple[Any, Any]:
+            out_b, out_a, flags = secant_outputs(self._model_out, x, xa)
+            return out_b, (out_a, flags)
+
+        out_b, vjp, (out_a, flags) = jax.vjp(ends, xb, has_aux=True)
+        transform = self._named if self._named is not None else _identity
+        seeds, change, s_b, s_a = secant_seeds(out_b, out_a, transform, target[owner])
+        (g,) = vjp((seeds * width[:, None]).astype(out_b.dtype))
+        sums = sums.at[owner].add(g)
+        n = g.shape[0]
+        moved = (g.reshape(n, -1) * diff[owner].reshape(n, -1)).sum(1)
+        residual = self._jax.numpy.abs(moved - change * (width > 0)).sum()
+        self.secant_names = [name for name, _ in flags]
+        flagged = (self._jax.numpy.stack([f for _, f in flags]) if flags
+                   else self._jax.numpy.zeros(0, bool))
+        return sums, s_a, s_b, residual, flagged
 
     def check_connected(self, x: Any, rows: Any) -> None:
         """Raises DisconnectedModelError when the input's tangent cannot reach the score."""
@@ -426,6 +478,10 @@ class JaxSession:
         self._target: Any = None
         self._scores: list[tuple[Any, int]] = []
         self._grads: list[tuple[Any, int]] = []
+        # method="secant": the operations followed by their midpoint gradient (or a condition
+        # that flipped inside a piece), and the summed |completeness residual| of the pieces.
+        self.unhandled_ops: set[str] = set()
+        self.piece_residual = 0.0
 
     def close(self) -> None:
         """Drops the device arrays and the session's hold on the program."""
@@ -513,6 +569,71 @@ class JaxSession:
         self._scores.append((s, n))
         if self._opts.trace:
             self._grads.append((mag, n))
+
+    def accumulate_intervals(self, rows: RowBatch, batch_size: int) -> np.ndarray:
+        """``method="secant"``: integrates each piece between consecutive rows of a path.
+
+        ``rows`` holds every path's points in increasing alpha; a row's weight is the width of
+        the piece it starts (0 on a path's last point), whose integral goes to that row's path.
+        Each piece is one row of a batch: the model's jaxpr is evaluated at both of its ends by
+        ``igkit.backends.jax_secant`` and its VJP at the end is the piece's secant gradient. A
+        batch that runs out of memory is retried in halves.
+
+        Returns:
+            The rows evaluated per path index (a run's first row at its baseline is counted
+            as PyTorch counts it: not at all, its values are the baseline's).
+        """
+        prog = self._prog()
+        n = len(rows)
+        pieces = np.flatnonzero(rows.weight[:-1] > 0) if n > 1 else np.empty(0, np.int64)
+        scores = np.full(n, np.nan)
+        size, at = max(1, batch_size), 0
+        while at < pieces.shape[0]:
+            k = pieces[at : at + size]
+            try:
+                s_a, s_b = self._oom_guard(lambda: self._pieces(prog, rows, k))  # noqa: B023
+            except OutOfMemory:
+                if size == 1:
+                    raise
+                size = max(1, size // 2)
+                self._pad_to = min(self._pad_to, size)
+                continue
+            scores[k], scores[k + 1] = s_a, s_b
+            at += k.shape[0]
+        lone = np.flatnonzero(np.isnan(scores))
+        if lone.size:
+            x = prog.points(self._base, self._diff, self._a(rows.path[lone], self._jnp.int32),
+                            self._a(rows.alpha[lone]))
+            _, s = prog.target_scores(x, self._target[self._a(rows.path[lone], self._jnp.int32)])
+            scores[lone] = np.asarray(s, dtype=np.float64)
+        self._scores.append((scores, n))
+        width = np.zeros(n)
+        width[1:] = rows.weight[:-1]
+        skip = (width == 0) & (rows.alpha == 0) & (rows.weight > 0)
+        return np.bincount(rows.path[~skip], minlength=int(rows.path.max()) + 1 if n else 0)
+
+    def _pieces(self, prog: _Program, rows: RowBatch, k: np.ndarray) -> tuple[np.ndarray, ...]:
+        """One batch of pieces ``rows[k] -> rows[k + 1]``, padded to ``_pad_to`` with pieces of
+        width 0; returns the scores at their starts and ends."""
+        jnp = self._jnp
+        m = k.shape[0]
+        pad = np.concatenate([k, np.full(max(0, self._pad_to - m), k[-1])])
+        width = np.zeros(pad.shape[0])
+        width[:m] = rows.weight[k]
+        i32 = jnp.int32
+        start = (self._a(rows.path[pad], i32), self._a(rows.alpha[pad]))
+        end = (self._a(rows.path[pad + 1], i32), self._a(rows.alpha[pad + 1]))
+        owner = self._a(rows.path[pad], i32)
+        if not self._checked:
+            prog.check_connected(prog.points(self._base, self._diff, *end), self._target[owner])
+            self._checked = True
+        self._sums, s_a, s_b, residual, flags = prog.secant_step()(
+            self._sums, self._base, self._diff, self._target, start, end, owner, self._a(width))
+        self.piece_residual += float(residual)
+        flags = np.asarray(flags)
+        self.unhandled_ops |= {name for name, f in zip(prog.secant_names, flags, strict=True)
+                               if f}
+        return (np.asarray(s_a, dtype=np.float64)[:m], np.asarray(s_b, dtype=np.float64)[:m])
 
     def take(self) -> Taken:
         """Returns the sums and scores gathered since the last take and zeroes the sums."""

@@ -67,7 +67,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 from torch.utils import _pytree as pytree
 
-__all__ = ["SecantMode", "captured_bytes", "interval_seeds"]
+__all__ = ["OP_CLASSES", "SecantMode", "captured_bytes", "interval_seeds"]
 
 # --- the rule table, by the name torch reports for the function (torch.exp, Tensor.exp and
 # F.* share names). -----------------------------------------------------------------------------
@@ -1363,6 +1363,27 @@ _RULES: dict[str, _RuleFn] = {
     "scaled_dot_product_attention": _sdpa_rule,
     "multi_head_attention_forward": _mha_rule,
     **dict.fromkeys(_WHERE, _where_rule),
+}
+
+
+#: PyTorch function name -> operation class, in the vocabulary every backend shares
+#: (``igkit.core.secant_rules.CLASSES``); the sets above are its parts.
+OP_CLASSES: dict[str, str] = {
+    **dict.fromkeys(_NO_GRADIENT | _PLAIN, "no_gradient"),
+    **dict.fromkeys(_LINEAR, "linear"),
+    **_UNARY,
+    **dict.fromkeys(_CLAMP, "unit"),
+    **dict.fromkeys(_POW | _RPOW | _RDIV, "smooth"),
+    **dict.fromkeys(_DIV, "quotient"),
+    **dict.fromkeys(_MULTILINEAR, "multilinear"),
+    **dict.fromkeys(_SELECT, "select"),
+    **dict.fromkeys(_WHERE, "condition"),
+    **dict.fromkeys(("softmax", "log_softmax", "softmin", "logsumexp"), "softmax"),
+    **dict.fromkeys(("layer_norm", "rms_norm", "group_norm", "instance_norm"), "normalization"),
+    "batch_norm": "batch_norm",
+    "glu": "multilinear",
+    **dict.fromkeys(("scaled_dot_product_attention", "multi_head_attention_forward"),
+                    "attention"),
 }
 
 

@@ -1,0 +1,674 @@
+"""Secant gradients for JAX models: an interpreter over the model's jaxpr for ``method="secant"``.
+
+The rules are the framework-neutral ones of ``igkit.core.secant_rules`` (see it for why each
+piece is exact for completeness). JAX offers the model as a program: ``jax.make_jaxpr`` of the
+model at the batch's shape gives its equations, and :func:`secant_outputs` evaluates every
+equation on both ends of each row's piece at once. A path-dependent value is a pair: its value
+at the piece's end ``b`` (differentiated by ``jax.vjp``) and at its start ``a`` (not). Per
+primitive class (``OP_CLASSES``) the end value is built with a ``jax.custom_vjp`` whose backward
+pass is the secant relation of the piece, so that the vector-Jacobian product of the whole
+interpreted model is the piece's secant gradient:
+
+* elementwise primitives of one path-dependent value (and constants) are not evaluated one by
+  one but *fused*: a chain such as ``x * sigmoid(x)``, GELU's ``x * erfc(-x / sqrt 2) / 2`` or
+  hard-swish's ``x * relu6(x + 3) / 6`` is one elementwise function of ``x`` and gets one secant
+  slope (as PyTorch's single ``silu``/``gelu``/``hardswish`` operation does); the slope is exact
+  division where every fused primitive is piecewise linear, else the midpoint derivative for a
+  move below ``small_move``; a ``custom_jvp`` function (``jax.nn.relu``) is fused whole, with its
+  own derivative;
+* linear primitives (``dot_general``/``conv`` with one path-dependent operand, sums, reshapes,
+  slices, gathers, average pooling, ``add``): their own gradient;
+* ``mul``, ``dot_general``, ``conv_general_dilated`` of two path-dependent operands: the
+  gradient at the ends' means; ``div`` by a path-dependent value as the product with its
+  reciprocal (whose slope is fused);
+* ``max``/``min`` of several path-dependent values and ``reduce_max``/``reduce_min``: each
+  candidate's share of the piece on the upper envelope of their lines; ``reduce_window_max``
+  (max-pooling): the winners at both ends and the crossing of their lines, from the pooling's
+  own JVP and VJP at the ends; a nondecreasing fused activation before a max-pool is moved
+  behind it (``max f(z) = f(max z)``);
+* ``stop_gradient`` of a value derived from a maximum (the stable softmax's and logsumexp's
+  shift): one value shared by both ends (the larger), so the shift moves nothing; of anything
+  else: the identity;
+* comparisons, ``argmax`` and other integer or boolean outputs: evaluated at both ends; a
+  ``select_n`` or gather whose path-dependent predicate or indices differ between the ends is
+  named as unhandled (the jump has no secant relation);
+* ``jit``/``pjit``, ``closed_call``, ``custom_jvp_call``, ``custom_vjp_call`` and ``remat``:
+  their inner jaxpr, interpreted in place;
+* anything else: its gradient at the midpoint of its end inputs, named as unhandled.
+
+Softmax, logsumexp, LayerNorm and attention are compositions of these and stay exact.
+
+Why one module: the value pairs, the fused elementwise chains and the rules that consume them
+are one interpreter; split, every rule would reach into the interpreter's representation.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from igkit.core.secant_rules import small_move
+
+__all__ = ["OP_CLASSES", "secant_outputs", "secant_seeds"]
+
+_core = importlib.import_module("jax.extend.core")
+
+
+def _classes(**groups: str) -> dict[str, str]:
+    table: dict[str, str] = {}
+    for kind, names in groups.items():
+        table.update(dict.fromkeys(names.split(), kind))
+    return table
+
+
+#: Primitive -> operation class (``igkit.core.secant_rules.CLASSES``). The elementwise classes
+#: are those of a primitive of one path-dependent operand; several make ``add`` linear, ``mul``
+#: multilinear, ``max`` a selection and ``select_n`` a condition (``_BINARY``).
+OP_CLASSES: dict[str, str] = _classes(
+    piecewise="max min abs neg sign clamp select_n floor ceil round copy copy_p "
+    "convert_element_type reduce_precision add sub mul div",
+    smooth="exp exp2 log log1p expm1 tanh logistic sin cos tan atan asin acos sinh cosh asinh "
+    "acosh atanh sqrt rsqrt cbrt erf erfc erf_inv integer_pow square pow lgamma digamma",
+    no_gradient="eq ne lt le gt ge and or not xor is_finite argmax argmin iota",
+    linear="reshape broadcast_in_dim transpose squeeze expand_dims slice dynamic_slice "
+    "dynamic_update_slice gather concatenate pad rev reduce_sum cumsum reduce_window_sum "
+    "add_any sharding_constraint reduce_and reduce_or",
+    multilinear="dot_general conv_general_dilated",
+    select="reduce_max reduce_min reduce_window_max",
+    stop_gradient="stop_gradient",
+    call="jit pjit closed_call core_call custom_jvp_call custom_vjp_call custom_vjp_call_jaxpr "
+    "remat checkpoint",
+    control_flow="scan while cond",
+)
+# Elementwise primitives that fuse into a chain of one path-dependent value.
+_ELEMENTWISE = frozenset(
+    name for name, kind in OP_CLASSES.items()
+    if kind in ("piecewise", "smooth") or name in "eq ne lt le gt ge and or not xor is_finite"
+    .split()
+)
+# Of several path-dependent operands: the class instead of the elementwise one.
+_BINARY = {"add": "linear", "sub": "linear", "add_any": "linear", "mul": "multilinear",
+           "div": "quotient", "max": "select", "min": "select", "select_n": "condition",
+           "convert_element_type": "linear", "copy": "linear", "copy_p": "linear",
+           "neg": "linear", "reduce_precision": "linear",
+           **dict.fromkeys("eq ne lt le gt ge and or not xor".split(), "no_gradient")}
+_PIECEWISE = frozenset(n for n, k in OP_CLASSES.items() if k in ("piecewise", "no_gradient"))
+# Nondecreasing in the path-dependent operand (position 0 unless noted).
+_MONOTONE = frozenset("max min add exp exp2 log log1p expm1 tanh logistic sqrt cbrt erf atan "
+                      "asinh sinh copy copy_p convert_element_type reduce_precision".split())
+_CALL_PARAMS = ("jaxpr", "call_jaxpr", "fun_jaxpr")
+
+
+def _bind(eqn: Any, *args: Any) -> list[Any]:
+    """The equation's primitive on ``args`` with the usual semantics (as ``eval_jaxpr``)."""
+    out = eqn.primitive.bind(*args, **eqn.primitive.get_bind_params(eqn.params))
+    return list(out) if eqn.primitive.multiple_results else [out]
+
+
+def _with_literals(eqn: Any, lits: dict[int, Any], n: int, *args: Any) -> Any:
+    """The equation's first output, its operands ``args`` with ``lits`` put in their places."""
+    it = iter(args)
+    return _bind(eqn, *[lits[i] if i in lits else next(it) for i in range(n)])[0]
+
+
+def _inexact(x: Any) -> bool:
+    return jnp.issubdtype(jnp.result_type(x), jnp.inexact)
+
+
+def _zero_cotangent(x: Any) -> Any:
+    if _inexact(x):
+        return jnp.zeros_like(x)
+    return np.zeros(np.shape(x), dtype=jax.dtypes.float0)
+
+
+# --- values ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Pair:
+    """A path-dependent value at the piece's end ``b`` (differentiated) and start ``a``.
+
+    ``shift``: derived from a maximum alone (a stable softmax's shift, see ``stop_gradient``).
+    """
+
+    b: Any
+    a: Any
+    shift: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class Chain:
+    """An elementwise function of one pair, not yet evaluated: ``steps`` applied to ``src``.
+
+    Each step is ``(fn, refs)``: ``fn`` takes the values ``refs`` name, each ``("src",)``,
+    ``("step", i)`` or ``("const", k)`` (an entry of ``consts``, the same at both ends).
+    """
+
+    src: Pair
+    steps: tuple
+    consts: tuple
+    piecewise: bool
+    monotone: bool
+    shape: tuple = ()
+
+    def run(self, z: Any, consts: Sequence[Any]) -> Any:
+        if tuple(z.shape) != self.shape:
+            # The steps were traced at ``shape``; being elementwise with scalar constants, they
+            # apply to any values laid into an array of that shape (a max-pool's output).
+            size = int(np.prod(self.shape))
+            flat = jnp.concatenate([z.reshape(-1), jnp.zeros(size - z.size, z.dtype)])
+            return self.run(flat.reshape(self.shape), consts).reshape(-1)[: z.size].reshape(
+                z.shape)
+        vals: list[Any] = []
+        for fn, refs in self.steps:
+            args = [z if r[0] == "src" else vals[r[1]] if r[0] == "step" else consts[r[1]]
+                    for r in refs]
+            vals.append(fn(*args))
+        return vals[-1]
+
+
+def _is_path(x: Any) -> bool:
+    return isinstance(x, (Pair, Chain))
+
+
+# --- relations (custom VJPs) -------------------------------------------------------------------
+
+
+def _slope(chain: Chain, zb: Any, za: Any, consts: tuple) -> Any:
+    """The chain's value at ``zb`` with backward ``grad * slope`` (the secant slope)."""
+
+    @jax.custom_vjp
+    def relate(zb, za, consts):
+        return chain.run(zb, consts)
+
+    def fwd(zb, za, consts):
+        yb, ya = chain.run(zb, consts), chain.run(za, consts)
+        dz = zb - za
+        still = za == zb
+        if not chain.piecewise:
+            still = still | (jnp.abs(dz) <= small_move(np.dtype(dz.dtype)) * jnp.abs(za) + 1e-12)
+        mid = 0.5 * (za + zb)
+        deriv = jax.jvp(lambda z: chain.run(z, consts), (mid,), (jnp.ones_like(mid),))[1]
+        s = jnp.where(still, deriv, (yb - ya) / jnp.where(still, 1.0, dz))
+        return yb, (s.astype(yb.dtype), za, consts)
+
+    def bwd(res, g):
+        s, za, consts = res
+        return g * s, jnp.zeros_like(za), jax.tree_util.tree_map(_zero_cotangent, consts)
+
+    relate.defvjp(fwd, bwd)
+    return relate(zb, za, consts)
+
+
+def _at_means(fn: Callable, ub: Any, vb: Any, um: Any, vm: Any) -> Any:
+    """The bilinear ``fn(ub, vb)`` with backward its VJP at the ends' means ``(um, vm)``."""
+
+    @jax.custom_vjp
+    def relate(ub, vb, um, vm):
+        return fn(ub, vb)
+
+    def fwd(ub, vb, um, vm):
+        return fn(ub, vb), (um, vm)
+
+    def bwd(res, g):
+        um, vm = res
+        gu, gv = jax.vjp(fn, um, vm)[1](g)
+        return gu, gv, jnp.zeros_like(um), jnp.zeros_like(vm)
+
+    relate.defvjp(fwd, bwd)
+    return relate(ub, vb, um, vm)
+
+
+def _at_midpoint(fn: Callable, ends: list, mids: list) -> Any:
+    """``fn(*ends)`` (a list of outputs) with backward its VJP at ``mids``."""
+
+    @jax.custom_vjp
+    def relate(ends, mids):
+        return fn(*ends)
+
+    def fwd(ends, mids):
+        return fn(*ends), mids
+
+    def bwd(mids, g):
+        out, vjp = jax.vjp(lambda *m: fn(*m), *mids)
+        g = [gi if _inexact(o) else _zero_cotangent(o) for gi, o in zip(g, out, strict=True)]
+        got = vjp(g)
+        return list(got), [jnp.zeros_like(m) for m in mids]
+
+    relate.defvjp(fwd, bwd)
+    return relate(ends, mids)
+
+
+def _shares(xa: Any, xb: Any) -> Any:
+    """Each candidate's share of the piece in the maximum over the last axis
+    (``igkit.core.secant_rules.crossing_share``, on tensors)."""
+    d = xb - xa
+    cur = jnp.argmax(xa, -1, keepdims=True)
+    t = jnp.zeros(xa.shape[:-1] + (1,), xa.dtype)
+    share = jnp.zeros_like(xa)
+    k = jnp.arange(xa.shape[-1])
+
+    def body(_, carry):
+        cur, t, share = carry
+        den = d - jnp.take_along_axis(d, cur, -1)
+        pos = den > 0
+        cross = jnp.where(pos, (jnp.take_along_axis(xa, cur, -1) - xa)
+                          / jnp.where(pos, den, 1.0), jnp.inf)
+        cross = jnp.maximum(cross, t)
+        nxt = jnp.argmin(cross, -1, keepdims=True)
+        t_next = jnp.minimum(jnp.take_along_axis(cross, nxt, -1), 1.0)
+        share = share + (k == cur) * (t_next - t)
+        cur = jnp.where(t_next >= 1.0, cur, nxt)
+        return cur, t_next, share
+
+    return lax.fori_loop(0, xa.shape[-1], body, (cur, t, share))[2]
+
+
+def _envelope(x: Pair) -> Pair:
+    """``max`` over the last axis of a pair, each candidate weighted by its share."""
+
+    @jax.custom_vjp
+    def relate(xb, xa):
+        return jnp.max(xb, -1)
+
+    def fwd(xb, xa):
+        return jnp.max(xb, -1), (_shares(xa, xb), xa)
+
+    def bwd(res, g):
+        share, xa = res
+        return g[..., None] * share, jnp.zeros_like(xa)
+
+    relate.defvjp(fwd, bwd)
+    return Pair(relate(x.b, x.a), jnp.max(x.a, -1), shift=True)
+
+
+def _pool_crossing(pool: Callable, zb: Any, za: Any) -> Any:
+    """Max-pooling's selection: ``t*`` of the gradient to the start's winner, ``1 - t*`` to
+    the end's, ``t*`` where their lines cross (values at the other end's winner from the
+    pooling's JVP, routing by its VJP)."""
+
+    @jax.custom_vjp
+    def relate(zb, za):
+        return pool(zb)
+
+    def fwd(zb, za):
+        vb, va = pool(zb), pool(za)
+        a_at_ib = jax.jvp(pool, (zb,), (za,))[1]
+        b_at_ia = jax.jvp(pool, (za,), (zb,))[1]
+        num = va - a_at_ib
+        den = (vb - a_at_ib) - (b_at_ia - va)
+        t = jnp.where(den != 0, num / jnp.where(den != 0, den, 1.0), 0.5)
+        return vb, (zb, za, t)
+
+    def bwd(res, g):
+        zb, za, t = res
+        ga = jax.vjp(pool, za)[1](g * t)[0]
+        gb = jax.vjp(pool, zb)[1](g * (1 - t))[0]
+        return ga + gb, jnp.zeros_like(za)
+
+    relate.defvjp(fwd, bwd)
+    return relate(zb, za)
+
+
+# --- the interpreter ---------------------------------------------------------------------------
+
+
+def _sub_jaxpr(eqn: Any) -> tuple[Any, list] | None:
+    """The inner program of a call-like equation and its constants, when its inputs and outputs
+    line up with the equation's."""
+    for key in _CALL_PARAMS:
+        inner = eqn.params.get(key)
+        consts: list = []
+        if isinstance(inner, _core.ClosedJaxpr):
+            inner, consts = inner.jaxpr, list(inner.consts)
+        if (isinstance(inner, _core.Jaxpr) and len(inner.invars) == len(eqn.invars)
+                and len(inner.outvars) == len(eqn.outvars)):
+            return inner, consts
+    return None
+
+
+def _all_elementwise(jaxpr: Any) -> tuple[bool, bool, bool]:
+    """(every equation elementwise, all piecewise linear, all nondecreasing) for a jaxpr."""
+    ok, pw, mono = True, True, True
+    for eqn in jaxpr.eqns:
+        name = eqn.primitive.name
+        inner = _sub_jaxpr(eqn)
+        if inner is not None:
+            o, p, m = _all_elementwise(inner[0])
+            ok, pw, mono = ok and o, pw and p, mono and m
+        elif name in _ELEMENTWISE:
+            pw = pw and name in _PIECEWISE
+            mono = mono and name in _MONOTONE
+        else:
+            return False, False, False
+    return ok, pw, mono
+
+
+class Interpreter:
+    """Evaluates a jaxpr on pairs; ``flags`` collects ``(name, traced bool)``: the operation ran
+    without an exact relation on some row (always True for the fallback)."""
+
+    def __init__(self) -> None:
+        self.flags: list[tuple[str, Any]] = []
+
+    # -- chains --
+
+    def value(self, x: Any) -> Any:
+        """A chain evaluated into a pair (with its secant slope); anything else as it is."""
+        if not isinstance(x, Chain):
+            return x
+        src = x.src
+        consts = tuple(x.consts)
+        ya = x.run(src.a, consts)
+        if not _inexact(ya) or not _inexact(src.b):
+            return Pair(x.run(lax.stop_gradient(src.b), consts), ya, src.shift)
+        return Pair(_slope(x, src.b, src.a, consts), ya, src.shift)
+
+    def _extend(self, eqn: Any, ins: list, src: Pair, piecewise: bool, monotone: bool) -> Chain:
+        steps: list = []
+        consts: list = []
+        refs: list = []
+        pw, mono = piecewise, monotone
+        for x in ins:
+            if isinstance(x, Chain):
+                base = len(steps)
+                offset = len(consts)
+                for fn, rs in x.steps:
+                    steps.append((fn, tuple(
+                        r if r[0] == "src" else (r[0], r[1] + (base if r[0] == "step" else offset))
+                        for r in rs)))
+                consts.extend(x.consts)
+                refs.append(("step", len(steps) - 1))
+                pw, mono = pw and x.piecewise, mono and x.monotone
+            elif isinstance(x, Pair):
+                refs.append(("src",))
+            elif isinstance(x, _core.Literal):
+                refs.append(("lit", x.val))
+            else:
+                refs.append(("const", len(consts)))
+                consts.append(x)
+        lits = {i: r[1] for i, r in enumerate(refs) if r[0] == "lit"}
+        live = [r for r in refs if r[0] != "lit"]
+        steps.append((functools.partial(_with_literals, eqn, lits, len(refs)), tuple(live)))
+        return Chain(src, tuple(steps), tuple(consts), pw, mono, tuple(np.shape(src.a)))
+
+    def _fusable(self, eqn: Any, ins: list) -> Pair | None:
+        """The one pair an elementwise equation's path-dependent operands derive from, when
+        they all do and have the output's shape."""
+        shape = eqn.outvars[0].aval.shape
+        srcs = {id(x.src if isinstance(x, Chain) else x): (x.src if isinstance(x, Chain) else x)
+                for x in ins if _is_path(x)}
+        if len(srcs) != 1:
+            return None
+        src = next(iter(srcs.values()))
+        if np.shape(src.a) != tuple(shape):
+            return None
+        return src
+
+    # -- the program --
+
+    def run(self, jaxpr: Any, consts: Sequence[Any], args: Sequence[Any]) -> list:
+        env: dict[Any, Any] = {}
+
+        def read(v: Any) -> Any:
+            return v if isinstance(v, _core.Literal) else env[v]
+
+        for v, c in zip(jaxpr.constvars, consts, strict=True):
+            env[v] = c
+        for v, x in zip(jaxpr.invars, args, strict=True):
+            env[v] = x
+        for eqn in jaxpr.eqns:
+            ins = [read(v) for v in eqn.invars]
+            if not any(_is_path(x) for x in ins):
+                outs = _bind(eqn, *[x.val if isinstance(x, _core.Literal) else x for x in ins])
+            else:
+                outs = self.equation(eqn, ins)
+            for v, o in zip(eqn.outvars, outs, strict=True):
+                env[v] = o
+        return [read(v) for v in jaxpr.outvars]
+
+    def equation(self, eqn: Any, ins: list) -> list:
+        """One equation with at least one path-dependent operand."""
+        name = eqn.primitive.name
+        inner = _sub_jaxpr(eqn)
+        if inner is not None:
+            src = self._fusable(eqn, ins) if len(eqn.outvars) == 1 else None
+            if name == "custom_jvp_call" and src is not None:
+                ok, pw, mono = _all_elementwise(inner[0])
+                if ok:
+                    return [self._extend(eqn, ins, src, pw, mono)]
+            lits = [x.val if isinstance(x, _core.Literal) else x for x in ins]
+            return self.run(inner[0], inner[1], lits)
+        if name in _ELEMENTWISE:
+            src = self._fusable(eqn, ins)
+            if src is not None:
+                return [self._extend(eqn, ins, src, name in _PIECEWISE,
+                                     self._monotone(eqn, ins))]
+            kind = _BINARY.get(name, "fallback")
+        else:
+            kind = OP_CLASSES.get(name, "fallback")
+        if name == "reduce_window_max" and kind == "select":
+            x = ins[0]
+            if _inexact(x.src.a if isinstance(x, Chain) else x.a):
+                return self._max_pool(eqn, x)
+            kind = "no_gradient"
+        vals = [self.value(x.val if isinstance(x, _core.Literal) else x) for x in ins]
+        if kind == "stop_gradient":
+            return [self._stop(vals[0])]
+        if kind == "select":
+            if name in ("reduce_max", "reduce_min"):
+                return [self._reduce_select(eqn, vals[0], name == "reduce_min")]
+            return [self._maximum(eqn, vals, name == "min")]
+        if kind in ("linear", "no_gradient", "condition"):
+            return self._linear(eqn, vals)
+        if kind == "multilinear":
+            return self._multilinear(eqn, vals)
+        if kind == "quotient":
+            return self._quotient(eqn, vals)
+        return self._fallback(eqn, vals)
+
+    @staticmethod
+    def _monotone(eqn: Any, ins: list) -> bool:
+        name = eqn.primitive.name
+        chained = all(x.monotone for x in ins if isinstance(x, Chain))
+        if not chained:
+            return False
+        if name in ("mul", "div") and len(ins) == 2:
+            other = ins[1] if _is_path(ins[0]) else ins[0]
+            if name == "div" and not _is_path(ins[0]):
+                return False
+            return isinstance(other, _core.Literal) and float(np.min(other.val)) > 0
+        if name == "sub":
+            return _is_path(ins[0]) and not _is_path(ins[1])
+        if name == "integer_pow":
+            return int(eqn.params["y"]) % 2 == 1
+        return name in _MONOTONE
+
+    def _flag(self, name: str, flipped: Any) -> None:
+        self.flags.append((name, jnp.asarray(flipped, dtype=bool)))
+
+    def _ends(self, vals: list) -> tuple[list, list]:
+        return ([x.b if isinstance(x, Pair) else x for x in vals],
+                [x.a if isinstance(x, Pair) else x for x in vals])
+
+    def _linear(self, eqn: Any, vals: list) -> list:
+        """Linear in its path-dependent operands (or carrying no gradient): both ends. A
+        discrete path-dependent operand (a predicate, indices) that differs between the ends
+        marks the equation as unhandled."""
+        bs, as_ = self._ends(vals)
+        outs_b, outs_a = _bind(eqn, *bs), _bind(eqn, *as_)
+        discrete = [x for x in vals if isinstance(x, Pair) and not _inexact(x.a)]
+        if discrete and any(_inexact(o) for o in outs_a):
+            self._flag(eqn.primitive.name,
+                       functools.reduce(jnp.logical_or, [jnp.any(x.a != x.b) for x in discrete]))
+        shift = all(x.shift for x in vals if isinstance(x, Pair))
+        return [Pair(b, a, shift) for b, a in zip(outs_b, outs_a, strict=True)]
+
+    def _multilinear(self, eqn: Any, vals: list) -> list:
+        paths = [i for i, x in enumerate(vals) if isinstance(x, Pair)]
+        if len(paths) < 2:
+            return self._linear(eqn, vals)
+        if len(vals) != 2:
+            return self._fallback(eqn, vals)
+        u, v = vals
+
+        def fn(ub, vb):
+            return _bind(eqn, ub, vb)[0]
+
+        um = 0.5 * (u.a + lax.stop_gradient(u.b))
+        vm = 0.5 * (v.a + lax.stop_gradient(v.b))
+        return [Pair(_at_means(fn, u.b, v.b, um, vm), fn(u.a, v.a))]
+
+    def _quotient(self, eqn: Any, vals: list) -> list:
+        u, v = vals
+        if not isinstance(v, Pair):
+            return self._linear(eqn, vals)
+        chain = Chain(v, ((jnp.reciprocal, (("src",),)),), (), False, False, tuple(np.shape(v.a)))
+        r = self.value(chain)
+        mul = functools.partial(_mul_eqn, eqn)
+        return self._multilinear(_Eqn("mul", mul), [u, r])
+
+    def _stop(self, x: Any) -> Any:
+        """A shift from a maximum: the larger of its ends, shared; anything else: identity."""
+        if isinstance(x, Pair) and x.shift:
+            c = lax.stop_gradient(jnp.maximum(x.a, x.b))
+            return c
+        return x
+
+    def _reduce_select(self, eqn: Any, x: Pair, lower: bool) -> Pair:
+        axes = tuple(int(d) for d in eqn.params["axes"])
+        nd = np.ndim(x.a)
+        keep = [d for d in range(nd) if d not in axes]
+        shape = [np.shape(x.a)[d] for d in keep]
+
+        def flat(t):
+            t = -t if lower else t
+            return jnp.transpose(t, keep + list(axes)).reshape(*shape, -1)
+
+        out = _envelope(Pair(flat(x.b), flat(x.a)))
+        if lower:
+            out = Pair(-out.b, -out.a, True)
+        return out
+
+    def _maximum(self, eqn: Any, vals: list, lower: bool) -> Pair:
+        shape = eqn.outvars[0].aval.shape
+        sign = -1.0 if lower else 1.0
+
+        def stack(ends):
+            return jnp.stack([sign * jnp.broadcast_to(e, shape) for e in ends], -1)
+
+        bs, as_ = self._ends(vals)
+        out = _envelope(Pair(stack(bs), stack(as_)))
+        return Pair(sign * out.b, sign * out.a, all(
+            x.shift for x in vals if isinstance(x, Pair)))
+
+    def _max_pool(self, eqn: Any, x: Any) -> list:
+        """Max-pooling by the crossing of the ends' winners; a nondecreasing chain before it
+        (a ReLU) is applied after it instead, where its input moves linearly."""
+
+        def pool(t):
+            return _bind(eqn, t)[0]
+
+        fused = (isinstance(x, Chain) and x.monotone
+                 and all(np.ndim(c) == 0 for c in x.consts)
+                 and int(np.prod(eqn.outvars[0].aval.shape)) <= int(np.prod(x.shape)))
+        z = x.src if fused else self.value(x)
+        pooled = Pair(_pool_crossing(pool, z.b, z.a), pool(z.a))
+        if fused:
+            return [self.value(Chain(pooled, x.steps, x.consts, x.piecewise, x.monotone,
+                                     x.shape))]
+        return [pooled]
+
+    def _fallback(self, eqn: Any, vals: list) -> list:
+        """The gradient at the midpoint of the end inputs; the equation is named."""
+        bs, as_ = self._ends(vals)
+        self._flag(eqn.primitive.name, True)
+        idx = [i for i, x in enumerate(vals) if isinstance(x, Pair) and _inexact(x.a)]
+
+        def fn(*moving):
+            full = list(bs)
+            for i, m in zip(idx, moving, strict=True):
+                full[i] = m
+            return _bind(eqn, *full)
+
+        ends = [vals[i].b for i in idx]
+        mids = [0.5 * (vals[i].a + lax.stop_gradient(vals[i].b)) for i in idx]
+        outs_b = _at_midpoint(fn, ends, mids) if idx else _bind(eqn, *bs)
+        outs_a = _bind(eqn, *as_)
+        return [Pair(b, a) for b, a in zip(outs_b, outs_a, strict=True)]
+
+
+@dataclass(frozen=True)
+class _Primitive:
+    name: str
+    fn: Callable
+    multiple_results: bool = False
+
+    def bind(self, *args: Any, **_: Any) -> Any:
+        return self.fn(*args)
+
+    def get_bind_params(self, params: dict) -> dict:
+        return {}
+
+
+class _Eqn:
+    """A stand-in equation for a rule that calls another (a quotient's product)."""
+
+    def __init__(self, name: str, fn: Callable) -> None:
+        self.primitive = _Primitive(name, fn)
+        self.params: dict = {}
+
+
+def _mul_eqn(eqn: Any, u: Any, r: Any) -> Any:
+    """``u * r`` broadcast to the quotient's output."""
+    shape = eqn.outvars[0].aval.shape
+    return jnp.broadcast_to(u * r, shape)
+
+
+def secant_outputs(call: Callable[[Any], Any], xb: Any, xa: Any) -> tuple[Any, Any, list]:
+    """The model's outputs at the pieces' ends ``xb`` (whose VJP is the secant relation of
+    each row's piece) and starts ``xa``, and the ``(name, flag)`` of operations without an
+    exact relation."""
+    closed = jax.make_jaxpr(call)(jax.ShapeDtypeStruct(xb.shape, xb.dtype))
+    interp = Interpreter()
+    (out,) = interp.run(closed.jaxpr, closed.consts, [Pair(xb, xa)])
+    out = interp.value(out)
+    if not isinstance(out, Pair):
+        return out, out, interp.flags
+    return out.b, out.a, interp.flags
+
+
+def secant_seeds(out_b: Any, out_a: Any, transform: Callable, target: Any
+                 ) -> tuple[Any, Any, Any, Any]:
+    """Seeds on the model output for the secant backward pass, and the scores at both ends.
+
+    The explained score ``transform(out)[target]`` may be nonlinear in the output (softmax):
+    the seed is the mean of its output gradients at both ends, corrected along the output's
+    change so that ``seed . (out_b - out_a) = s_b - s_a`` exactly (as PyTorch's
+    ``interval_seeds``).
+
+    Returns:
+        ``(seeds, score change, scores at b, scores at a)``.
+    """
+
+    def score(o):
+        s = jnp.take_along_axis(transform(o), target[:, None], axis=1)[:, 0]
+        return s.sum(), s
+
+    jac_b, s_b = jax.grad(score, has_aux=True)(out_b)
+    jac_a, s_a = jax.grad(score, has_aux=True)(out_a)
+    mean = 0.5 * (jac_b + jac_a)
+    d_out = out_b - out_a
+    change = s_b - s_a
+    norm2 = (d_out * d_out).sum(1)
+    safe = jnp.where(norm2 > 0, norm2, 1.0)
+    fix = jnp.where(norm2 > 0, (change - (mean * d_out).sum(1)) / safe, 0.0)
+    return mean + fix[:, None] * d_out, change, s_b, s_a
