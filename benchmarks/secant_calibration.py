@@ -1,89 +1,133 @@
-"""Calibration of ``method="secant"``'s free error estimate (``igkit.core.pieces``).
+"""Calibration of the error estimates ``steps="auto"`` stops on, on nets built here.
 
-    python benchmarks/secant_calibration.py [--photos a,b,...] [--cache DIR]
+    python benchmarks/secant_calibration.py [--quick]
 
-For each photo and 48, 64, 80 and 96 pieces, prints the true attribution error (relative L2 to
-a Gauss-Legendre 2048 reference), its ratio to the estimate without the safety factor
-(``sqrt(sum_c (d_c k_c^-1.5)^2)``: ``ERROR_SCALE`` is the largest ratio), and the ratio of the
-measured sum to the sum predicted from the pilot's roughness (``PILOT_ERROR_PER_ROUGHNESS`` is
-chosen from it). Reads igkit's internals (the pilot's and the final pass's region integrals),
-so it is a research script, not an example.
+Every net has seeded random weights and every input is seeded noise: no photo (and none of the
+demo photos the benchmarks evaluate on) enters the calibration. Each net runs in float64, so
+the reference is exact to far below the tolerances: secant with 4096 pieces on the ReLU nets
+(exact per piece wherever no unit switches twice inside it; it agrees with Gauss-Legendre 4096
+to the latter's error), Gauss-Legendre 256 on the smooth nets (converged to rounding).
+
+Two tables:
+
+1. The secant estimate at fixed piece counts: the true attribution error (relative L2) over the
+   estimate without its safety factor (``sqrt(sum_c (d_c k_c^-1.5)^2) / ||attributions||``,
+   see ``igkit.core.pieces``). ``ERROR_SCALE`` is chosen from these ratios.
+2. The default call (``method="auto"``, ``steps="auto"``) at several tolerances: the rule it
+   chose, evaluations, the true error, true error / tol (the aim: between 1/4 and 1) and true
+   error / ``Result.error_estimate``.
+
+Reads igkit's internals (``igkit.core.pieces``), so it is a research script, not an example.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
+import warnings
 
 import numpy as np
+import torch
+from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from run_all import load_photos, reference  # noqa: E402
-
-import igkit  # noqa: E402
-from igkit.core import pieces  # noqa: E402
-from igkit.models.efficientnet_lite import build_efficientnet_lite0_torch  # noqa: E402
-
-CALIBRATION = ("chelsea", "coffee", "astronaut", "hubble_deep_field", "retina", "colorwheel")
-LEVELS = (48, 64, 80, 96)
+import igkit
+from igkit.core import pieces
 
 
-class _Recording(pieces.SecantRun):
-    """Keeps the pilot's region attributions and the last pass's, with their piece counts."""
-
-    seen: dict = {}
-
-    def pilot(self, paths):
-        integrals, rough = super().pilot(paths)
-        _Recording.seen.update(pilot=integrals[0], rough=rough[0])
-        return integrals, rough
-
-    def _by_region(self, paths, ends, weights, regions):
-        sums, taken, residual = super()._by_region(paths, ends, weights, regions)
-        counts = np.bincount(regions[0][:-1], minlength=pieces.PILOT_PIECES)
-        _Recording.seen.update(final=self._diff[paths[0]][None] * sums[0], counts=counts)
-        return sums, taken, residual
+def relu_cnn(seed: int, width: int = 8, size: int = 16) -> nn.Module:
+    """Three ReLU convolutions (two strided) and a linear head."""
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, width, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(width, width, 3, padding=1, stride=2), nn.ReLU(),
+        nn.Conv2d(width, 2 * width, 3, padding=1, stride=2), nn.ReLU(),
+        nn.Flatten(), nn.Linear(2 * width * (size // 4) ** 2, 10),
+    ).double().eval()
 
 
-def measure(model, x, target: int, ref: np.ndarray, n: int) -> tuple[float, float, float]:
-    """(true error, true error / unscaled estimate, measured / roughness-predicted sum)."""
-    res = igkit.integrated_gradients(model, x, target=target, steps=n, method="secant",
-                                     output="softmax", batch_size=16)
-    seen = _Recording.seen
-    attr = res.attributions[0]
-    norm = float(np.linalg.norm(attr))
-    k, rough = seen["counts"], seen["rough"]
-    change = np.linalg.norm((seen["pilot"] - seen["final"]).reshape(k.shape[0], -1), axis=1)
-    estimate = pieces.region_error(change, rough, k) / pieces.ERROR_SCALE / norm
-    measured = np.where(k >= 2, change, 0.0) * k.astype(float) ** -pieces.ERROR_POWER
-    predicted = rough / k.shape[0] * k.astype(float) ** -pieces.ERROR_POWER
-    error = float(np.linalg.norm(attr - ref) / np.linalg.norm(ref))
-    return error, error / estimate, float(np.linalg.norm(measured) / np.linalg.norm(predicted))
+def relu_mlp(seed: int, width: int = 64, size: int = 16) -> nn.Module:
+    """Two ReLU layers on the flattened image."""
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(3 * size * size, width), nn.ReLU(), nn.Linear(width, width),
+        nn.ReLU(), nn.Linear(width, 10),
+    ).double().eval()
+
+
+class SmoothNet(nn.Module):
+    """Convolution, LayerNorm and GELU (ConvNeXt-like), then a strided GELU convolution."""
+
+    def __init__(self, seed: int, width: int = 16, size: int = 16) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.c1 = nn.Conv2d(3, width, 3, padding=1)
+        self.n1 = nn.LayerNorm([width, size, size])
+        self.c2 = nn.Conv2d(width, width, 3, padding=1, stride=2)
+        self.fc = nn.Linear(width * (size // 2) ** 2, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.gelu(self.n1(self.c1(x)))
+        x = nn.functional.gelu(self.c2(x))
+        return self.fc(x.flatten(1))
+
+
+def nets(quick: bool) -> list[tuple[str, nn.Module, bool]]:
+    """(name, net, smooth) of the calibration nets."""
+    out = [(f"relu_cnn s{s}", relu_cnn(s), False) for s in range(2 if quick else 4)]
+    out += [("relu_cnn w16 s7", relu_cnn(7, width=16), False)]
+    out += [(f"relu_mlp s{s}", relu_mlp(s), False) for s in range(1 if quick else 2)]
+    out += [(f"smooth s{s}", SmoothNet(s).double().eval(), True) for s in range(1 if quick else 2)]
+    return out
+
+
+def image(seed: int, size: int = 16) -> np.ndarray:
+    return np.random.default_rng(100 + seed).uniform(0.0, 1.0, (1, 3, size, size))
+
+
+def reference(net: nn.Module, x: np.ndarray, smooth: bool) -> np.ndarray:
+    method, steps = ("gauss_legendre", 256) if smooth else ("secant", 4096)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return igkit.integrated_gradients(net, x, target=0, method=method, steps=steps,
+                                          tol=1.0).attributions
+
+
+def relative(a: np.ndarray, ref: np.ndarray) -> float:
+    return float(np.linalg.norm(a - ref) / np.linalg.norm(ref))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--photos", default=",".join(CALIBRATION))
-    ap.add_argument("--cache", default=None, help="folder of references (run_all.py --cache)")
+    ap.add_argument("--quick", action="store_true", help="fewer nets")
     args = ap.parse_args()
-    names = args.photos.split(",")
-    photos = load_photos(names)
-    model = build_efficientnet_lite0_torch()
-    pieces.SecantRun = _Recording  # the engine looks the class up at each call
-    print("| photo | error at " + " / ".join(map(str, LEVELS)) + " pieces (%) | true error / "
-          "estimate | measured / predicted sum |")
-    print("|---|---|---|---|")
-    for name in names:
-        x = photos[name][None].transpose(0, 3, 1, 2).copy()
-        ref, target, _ = reference(model, x, "cpu", 2048, 16,
-                                   Path(args.cache) if args.cache else None, name)
-        rows = [measure(model, x, target, ref[0], n) for n in LEVELS]
-        errors, ratios, shares = zip(*rows, strict=True)
-        print(f"| {name} | " + " / ".join(f"{100 * e:.2f}" for e in errors)
-              + f" | {min(ratios):.2f}-{max(ratios):.2f} | {min(shares):.2f}-{max(shares):.2f} |",
-              flush=True)
+    cases = [(name, net, smooth, image(i)) for i, (name, net, smooth) in
+             enumerate(nets(args.quick))]
+    refs = {name: reference(net, x, smooth) for name, net, smooth, x in cases}
+
+    print("## secant: true error / unscaled estimate at fixed pieces "
+          f"(ERROR_SCALE = {pieces.ERROR_SCALE})")
+    print("| net | 48 | 64 | 96 | 128 |")
+    print("|---|---|---|---|---|")
+    for name, net, _, x in cases:
+        cells = []
+        for n in (48, 64, 96, 128):
+            res = igkit.integrated_gradients(net, x, target=0, method="secant", steps=n, tol=1.0)
+            true = relative(res.attributions, refs[name])
+            cells.append(f"{true / (res.error_estimate[0] / pieces.ERROR_SCALE):.2f}")
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+
+    print("\n## default auto: evaluations, true error / tol, true error / estimate")
+    print("| net | tol | rule | evaluations | true error | true / tol | true / estimate |")
+    print("|---|---|---|---|---|---|---|")
+    for name, net, _, x in cases:
+        for tol in (1e-2, 3e-3, 1e-3):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                res = igkit.integrated_gradients(net, x, target=0, tol=tol)
+            true = relative(res.attributions, refs[name])
+            flag = " (not converged)" if caught else ""
+            print(f"| {name} | {tol:g} | {res.method} | {int(res.evaluations[0])}{flag} | "
+                  f"{true:.2e} | {true / tol:.2f} | {true / res.error_estimate[0]:.2f} |",
+                  flush=True)
 
 
 if __name__ == "__main__":

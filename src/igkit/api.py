@@ -48,6 +48,10 @@ from igkit.models.spec import LoadedModel
 from igkit.typing import BaselineSpec, Method, OutputSpec, Precision, Steps, TargetSpec
 
 __all__ = [
+    "DEFAULT_MAX_STEPS",
+    "DEFAULT_METHOD",
+    "DEFAULT_STEPS",
+    "DEFAULT_TOL",
     "capabilities",
     "gradients",
     "integrated_gradients",
@@ -57,6 +61,14 @@ __all__ = [
 ]
 
 _BACKENDS = ("torch", "tensorflow", "jax")
+
+#: The defaults of :func:`integrated_gradients`, shared with ``ExplainSettings`` and the
+#: command line (a test keeps them equal): the best rule for the model, refined until the
+#: attributions are within 1 %, with at most 1024 gradient evaluations per path.
+DEFAULT_METHOD: Method = "auto"
+DEFAULT_STEPS: Steps = "auto"
+DEFAULT_TOL = 0.01
+DEFAULT_MAX_STEPS = 1024
 
 
 def _backend_module(name: str) -> ModuleType:
@@ -380,13 +392,13 @@ def integrated_gradients(
     *,
     target: TargetSpec = None,
     baseline: BaselineSpec = "black",
-    steps: Steps = 50,
-    method: Method = "gauss_legendre",
+    steps: Steps = DEFAULT_STEPS,
+    method: Method = DEFAULT_METHOD,
     output: OutputSpec = "raw",
     batch_size: int | None = None,
-    tol: float = 0.01,
+    tol: float = DEFAULT_TOL,
     seed: int = 0,
-    max_steps: int = 1024,
+    max_steps: int = DEFAULT_MAX_STEPS,
     channel_axis: int | None = None,
     input_range: tuple[float, float] | None = None,
     batched: bool | None = None,
@@ -413,21 +425,34 @@ def integrated_gradients(
             pairs share the model calls' batches.
         baseline: "black", "white", "uniform", "gaussian", "blur", a number, an array of one
             example's or the batch's shape, or a list of these (attributions are averaged).
-        steps: Gradient evaluations per path, or "auto" to refine until ``tol`` is met. For
-            "secant" it is the number of pieces of the path (``steps`` gradient evaluations
-            after the baseline, whose activations take one forward pass; plus a 16-piece
-            pilot from 32 pieces up).
-        method: "gauss_legendre", "riemann_left", "riemann_right", "riemann_middle",
-            "riemann_trapezoid", "adaptive" (nodes placed where the integrand is rough) or
-            "secant" (PyTorch models whose nonlinearities are elementwise activations: each
-            piece of the path is integrated by one backward pass with secant slopes, so
-            completeness is exact and the attributions converge faster than any point rule;
-            see ``igkit.backends.torch_secant``).
+        steps: "auto" (the default) to refine until the attributions are within ``tol``
+            (completeness and the rule's own error estimate, ``Result.error_estimate``), or
+            gradient evaluations per path. For "secant" a count is the number of pieces of
+            the path (``steps`` gradient evaluations after the baseline, whose activations
+            take one forward pass; plus a 16-piece pilot from 32 pieces up).
+        method: "auto" (the default): "secant" wherever the model's backend supports it
+            (``Capabilities.interval_accumulation``) at ``precision="float32"``, else
+            "gauss_legendre". With ``steps="auto"`` it first measures both on the call's own
+            paths (Gauss-Legendre at 8 and 16 nodes, the secant pilot) and continues with
+            Gauss-Legendre when it converges faster, as on smooth (GELU, LayerNorm)
+            networks. A fixed count runs Gauss-Legendre on every backend (``steps`` is then
+            exactly the evaluations per path, and every framework gives the same numbers).
+            ``Result.method`` says which rule ran. Or one rule: "gauss_legendre",
+            "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid",
+            "adaptive" (nodes placed where the integrand is rough) or "secant" (each piece
+            of the path integrated by one backward pass with secant slopes, so completeness
+            is exact and the attributions converge faster than any point rule on ReLU-type
+            networks; see ``igkit.backends.torch_secant``).
         output: "raw", "softmax", "sigmoid" or a callable from model output to class scores.
         batch_size: Path points per model call; None picks one from the input size.
-        tol: Relative completeness tolerance (and, for "auto", the refinement's tolerance).
+        tol: Relative tolerance: of completeness, and for ``steps="auto"`` of the estimated
+            attribution error (relative L2), which it aims to meet without going far below
+            (true errors between about ``tol / 4`` and ``tol``).
         seed: Seed of the random baselines.
-        max_steps: Ceiling of ``steps="auto"``.
+        max_steps: For ``steps="auto"``, the most gradient evaluations per path, over all
+            refinement levels, pilots and probes (``Result.evaluations`` never exceeds it per
+            baseline); a path that has not met ``tol`` by then warns ``NotConvergedWarning``
+            and is not ``converged``.
         channel_axis: Axis of the batch holding channels, when the default guess is wrong.
         input_range: ``(low, high)`` of valid inputs, for "white" and random baselines; inferred
             from the dtype and values when None.
@@ -474,7 +499,7 @@ def integrated_gradients(
         result = run_integrated_gradients(
             session, x, baselines, target=target, method=method, steps=method_steps,
             tol=float(tol), batch_size=prep.options.batch_size, return_path=return_path,
-            output=output, describe_failure=_describe(prep, session),
+            output=output, describe_failure=_describe(prep, session), precision=precision,
         )
     result = replace(
         result,

@@ -25,9 +25,11 @@ __all__ = [
     "Tensor",
 ]
 
-#: A quadrature rule (``method=``): where along the path gradients are evaluated.
+#: A quadrature rule (``method=``): where along the path gradients are evaluated; "auto" picks
+#: secant or Gauss-Legendre per call.
 Method: TypeAlias = Literal[
     "adaptive",
+    "auto",
     "gauss_legendre",
     "riemann_left",
     "riemann_middle",

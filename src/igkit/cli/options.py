@@ -153,29 +153,32 @@ def add_ig_arguments(parser: argparse.ArgumentParser) -> None:
         type=_typed(ws.parse_steps),
         default=ws.DEFAULT_STEPS,
         metavar="N|auto",
-        help=f"gradient evaluations per path, or 'auto' to refine until --tol is met "
-        f"(default: {ws.DEFAULT_STEPS})",
+        help="'auto' to refine until the attributions are within --tol, or gradient "
+        f"evaluations per path (default: {ws.DEFAULT_STEPS})",
     )
     parser.add_argument(
         "--method",
         choices=available_methods(),
         default=ws.DEFAULT_METHOD,
-        help=f"quadrature rule (default: {ws.DEFAULT_METHOD})",
+        help="quadrature rule; 'auto' runs secant where the model's framework supports it "
+        "and Gauss-Legendre where that converges faster (smooth networks) or secant is not "
+        f"available (default: {ws.DEFAULT_METHOD})",
     )
     parser.add_argument(
         "--tol",
         type=_typed(_positive_float),
         default=ws.DEFAULT_TOL,
         metavar="T",
-        help="relative completeness tolerance the result is judged against (and refined to "
-        f"with --steps auto) (default: {ws.DEFAULT_TOL})",
+        help="relative tolerance of completeness and, with --steps auto, of the estimated "
+        f"attribution error (default: {ws.DEFAULT_TOL})",
     )
     parser.add_argument(
         "--max-steps",
         type=positive_int,
         default=ws.DEFAULT_MAX_STEPS,
         metavar="N",
-        help=f"ceiling for --steps auto (default: {ws.DEFAULT_MAX_STEPS})",
+        help="the most gradient evaluations per path of --steps auto, all refinements "
+        f"included (default: {ws.DEFAULT_MAX_STEPS})",
     )
     parser.add_argument(
         "--batch-size",

@@ -141,7 +141,7 @@ def run_adaptive(
     record: Callable[[int, np.ndarray, np.ndarray, np.ndarray | None], None],
     split_paths: Callable[[int], None],
     unchanged: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Adaptive IG for every path; ``steps=None`` refines until ``tol`` (see module docstring).
 
     Args:
@@ -161,8 +161,9 @@ def run_adaptive(
             the attribution error alone, since completeness has nothing to be relative to.
 
     Returns:
-        Path attributions, the final rule's nodes per path, evaluations per path, and whether
-        each path met ``tol`` (always True for a fixed budget).
+        Path attributions, the final rule's nodes per path, evaluations per path (at most
+        ``max_steps`` for "auto"), whether each path met ``tol`` (always True for a fixed
+        budget) and its estimated relative L2 attribution error (NaN for a fixed budget).
     """
     n_paths = diff.shape[0]
     paths = np.arange(n_paths)
@@ -193,7 +194,7 @@ def run_adaptive(
             edge = np.tensordot(plans[p].endpoint_weights(), d_g[p], axes=1)
             attr[p] = diff[p] * taken.sums[p] + edge
         n = np.full(n_paths, steps, dtype=np.int64)
-        return attr, n, n.copy(), np.ones(n_paths, dtype=bool)
+        return attr, n, n.copy(), np.ones(n_paths, dtype=bool), np.full(n_paths, np.nan)
 
     return _auto_cells(session, diff, gap, grid, pilot_g, pilot_s, tol=tol, max_steps=max_steps,
                        batch_size=batch_size, accumulate=accumulate, record=record,
@@ -216,7 +217,7 @@ def _auto_cells(
     record: Callable[[int, np.ndarray, np.ndarray, np.ndarray | None], None],
     split_paths: Callable[[int], None],
     unchanged: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``steps="auto"``: refine pilot cells one by one where the error is, until ``tol``.
 
     Every pilot cell is its own trapezoid rule on ``2**L`` sub-cells; refining a cell adds the
@@ -230,7 +231,8 @@ def _auto_cells(
 
     Each round refines, per path, the cells with the largest squared error per new evaluation
     until about an eighth more evaluations (and at least a full batch over all paths) are
-    queued, so the stop overshoots by at most that eighth instead of a whole doubling. Each
+    queued, so the stop overshoots by at most that eighth instead of a whole doubling; a cell
+    whose refinement would take the path past ``max_steps`` evaluations is skipped. Each
     (path, cell) is its own "virtual path" on the session so that cells keep separate sums.
     """
     n_paths, m = diff.shape[0], grid.shape[0] - 1
@@ -291,15 +293,23 @@ def _auto_cells(
             priority = ((err[p] / (tol * norm)) ** 2 + (residual / (tol * scale_gap)) ** 2) / cost
             quota = min(max(quota_all, int(np.ceil(evals[p] / 8))), max_steps - int(evals[p]))
             picked, queued = [], 0
+            room = max_steps - int(evals[p])
             for c in np.argsort(-priority, kind="stable"):
                 if queued >= quota:
                     break
+                if queued + int(cost[c]) > room:
+                    continue  # would pass max_steps: a cheaper cell may still fit
                 picked.append(c)
                 queued += int(cost[c])
-            chosen[p] = np.asarray(picked)
+            if picked:
+                chosen[p] = np.asarray(picked)
     attr = cells.sum(axis=1)
     nodes = evals.copy()
-    return attr, nodes, evals, met
+    norms = np.linalg.norm(attr.reshape(n_paths, -1), axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        estimate = np.sqrt(np.sum(err**2, axis=1)) / norms
+    return attr, nodes, evals, met, np.where(norms > 0, estimate, np.where(
+        np.isfinite(err).all(axis=1) & (err.sum(axis=1) == 0), 0.0, np.inf))
 
 
 def _record_taken(record, paths: np.ndarray, alphas: list[np.ndarray], taken: Taken) -> None:

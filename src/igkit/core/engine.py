@@ -85,6 +85,7 @@ def run_integrated_gradients(
     return_path: bool = False,
     output: object = None,
     describe_failure: Callable[[BaseException], str | None] | None = None,
+    precision: str = "float32",
 ) -> Result:
     """Computes IG for a batch of inputs (shape ``(N, ...)``) against one or more baselines.
 
@@ -103,10 +104,13 @@ def run_integrated_gradients(
     attributions are refused; explanations with F(x) = F(x') warn
     ``NothingToAttributeWarning`` (relative error NaN, not converged), and with a fixed step
     count those that miss ``tol`` warn ``NotConvergedWarning``, as ``steps="auto"`` does.
+
+    ``precision`` is the call's ``precision=``: ``method="auto"`` runs secant only at
+    "float32". ``Result.method`` is the rule that ran (for "auto", the one it chose).
     """
     rule = get_rule(method)
     capabilities = capabilities_of(session)
-    missing = rule.strategy.unsupported(capabilities)
+    missing = rule.strategy.unsupported(capabilities, precision)
     if missing:
         raise ValueError(
             f"method={method!r} needs a session declaring {', '.join(missing)} (see "
@@ -170,9 +174,10 @@ def run_integrated_gradients(
         batch_size=batch_size, diff=diff, score=path_score, base_score=path_base_score,
         recorder=recorder, split_paths=split_paths,
         unchanged=unchanged(path_score, path_base_score, session.dtype),
-        describe_path=describe_path,
+        describe_path=describe_path, precision=precision,
     )
-    path_attr, path_steps, path_evals = rule.strategy.run(job)
+    done = rule.strategy.run(job)
+    path_attr, path_steps, path_evals = done.attributions, done.steps, done.evaluations
     bad = ~np.isfinite(path_attr.reshape(path_attr.shape[0], -1)).all(axis=1)
     if bad.any():
         raise ValueError(
@@ -189,11 +194,15 @@ def run_integrated_gradients(
     flat = unchanged(pair_score, baseline_score, session.dtype)
     delta, rel = completeness(attr, pair_score, baseline_score, flat)
     pair_steps = path_steps.reshape(n_pairs, n_base).max(axis=1)
+    estimate = _pair_estimate(done.error_estimate, path_attr, attr, n_pairs, n_base)
+    met = (np.ones(n_pairs, dtype=bool) if done.met is None
+           else done.met.reshape(n_pairs, n_base).all(axis=1))
     trace = recorder.trace(n_base, n_pairs) if return_path else None
     if flat.any():
         _warn_nothing_to_attribute(flat, plan, pair_score, baseline_score)
     if not isinstance(steps, AutoSteps):
-        _warn_fixed_steps_missed(~flat & (rel > tol), plan, rel, method, int(steps), tol)
+        _warn_fixed_steps_missed(~flat & (rel > tol), plan, rel, done.method or method,
+                                 int(steps), tol)
     return Result(
         attributions=plan.scatter(attr, 0),
         delta=plan.scatter(delta, np.nan),
@@ -202,16 +211,40 @@ def run_integrated_gradients(
         baseline_score=plan.scatter(baseline_score, np.nan),
         target=plan.scatter(plan.pair_target, -1),
         steps=plan.scatter(pair_steps.astype(np.int64), 0),
-        method=method,
+        method=done.method or method,
         tol=float(tol),
-        converged=plan.scatter(rel <= tol, False),
+        converged=plan.scatter((rel <= tol) & met, False),
         evaluations=plan.scatter(
             path_evals.reshape(n_pairs, n_base).sum(axis=1).astype(np.int64), 0
         ),
         baselines=tuple(label for label, _ in baselines),
+        error_estimate=plan.scatter(estimate, np.nan),
         path=trace,
         target_mask=plan.mask,
     )
+
+
+def _pair_estimate(
+    path_estimate: np.ndarray | None, path_attr: np.ndarray, attr: np.ndarray, n_pairs: int,
+    n_base: int,
+) -> np.ndarray:
+    """Each explanation's relative L2 error estimate from its paths': the paths' absolute
+    error norms (estimate times ``||path attributions||``) combined as independent errors of
+    the mean over baselines, relative to ``||attributions||``. NaN where a path has none."""
+    if path_estimate is None:
+        return np.full(n_pairs, np.nan)
+    path_norm = np.linalg.norm(path_attr.reshape(path_attr.shape[0], -1), axis=1)
+    with np.errstate(invalid="ignore"):
+        absolute = (np.asarray(path_estimate, dtype=np.float64) * path_norm).reshape(
+            n_pairs, n_base)
+    combined = np.sqrt(np.sum(absolute**2, axis=1)) / n_base
+    norm = np.linalg.norm(attr.reshape(n_pairs, -1).astype(np.float64), axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = combined / norm
+    if n_base == 1:
+        # One path: its own estimate, exactly (0 * inf stays as the estimate said).
+        return np.asarray(path_estimate, dtype=np.float64).reshape(n_pairs)
+    return np.where(norm > 0, rel, np.where(combined == 0, 0.0, np.inf))
 
 
 def _check_finite_scores(

@@ -5,7 +5,8 @@ turns that integral into ``sum_k w_k grad F(x' + a_k (x - x'))`` with ``steps`` 
 evaluations. Rules are registered by name (no ``if method == ...`` chains), so a new rule is one
 decorated function. Each rule carries its integration strategy (``igkit.core.strategies``): the
 point rules share ``POINT_RULE`` (fixed nodes, or nested refinement for ``steps="auto"``),
-"adaptive" and "secant" bring their own, and the engine runs ``rule.strategy``.
+"adaptive" and "secant" bring their own, "auto" (the default) picks secant or Gauss-Legendre
+per call, and the engine runs ``rule.strategy``.
 
 The weights are exact, not conventional: every rule's weights sum to 1 (a constant integrand is
 integrated exactly), the trapezoid rule gives its two end points half weight, and Gauss-Legendre
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from igkit.core.strategies import ADAPTIVE, POINT_RULE, SECANT, Strategy
+from igkit.core.strategies import ADAPTIVE, AUTO, POINT_RULE, SECANT, Strategy
 
 __all__ = [
     "MAX_STEPS",
@@ -142,8 +143,8 @@ def check_steps(
         )
         raise ValueError(
             f"{name}={steps} is more than the {limit} gradient evaluations per path igkit "
-            f"accepts (each one a model call per input); {fix}, or method='secant' (PyTorch "
-            "ReLU-type networks: the same accuracy from far fewer evaluations)"
+            f"accepts (each one a model call per input); {fix}, or method='secant' (where the "
+            "backend supports it: the same accuracy from far fewer evaluations)"
         )
 
 
@@ -250,3 +251,11 @@ def _piece_ends(n: int) -> tuple[np.ndarray, np.ndarray]:
     from igkit.core.pieces import uniform_pieces
 
     return uniform_pieces(n)
+
+
+@register_rule("auto", strategy=AUTO)
+def _chosen_per_call(n: int) -> tuple[np.ndarray, np.ndarray]:
+    raise ValueError(
+        "method 'auto' chooses secant or gauss_legendre per call (igkit.core.strategies."
+        "AutoStrategy), so it has no fixed nodes; ask nodes_and_weights for the rule itself"
+    )

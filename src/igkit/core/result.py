@@ -54,10 +54,13 @@ class Result:
         target: Per input, the class explained.
         steps: Per input, the step count of the rule that produced the attributions (for
             ``steps="auto"``, the finest level it needed).
-        method: The quadrature rule.
+        method: The quadrature rule that ran: for ``method="auto"`` the rule it chose
+            ("secant" or "gauss_legendre").
         tol: The completeness tolerance the result is judged against.
         converged: Per input, ``relative_error <= tol``: the attributions add up to the
-            model's change within the tolerance. False where there is nothing to attribute
+            model's change within the tolerance; for ``steps="auto"`` also that the refinement
+            met ``tol`` (its error estimate too): False for every input that raised
+            ``NotConvergedWarning``. False where there is nothing to attribute
             (F(x) = F(x'), relative error NaN): completeness cannot be checked against a zero
             change, so no success is claimed; :meth:`completeness_report` says why. With a
             fixed step count, inputs that miss ``tol`` also warn ``NotConvergedWarning``.
@@ -65,6 +68,15 @@ class Result:
             ``steps="auto"``) all refinement levels. Forward-only passes (F(x) and F(x') for
             completeness; for "secant" one per distinct baseline) are not counted.
         baselines: The baselines' labels ("black", "uniform", "custom", ...).
+        error_estimate: Per input, the rule's own estimate of the attribution error, relative
+            L2: ``||estimated error of attributions|| / ||attributions||``. From the last two
+            refinement levels (point rules: their change, extrapolated with the observed rate
+            of convergence; "secant": the change of each pilot region's integral to its final
+            pieces, scaled by the pieces per region; "adaptive": its cells' changes).
+            ``steps="auto"`` stops on it (with completeness); with "secant", whose
+            completeness is exact by construction, it is the only accuracy signal. NaN where
+            the rule has none (a fixed step count of a point rule, secant under 32 pieces);
+            None in a result built without it.
         path: The per-path trace when asked for, else None. For multi-target results its
             lists hold one entry per explanation, in :meth:`pairs` order.
         target_mask: ``(N, T)`` True where input ``i`` has a ``k``-th target, for multi-target
@@ -100,6 +112,7 @@ class Result:
     converged: np.ndarray
     evaluations: np.ndarray
     baselines: tuple[str, ...] = ("black",)
+    error_estimate: np.ndarray | None = None
     path: PathTrace | None = field(default=None, repr=False)
     target_mask: np.ndarray | None = None
     output: str | None = None
@@ -177,6 +190,8 @@ class Result:
                     steps=self.steps[where][None],
                     converged=self.converged[where][None],
                     evaluations=self.evaluations[where][None],
+                    error_estimate=(None if self.error_estimate is None
+                                    else self.error_estimate[where][None]),
                     path=trace,
                     target_mask=None,
                     inputs=None if self.inputs is None else self.inputs[row][None],
@@ -200,6 +215,8 @@ class Result:
             "converged": bool(self.converged[i]),
             "steps": int(self.steps[i]),
             "evaluations": int(self.evaluations[i]),
+            "error_estimate": (float("nan") if self.error_estimate is None
+                               else float(self.error_estimate[i])),
         }
 
     def completeness_report(self, index: int = 0, slot: int | None = None) -> str:
@@ -226,11 +243,13 @@ class Result:
                 f"attributions {total:.6g} after {self.steps[i]} steps, {self.method})"
             )
         verdict = "within" if self.relative_error[i] <= self.tol else "NOT within"
+        estimate = "" if self.error_estimate is None or np.isnan(self.error_estimate[i]) else (
+            f"; estimated attribution error {self.error_estimate[i]:.3%}")
         return (
             f"completeness {verdict} {self.tol:.1%}: sum of attributions {total:.6g}, "
             f"F(x) - F(x') = {self.score[i]:.6g} - {self.baseline_score[i]:.6g} = {gap:.6g}, "
-            f"relative error {self.relative_error[i]:.3%} after {self.steps[i]} steps "
-            f"({self.method})"
+            f"relative error {self.relative_error[i]:.3%} after {self.evaluations[i]} "
+            f"evaluations ({self.method}){estimate}"
         )
 
     def _repr_html_(self) -> str:

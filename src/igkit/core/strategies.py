@@ -13,13 +13,18 @@ the paths into attributions:
 A strategy says what it needs from a session (``needs``, capability names; ``exact_only``) so
 that the public API and the command line can refuse a method before any work, and the engine
 dispatches on ``rule.strategy.run(job)``, never on the method's name.
+
+Why one module: the strategies share the refinement's bookkeeping (``PathJob``, the level
+loop of ``PointRefinement``, the not-converged warning and its stack level), and "auto" runs
+the point rule and secant strategies step by step on the same job; apart, each would reach
+into the others' internals.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, NamedTuple, cast
 
 import numpy as np
@@ -44,13 +49,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ADAPTIVE",
+    "AUTO",
     "POINT_RULE",
     "SECANT",
+    "AutoStrategy",
     "AutoSteps",
     "Integrated",
     "NotConvergedWarning",
     "PathJob",
     "PathRecorder",
+    "PointRefinement",
     "SecantFallbackWarning",
     "Strategy",
 ]
@@ -85,6 +93,13 @@ class Integrated(NamedTuple):
     attributions: np.ndarray  # (P, *example_shape)
     steps: np.ndarray  # (P,) the step count that produced them
     evaluations: np.ndarray  # (P,) gradient evaluations spent
+    # (P,) the rule's own estimate of ||attribution error|| / ||attributions|| (L2); NaN where
+    # the rule has none (a single fixed level of a point rule).
+    error_estimate: np.ndarray | None = None
+    # (P,) whether ``steps="auto"`` met its tolerance (True for fixed steps).
+    met: np.ndarray | None = None
+    # The rule that produced them, when it is not the one asked for ("auto").
+    method: str | None = None
 
 
 @dataclass
@@ -168,6 +183,7 @@ class PathJob:
         score: ``(P,)`` F(x) of each path's input and class.
         base_score: ``(P,)`` F(x') of each path's baseline and class.
         recorder: Where evaluated scores go for ``return_path``.
+        precision: The ``precision=`` of the call ("auto" runs secant only at "float32").
         split_paths: ``k -> None``: path ``p * k + j`` becomes a copy of path ``p`` on the
             session (``k = 1``: the real paths), for strategies that keep parts of a path apart.
         unchanged: ``(P,)`` True where F(x) = F(x') to rounding: completeness cannot tell
@@ -190,6 +206,7 @@ class PathJob:
     split_paths: Callable[[int], None]
     unchanged: np.ndarray | None = None
     describe_path: Callable[[int], str] | None = None
+    precision: str = "float32"
 
     @property
     def n_paths(self) -> int:
@@ -292,11 +309,11 @@ class PointRuleStrategy(Strategy):
             taken = job.level(paths, alphas, weights)
             job.recorder.level(paths, alphas, taken)
             used = np.full(job.n_paths, int(steps), dtype=np.int64)
-            return Integrated(job.diff * taken.sums, used, used)
-        attr, used, evals, missed = _refine(job, auto)
-        if missed:
-            _warn_not_converged(missed, job.n_paths, int(used.max()), auto.tol)
-        return Integrated(attr, used, evals)
+            return Integrated(job.diff * taken.sums, used, used,
+                              np.full(job.n_paths, np.nan), np.ones(job.n_paths, dtype=bool))
+        refined = PointRefinement(job, auto)
+        refined.run()
+        return refined.finish_at(depth=1)
 
 
 def _nested_levels(rule: Rule, max_steps: int) -> list[int]:
@@ -318,67 +335,131 @@ def _doubling_levels(rule: Rule, max_steps: int) -> list[int]:
     return levels
 
 
-def _refine(job: PathJob, auto: AutoSteps) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Refines each path until it meets ``auto.tol`` (see AutoSteps) or ``auto.max_steps``;
-    returns the attributions, steps, evaluations and the number of paths that missed.
+#: The largest level-to-level ratio of the changes that a point rule's error estimate
+#: extrapolates with (see :meth:`PointRefinement.estimate`): beyond it the levels are not yet
+#: converging geometrically and the last change itself is the estimate.
+_MAX_RATE = 0.75
 
-    Nested rules evaluate only the new nodes of each level: their weights are ``c(n) * r_k`` with
-    ``r_k`` fixed per node (1 inside, 1/2 at the trapezoid's ends), so the device accumulates
-    ``sum r_k g_k`` across levels and the level's integral is ``c(n)`` times that.
+
+class PointRefinement:
+    """``steps="auto"`` for a point rule: levels of nodes until each path meets ``auto.tol``.
+
+    A path is done when its completeness error is within ``tol`` and the estimated attribution
+    error of the last level is too (:meth:`estimate`). ``auto.max_steps`` bounds the
+    evaluations per path over all levels (and whatever was spent before, ``evals``): a level
+    that would pass it is not started, and the path stops unmet on the finest level computed.
+
+    Nested rules evaluate only the new nodes of each level: their weights are ``c(n) * r_k``
+    with ``r_k`` fixed per node (1 inside, 1/2 at the trapezoid's ends), so the device
+    accumulates ``sum r_k g_k`` across levels and the level's integral is ``c(n)`` times that.
     """
-    rule, diff = job.rule, job.diff
-    n_paths = job.n_paths
-    attr = np.zeros_like(diff)
-    steps_used = np.zeros(n_paths, dtype=np.int64)
-    evals = np.zeros(n_paths, dtype=np.int64)
-    raw = np.zeros_like(diff)
-    prev = np.zeros_like(diff)
-    active = np.arange(n_paths)
-    levels = _nested_levels(rule, auto.max_steps) if rule.nested else _doubling_levels(
-        rule, auto.max_steps
-    )
-    old_alphas = np.empty(0)
-    gap = job.score - job.base_score
-    for li, n in enumerate(levels):
+
+    def __init__(self, job: PathJob, auto: AutoSteps, rule: Rule | None = None) -> None:
+        self.job, self.auto = job, auto
+        self.rule = job.rule if rule is None else rule
+        n_paths = job.n_paths
+        self.attr = np.zeros_like(job.diff)
+        self.steps = np.zeros(n_paths, dtype=np.int64)
+        self.evals = np.zeros(n_paths, dtype=np.int64)
+        self.change = np.full((n_paths, 2), np.nan)  # the last two levels' relative changes
+        self.completeness = np.full(n_paths, np.inf)
+        self.met = np.zeros(n_paths, dtype=bool)
+        self.active = np.arange(n_paths)
+        self._raw = np.zeros_like(job.diff)
+        self._old_alphas = np.empty(0)
+        self._done_levels = 0
+        rule = self.rule
+        self.levels = (_nested_levels(rule, auto.max_steps) if rule.nested
+                       else _doubling_levels(rule, auto.max_steps))
+
+    def estimate(self) -> np.ndarray:
+        """Per path, the relative L2 error of the last level: the last change ``c1`` (the
+        previous level's error, about), times ``r / (1 - r)`` with ``r = c1 / c0`` the rate
+        between the last two changes when it is below ``_MAX_RATE`` (the error of a level
+        falling geometrically); the last change itself before there are two changes, or when
+        the rate says the levels are not converging yet. NaN before any change."""
+        c0, c1 = self.change[:, 0], self.change[:, 1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rate = c1 / c0
+        geometric = np.isfinite(rate) & (rate < _MAX_RATE)
+        factor = np.where(geometric, rate / (1.0 - np.where(geometric, rate, 0.0)), 1.0)
+        return np.where(np.isnan(c0), c1, c1 * np.maximum(factor, 0.0))
+
+    def step(self) -> bool:
+        """Runs the next level on the active paths that can afford it; False when no level is
+        left to run (every path met, or out of levels or budget)."""
+        job, rule, auto = self.job, self.rule, self.auto
+        if self.active.size == 0 or self._done_levels >= len(self.levels):
+            return False
+        n = self.levels[self._done_levels]
         alphas, weights = rule.nodes(n)
+        if rule.nested:
+            is_new = ~np.isclose(alphas[:, None], self._old_alphas[None, :], rtol=0,
+                                 atol=1e-12).any(axis=1) if self._old_alphas.size else (
+                np.ones(alphas.shape[0], dtype=bool))
+            cost = int(is_new.sum())
+        else:
+            cost = n
+        # The first level always runs (a budget below it still gets an answer).
+        afford = self.active if self._done_levels == 0 else self.active[
+            self.evals[self.active] + cost <= auto.max_steps]
+        self.active = afford
+        if afford.size == 0:
+            return False
+        active = afford
         if rule.nested:
             c = weights.max()
             relw = weights / c
-            is_new = ~np.isclose(alphas[:, None], old_alphas[None, :], rtol=0, atol=1e-12).any(
-                axis=1
-            ) if old_alphas.size else np.ones(alphas.shape[0], dtype=bool)
             taken = job.level(active, alphas[is_new], relw[is_new])
             job.recorder.level(active, alphas[is_new], taken)
-            evals[active] += int(is_new.sum())
-            raw[active] += taken.sums[active]
-            integral = c * raw[active]
-            old_alphas = alphas
+            self._raw[active] += taken.sums[active]
+            integral = c * self._raw[active]
+            self._old_alphas = alphas
         else:
             taken = job.level(active, alphas, weights)
             job.recorder.level(active, alphas, taken, replace=True)
-            evals[active] += n
             integral = taken.sums[active]
-        level_attr = diff[active] * integral
-        steps_used[active] = n
+        self.evals[active] += cost
+        self._done_levels += 1
+        self.accept(active, job.diff[active] * integral, n)
+        return True
+
+    def accept(self, active: np.ndarray, level_attr: np.ndarray, n: int) -> None:
+        """Takes a level's attributions of ``active`` paths and stops those that meet tol."""
+        job, tol = self.job, self.auto.tol
+        gap = job.score - job.base_score
         flat = level_attr.reshape(active.shape[0], -1).sum(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             rel = np.abs(flat - gap[active]) / np.abs(gap[active])
         rel = np.where(gap[active] == 0, np.where(flat == 0, 0.0, np.inf), rel)
         if job.unchanged is not None:
-            # F(x) = F(x'): completeness says nothing here; the change criterion decides.
+            # F(x) = F(x'): completeness says nothing here; the error estimate decides.
             rel = np.where(job.unchanged[active], 0.0, rel)
-        finished = np.zeros(active.shape[0], dtype=bool)
-        if li > 0:
-            change = np.array(
-                [relative_change(level_attr[j], prev[p]) for j, p in enumerate(active)]
-            )
-            finished = (rel <= auto.tol) & (change <= auto.tol)
-        attr[active] = level_attr
-        prev[active] = level_attr
-        active = active[~finished]
-        if active.size == 0:
-            break
-    return attr, steps_used, evals, int(active.size)
+        if self.steps[active].max(initial=0) > 0:
+            change = np.array([relative_change(level_attr[j], self.attr[p])
+                               for j, p in enumerate(active)])
+            self.change[active, 0] = self.change[active, 1]
+            self.change[active, 1] = change
+        self.attr[active] = level_attr
+        self.steps[active] = n
+        self.completeness[active] = rel
+        finished = (rel <= tol) & (self.estimate()[active] <= tol)
+        self.met[active[finished]] = True
+        self.active = active[~finished]
+
+    def run(self) -> None:
+        while self.step():
+            pass
+
+    def finish_at(self, depth: int) -> Integrated:
+        """The finest level of every path; warns for the paths that missed tol (``depth``:
+        calls between this and the strategy's ``run``)."""
+        missed = int((~self.met).sum())
+        if missed:
+            _warn_not_converged(missed, self.job.n_paths, int(self.evals.max()), self.auto.tol,
+                                depth + 1)
+        return Integrated(self.attr, self.steps, self.evals, self.estimate(), self.met.copy(),
+                          self.rule.name)
 
 
 class AdaptiveStrategy(Strategy):
@@ -389,7 +470,7 @@ class AdaptiveStrategy(Strategy):
 
     def run(self, job: PathJob) -> Integrated:
         auto = job.auto
-        attr, used, evals, met = run_adaptive(
+        attr, used, evals, met, estimate = run_adaptive(
             job.session, job.diff, job.score - job.base_score,
             steps=None if auto else int(cast(int, job.steps)),
             tol=auto.tol if auto else job.tol,
@@ -398,8 +479,8 @@ class AdaptiveStrategy(Strategy):
             unchanged=job.unchanged,
         )
         if auto is not None and not met.all():
-            _warn_not_converged(int((~met).sum()), job.n_paths, int(used.max()), auto.tol)
-        return Integrated(attr, used, evals)
+            _warn_not_converged(int((~met).sum()), job.n_paths, int(evals.max()), auto.tol)
+        return Integrated(attr, used, evals, estimate, met)
 
 
 class SecantStrategy(Strategy):
@@ -409,13 +490,19 @@ class SecantStrategy(Strategy):
     which reduced precision would break. Operations without one run on their midpoint gradient
     (``IntervalSession.unhandled_ops``): completeness then measures a real error, which
     ``steps="auto"`` refines until it is within ``tol``, and a ``SecantFallbackWarning`` names
-    those operations when the attributions miss ``tol``."""
+    those operations when the attributions miss ``tol``. Its error estimate (the only accuracy
+    signal where completeness is exact) is the pieces' own (``igkit.core.pieces``)."""
 
     name = "secant"
     needs = ("interval_accumulation",)
     exact_only = True
 
     def run(self, job: PathJob) -> Integrated:
+        return self.integrate(job, self.start(job), None, depth=1)
+
+    @staticmethod
+    def start(job: PathJob) -> SecantRun:
+        """A ``SecantRun`` over the job's session."""
         session = cast(IntervalSession, job.session)
 
         def accumulate(rows: RowBatch) -> tuple[Taken, np.ndarray, float]:
@@ -423,32 +510,116 @@ class SecantStrategy(Strategy):
             counts = session.accumulate_intervals(rows, job.batch_size)
             return session.take(), counts, session.piece_residual - before
 
-        run = SecantRun(accumulate, job.split_paths, job.diff, job.score - job.base_score,
-                        job.unchanged)
+        return SecantRun(accumulate, job.split_paths, job.diff, job.score - job.base_score,
+                         job.unchanged)
+
+    def integrate(self, job: PathJob, run: SecantRun, pilot: tuple | None, depth: int,
+                  method: str | None = None) -> Integrated:
+        """Runs ``run`` (its pilot already taken when ``pilot`` is given); ``depth``: calls
+        between this and the strategy's ``run``, for the warnings' stack level."""
+        session = cast(IntervalSession, job.session)
         auto = job.auto
         steps = None if auto else int(cast(int, job.steps))
-        attr, used, met = run.run(
+        attr, used, met, estimate = run.run(
             np.arange(job.n_paths), steps, auto.tol if auto else job.tol,
-            auto.max_steps if auto else cast(int, steps), job.recorder.pieces,
+            auto.max_steps if auto else cast(int, steps), job.recorder.pieces, pilot=pilot,
         )
         if auto is not None and not met.all():
-            _warn_not_converged(int((~met).sum()), job.n_paths, int(used.max()), auto.tol)
+            _warn_not_converged(int((~met).sum()), job.n_paths, int(run.evaluations.max()),
+                                auto.tol, depth)
         ops = sorted(session.unhandled_ops)
         if ops:
             misses = np.array([run.completeness_miss(p, attr[p]) for p in range(job.n_paths)])
             if misses.max() > job.tol:
                 gaps = float(np.abs(job.score - job.base_score).sum())
                 _warn_secant_fallback(ops, float(misses.max()), run.residual / max(gaps, 1e-300),
-                                      job.tol)
-        return Integrated(attr, used, run.evaluations)
+                                      job.tol, depth)
+        return Integrated(attr, used, run.evaluations, estimate, met, method)
+
+
+class AutoStrategy(Strategy):
+    """``method="auto"``: for ``steps="auto"`` secant where the session can run it, else
+    Gauss-Legendre, and of the two the faster on this model, measured on its own paths.
+
+    * Secant needs a session declaring ``interval_accumulation`` and exact ``float32``
+      precision. Without either, "auto" is Gauss-Legendre (``steps="auto"`` doubling its nodes
+      from 8 until ``tol``).
+    * A fixed step count runs Gauss-Legendre, on every backend: ``steps`` is then exactly the
+      gradient evaluations per path (a secant count is pieces, plus a pilot), the same call
+      gives the same numbers in every framework, and nothing is measured to choose from.
+      Pass ``method="secant"`` for a fixed number of secant pieces.
+    * ``steps="auto"`` with secant available probes first (:meth:`probe`): Gauss-Legendre at 8
+      and 16 nodes, then, unless that already meets ``tol``, the secant pilot (16 pieces, which
+      the secant run reuses). On ReLU-type networks the integrand jumps wherever a unit
+      switches and Gauss-Legendre converges slowly; on smooth ones (GELU, LayerNorm) it
+      converges geometrically and beats secant's second order. So when Gauss-Legendre at 8
+      nodes is already within ``PREFER_POINT_RULE`` of secant's 16 pieces (both measured
+      against Gauss-Legendre 16, median over the call's paths), the call continues with
+      Gauss-Legendre from 32 nodes; otherwise with secant. The probe's evaluations count
+      towards ``max_steps`` and ``Result.evaluations``.
+
+    ``Result.method`` records the rule that ran ("secant" or "gauss_legendre").
+    """
+
+    name = "auto"
+    #: Gauss-Legendre is chosen when its 8-node error is at most this times secant's 16-piece
+    #: error: it then costs about half of secant's evaluations at every later level, where on
+    #: a ReLU network its error would not even halve from 8 to 16 nodes.
+    PREFER_POINT_RULE = 0.5
+    #: Below this many evaluations per path there is no room for a probe and a secant run.
+    MIN_PROBE_BUDGET = 96
+
+    def pick(self, capabilities: Capabilities, precision: str = "float32") -> str:
+        """The rule ``steps="auto"`` starts from: "secant" where the session can run it, else
+        "gauss_legendre"."""
+        return "secant" if not SECANT.unsupported(capabilities, precision) else "gauss_legendre"
+
+    def run(self, job: PathJob) -> Integrated:
+        from igkit.core.quadrature import get_rule
+
+        gauss = replace(job, rule=get_rule("gauss_legendre"))
+        auto = job.auto
+        if auto is None:
+            return POINT_RULE.run(gauss)._replace(method="gauss_legendre")
+        gl = PointRefinement(gauss, auto)
+        if self.pick(job.capabilities, job.precision) == "gauss_legendre":
+            gl.run()
+            return gl.finish_at(depth=2)
+        if auto.max_steps < self.MIN_PROBE_BUDGET:
+            return SECANT.integrate(replace(job, rule=get_rule("secant")), SECANT.start(job),
+                                    None, depth=2, method="secant")
+        return self.probe(job, gl)
+
+    def probe(self, job: PathJob, gl: PointRefinement) -> Integrated:
+        """Gauss-Legendre at 8 and 16 nodes, then (unless every path already met tol) the
+        secant pilot; continues with the rule that converges faster (see the class)."""
+        gl.step()
+        gl.step()
+        if gl.met.all():
+            return gl.finish_at(depth=3)
+        run = SECANT.start(job)
+        paths = np.arange(job.n_paths)
+        run.evaluations += gl.evals
+        pilot = run.pilot(paths)
+        secant16 = pilot[0].sum(axis=1)
+        secant_error = np.array([relative_change(gl.attr[p], secant16[p]) for p in paths])
+        gl_error = gl.change[:, 1]
+        if np.median(gl_error) <= self.PREFER_POINT_RULE * np.median(secant_error):
+            gl.evals = run.evaluations.copy()
+            gl.active = np.flatnonzero(~gl.met)
+            gl.run()
+            return gl.finish_at(depth=3)
+        return SECANT.integrate(job, run, pilot, depth=3, method="secant")
 
 
 POINT_RULE = PointRuleStrategy()
 ADAPTIVE = AdaptiveStrategy()
 SECANT = SecantStrategy()
+AUTO = AutoStrategy()
 
 
-def _warn_secant_fallback(ops: list[str], miss: float, residual: float, tol: float) -> None:
+def _warn_secant_fallback(ops: list[str], miss: float, residual: float, tol: float,
+                          depth: int = 0) -> None:
     # Called from a strategy's run: the warning points at the caller of the public function.
     warnings.warn(
         f"method='secant' has no exact rule for {', '.join(ops)}: it followed "
@@ -458,15 +629,18 @@ def _warn_secant_fallback(ops: list[str], miss: float, residual: float, tol: flo
         "steps='auto' (which refines until both errors are within tol), or "
         "method='gauss_legendre'",
         SecantFallbackWarning,
-        stacklevel=5,
+        stacklevel=5 + depth,
     )
 
 
-def _warn_not_converged(missed: int, n_paths: int, steps: int, tol: float) -> None:
-    # Called from a strategy's run: the warning points at the caller of the public function.
+def _warn_not_converged(missed: int, n_paths: int, evaluations: int, tol: float,
+                        depth: int = 0) -> None:
+    # Called from a strategy's run (``depth`` calls below it): the warning points at the
+    # caller of the public function.
     warnings.warn(
-        f"steps='auto' reached {steps} steps without meeting tol={tol} on {missed} of "
-        f"{n_paths} paths; their results are the finest level computed (raise max_steps or tol)",
+        f"steps='auto' spent {evaluations} gradient evaluations without meeting tol={tol} on "
+        f"{missed} of {n_paths} paths; their results are the finest level computed and "
+        "converged is False for them (raise max_steps or tol)",
         NotConvergedWarning,
-        stacklevel=5,
+        stacklevel=5 + depth,
     )

@@ -27,6 +27,7 @@ matplotlib is imported only when a figure is drawn, as everywhere in :mod:`igkit
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -56,7 +57,7 @@ from igkit.viz.registry import (
     parse_figure_styles,
     register_style,
 )
-from igkit.viz.rules import riemann_figure
+from igkit.viz.rules import riemann_figure as _rule_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -216,6 +217,20 @@ def explain_figures(
     return figures
 
 
+def riemann_figure(
+    method: str | None = None, steps: int | str | None = None, *, path: PathLike | None = None
+) -> Figure:
+    """The quadrature rule a run used, on a 1-D stand-in for one pixel's gradient
+    (``igkit.viz.rules.riemann_figure``). ``method="auto"`` chooses its rule per model, so a
+    run's settings cannot say which one ran: it is drawn as "secant" (what "auto" runs with
+    ``steps="auto"`` wherever the backend supports it) for ``steps="auto"``, and as
+    "gauss_legendre" (what it runs for a fixed count) otherwise. A Result's own ``method``
+    names the rule that ran."""
+    if method == "auto":
+        method = "secant" if steps in (None, "auto") else "gauss_legendre"
+    return _rule_figure(method, steps, path=path)
+
+
 def _save_png(path: Path, figure: Figure) -> None:
     from igkit.io.writers import write_figure_png
 
@@ -281,6 +296,14 @@ def _riemann(c: StyleContext) -> Figure:
 @register_style("baselines", needs=("model",))
 def _baselines(c: StyleContext) -> Figure:
     """IG against black, white, uniform and blur baselines side by side."""
+    again = [b for b in COMPARED_BASELINES
+             if not (tuple(c.result.baselines) == (b,) and b != "uniform" and len(c.result) == 1)]
+    if again:
+        # Each is a full IG run (the Result's method and requested steps): say so, since a
+        # figure is otherwise quick.
+        steps = c.result.requested_steps if c.result.requested_steps is not None else c.steps
+        print(f"igkit: the baselines figure runs IG against {', '.join(again)} "
+              f"({c.result.method}, steps={steps})", file=sys.stderr, flush=True)
     runs = _baseline_runs(c.setting, c.result, c.index, c.batch_size, c.seed)
     explained = f"{c.label} (class {c.target})" if c.label else f"class {c.target}"
     return compare_grid(

@@ -21,6 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+# The attribution defaults are igkit.integrated_gradients' own, so that a notebook, the command
+# line and a dataset run compute the same thing unless told otherwise.
+from igkit.api import DEFAULT_MAX_STEPS, DEFAULT_METHOD, DEFAULT_STEPS, DEFAULT_TOL
+
 if TYPE_CHECKING:
     from igkit.models.spec import PreprocessMode
     from igkit.typing import Method, Output, Steps
@@ -28,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
+    "DEFAULT_MAX_STEPS",
     "DEFAULT_METHOD",
     "DEFAULT_MODEL",
     "DEFAULT_STEPS",
@@ -44,12 +49,7 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "efficientnet_lite0"
-DEFAULT_STEPS = 64
-DEFAULT_METHOD: Method = "gauss_legendre"
 DEFAULT_BATCH_SIZE = 16
-#: The TF tutorial's completeness check: attributions sum to F(x) - F(x') within 5 %.
-DEFAULT_TOL = 0.05
-DEFAULT_MAX_STEPS = 1024
 DEFAULT_TOP_K = 3
 #: The HPA notebook's confidence threshold for multi-label targets.
 DEFAULT_THRESHOLD = 0.4
@@ -166,10 +166,12 @@ class ExplainSettings:
         targets: Which classes to explain per input (``topN``, an index, a name); several are
             all explained. Multi-label runs add every class above ``threshold``.
         top_k: Predictions reported per input.
-        steps: Gradient evaluations per path, or "auto" (refine until ``tol``).
-        method: The quadrature rule (``igkit.available_methods()``).
-        tol: Relative completeness tolerance the result is judged against.
-        max_steps: Ceiling of ``steps="auto"``.
+        steps: "auto" (refine until ``tol``) or gradient evaluations per path.
+        method: The quadrature rule (``igkit.available_methods()``); "auto" picks secant or
+            Gauss-Legendre per model (see ``igkit.integrated_gradients``).
+        tol: Relative tolerance of completeness and, for ``steps="auto"``, of the estimated
+            attribution error.
+        max_steps: The most gradient evaluations per path of ``steps="auto"``.
         batch_size: Path points per model call.
         baseline: Baseline names or constant pixel values; several are averaged.
         output: "softmax", "sigmoid" or "raw"; None: the model's own.
