@@ -178,7 +178,12 @@ def _slopes(za: Any, ya: Any, zb: Any, yb: Any, f: Callable[[Any], Any], kind: s
     else:
         still = tf.equal(dz, 0)
     quotient = (yb - ya) / tf.where(still, tf.ones_like(dz), dz)
-    return tf.where(still, _derivative(f, 0.5 * (za + zb)), quotient)
+    if kind == "unit":
+        # ReLU and ReLU6 (clamps): slope 1 where f(z) == z and 0 elsewhere, at the end.
+        derivative = tf.cast(tf.equal(yb, zb), zb.dtype)
+    else:
+        derivative = _derivative(f, 0.5 * (za + zb))
+    return tf.where(still, derivative, quotient)
 
 
 class SecantGraph:
@@ -472,15 +477,44 @@ class SecantGraph:
         return self._pool(op, ins[0], op.inputs[0])
 
     def _pool(self, op: Any, x: Any, orig: Any) -> Any:
+        """Max-pooling (NHWC) by the crossing of each window's winners at the piece's ends.
+
+        Argmax pooling runs once, at the ends: the starts' winners are the row before's,
+        rolled (TensorFlow's argmax pooling is an order of magnitude slower than pooling on
+        CPUs). The gradient reaches the winners through ``MaxPoolGradWithArgmax``."""
+        if self._axis(orig) != 0 or x.shape[0] % self._rows:
+            return self._at_means(op, [x], [0], exact=False)[0]
+        group = int(x.shape[0]) // self._rows
         xb = tf.stop_gradient(x)
-        xa = self._start(x, self._axis(orig), op.type)
+        xa = tf.roll(xb, group, 0)
         padding = op.get_attr("padding")
-        kw = dict(ksize=op.get_attr("ksize"), strides=op.get_attr("strides"),
-                  padding=padding.decode() if isinstance(padding, bytes) else padding,
-                  include_batch_in_index=True)
-        vb, ib = tf.nn.max_pool_with_argmax(xb, **kw)
-        _, ia = tf.nn.max_pool_with_argmax(xa, **kw)
-        return self._crossing(x, xa, ia, ib, vb)
+        spec = dict(ksize=op.get_attr("ksize"), strides=op.get_attr("strides"),
+                    padding=padding.decode() if isinstance(padding, bytes) else padding,
+                    include_batch_in_index=True)
+        vb, ib = tf.nn.max_pool_with_argmax(xb, **spec)
+        size = _prod(xb.shape)
+        va = tf.roll(vb, group, 0)
+        ia = tf.math.floormod(tf.roll(ib, group, 0) + size // self._rows, size)
+        fa, fb = tf.reshape(xa, [-1]), tf.reshape(xb, [-1])
+        xa_ib, xb_ia = tf.gather(fa, ib), tf.gather(fb, ia)
+        num = va - xa_ib
+        den = (vb - xa_ib) - (xb_ia - va)
+        zero = tf.equal(den, 0)
+        t = tf.stop_gradient(tf.where(zero, 0.5 * tf.ones_like(den),
+                                      num / tf.where(zero, tf.ones_like(den), den)))
+
+        @tf.custom_gradient
+        def f(z: Any) -> Any:
+            del z
+
+            def grad(g: Any) -> Any:
+                return (tf.raw_ops.MaxPoolGradWithArgmax(input=xb, grad=g * t, argmax=ia, **spec)
+                        + tf.raw_ops.MaxPoolGradWithArgmax(input=xb, grad=g * (1.0 - t),
+                                                           argmax=ib, **spec))
+
+            return tf.identity(vb), grad
+
+        return f(x)
 
     def _reduce_max(self, op: Any, ins: list) -> list:
         """A max (min) over axes other than the rows' by the crossing of its winners."""
