@@ -177,9 +177,12 @@ def test_localisation_on_hand_made_masks() -> None:
     np.testing.assert_allclose(metrics.mask_share(chans, masks, channel_axis=1).values,
                                [5 / 6, 1 / 6, np.nan])
     assert np.isnan(metrics.pointing_game(chans, masks, channel_axis=1).values[2])
-    # Ties for the maximum: a hit when one of them is in the mask.
-    flat = np.ones((1, 4, 4))
-    assert metrics.pointing_game(flat, mask).values[0] == 1.0
+    # Ties for the maximum: a hit when one of them is in the mask; a constant map (the zero
+    # gradient of a saturated output) points nowhere.
+    tied = np.zeros((1, 4, 4))
+    tied[0, 0, 0] = tied[0, 3, 3] = 1.0
+    assert metrics.pointing_game(tied, mask).values[0] == 1.0
+    assert metrics.pointing_game(np.ones((1, 4, 4)), mask).values[0] == 0.0
     with pytest.raises(ValueError, match="do not match the maps' shape"):
         metrics.mask_share(maps, mask[:3])
 

@@ -57,10 +57,12 @@ def pointing_game(
     attributions: object, masks: object, *, channel_axis: int | None = None
 ) -> MetricResult:
     """1.0 where the map's maximum lies in the mask, else 0.0 (a tie for the maximum counts
-    as a hit when any tied position is in the mask); NaN for an empty mask."""
+    as a hit when any tied position is in the mask, but a constant map, e.g. the all-zero
+    gradient of a saturated output, points nowhere: 0.0); NaN for an empty mask."""
     a, m = _maps_and_masks(attributions, masks, channel_axis, positive=False)
     top = a == a.max(axis=1, keepdims=True)
     hit = np.any(top & m, axis=1).astype(np.float64)
+    hit[a.max(axis=1) == a.min(axis=1)] = 0.0
     hit[~m.any(axis=1)] = np.nan
     return MetricResult("pointing_game", hit, True)
 
