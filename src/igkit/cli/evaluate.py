@@ -100,7 +100,12 @@ def run(args: argparse.Namespace) -> int:
         run_evaluation,
         write_evaluation,
     )
-    from igkit.evaluation.outputs import EVALUATE_FILES, EVALUATE_RECORD, summary_rows
+    from igkit.evaluation.outputs import (
+        EVALUATE_FILES,
+        EVALUATE_RECORD,
+        summary_rows,
+        summary_table,
+    )
     from igkit.io.owned import OwnershipError, claim, record
     from igkit.workflow import InputError
 
@@ -138,28 +143,13 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     written = write_evaluation(out, done, figures=not args.no_figures)
     record(out, written, EVALUATE_RECORD)
-    _print_summary(summary_rows(done.rows))
+    print(summary_table(summary_rows(done.rows)))
     for method, message in dict.fromkeys(done.notes):
         print(f"igkit: warning: {method}: {message}", file=sys.stderr)
     for path, message in done.failures:
         print(f"igkit: failed: {path}: {message}", file=sys.stderr)
     print(f"wrote {', '.join(written)} to {out}", file=sys.stderr)
     return EXIT_FAILED if done.failures else EXIT_OK
-
-
-def _print_summary(rows: list[dict]) -> None:
-    metrics = list(dict.fromkeys(r["metric"] for r in rows))
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    cell = {(r["method"], r["metric"]): r for r in rows}
-    width = max([len("method"), *map(len, methods)])
-    head = "  ".join(f"{m:>16}" for m in metrics)
-    print(f"{'method':<{width}}  {head}")
-    for method in methods:
-        parts = []
-        for metric in metrics:
-            r = cell.get((method, metric))
-            parts.append(f"{'-':>16}" if r is None else f"{r['mean']:>9.4g} ±{r['std']:<6.2g}")
-        print(f"{method:<{width}}  {'  '.join(parts)}")
 
 
 COMMAND = Command(

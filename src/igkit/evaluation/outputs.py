@@ -30,6 +30,7 @@ __all__ = [
     "EVALUATE_RECORD",
     "METRIC_COLUMNS",
     "summary_rows",
+    "summary_table",
     "table_rows",
     "write_evaluation",
 ]
@@ -57,6 +58,22 @@ def summary_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "example": None, "path": None, "target": None,
         })
     return out
+
+
+def summary_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The summary rows as text: one line per method, ``mean ±std`` per metric."""
+    metrics = list(dict.fromkeys(r["metric"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    cell = {(r["method"], r["metric"]): r for r in rows}
+    width = max([len("method"), *map(len, methods)])
+    lines = [f"{'method':<{width}}  " + "  ".join(f"{m:>16}" for m in metrics)]
+    for method in methods:
+        parts = []
+        for metric in metrics:
+            r = cell.get((method, metric))
+            parts.append(f"{'-':>16}" if r is None else f"{r['mean']:>9.4g} ±{r['std']:<6.2g}")
+        lines.append(f"{method:<{width}}  {'  '.join(parts)}")
+    return "\n".join(lines)
 
 
 def table_rows(batch: EvaluatedBatch) -> list[dict[str, Any]]:
