@@ -341,3 +341,23 @@ def test_keras_layer_inside_a_residual_connection_is_replaced_in_place() -> None
     expected = np.logaddexp(0, h @ w + b)[[0, 1], [0, 2]]
     np.testing.assert_allclose(res.baseline_score, expected, rtol=1e-5)
     assert not np.allclose(res.baseline_score, model(np.zeros((2, 6))).numpy()[[0, 1], [0, 2]])
+
+
+def test_keras_relus_inside_a_layers_own_code_are_refused_not_half_guided() -> None:
+    import keras
+    import tensorflow as tf
+
+    class Block(keras.layers.Layer):
+        def __init__(self) -> None:
+            super().__init__(name="block")
+            self.conv = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="cv")
+
+        def call(self, x):  # one swappable ReLU (the activation) and one tf.nn.relu
+            return tf.nn.relu(self.conv(x) - 0.1)
+
+    keras.utils.set_random_seed(2)
+    inp = keras.Input((8, 8, 3))
+    h = keras.layers.GlobalAveragePooling2D()(Block()(inp))
+    model = keras.Model(inp, keras.layers.Dense(3)(h))
+    with pytest.raises(ValueError, match="applies 2 ReLUs, of which igkit can swap 1.*tf.nn.relu"):
+        igkit.attribute(model, XK, "guided_backprop")

@@ -14,8 +14,9 @@ names). The model runs eagerly under a ``tf.GradientTape``:
 * Guided backprop and DeconvNet swap the ReLUs Keras declares: a layer whose ``activation`` is
   ``keras.activations.relu`` (Conv2D, Dense, Activation("relu"), ...) and plain
   ``keras.layers.ReLU`` layers run a ``tf.custom_gradient`` ReLU for the batch. ReLUs called as
-  functions inside a layer's own code cannot be seen and keep their gradient; a model with no
-  swappable ReLU is refused by name.
+  functions inside a layer's own code cannot be swapped: one trace of the model counts the
+  ReLU ops of its graph against the swapped calls, and a model with ReLUs left over (or none
+  swappable) is refused by name instead of explained half-guided.
 """
 
 from __future__ import annotations
@@ -33,9 +34,13 @@ from igkit.backends.tensorflow import _output_transform
 __all__ = ["KerasLayers"]
 
 
-def _relu_rule(rule: str) -> Any:
+def _relu_rule(rule: str, calls: list[int]) -> Any:
+    """The ReLU with ``rule``'s backward; each call (also while tracing) counts in ``calls``."""
+
     @tf.custom_gradient
     def relu(x: Any) -> Any:
+        calls[0] += 1
+
         def grad(dy: Any) -> Any:
             passed = tf.nn.relu(dy)
             if rule == "guided":
@@ -47,14 +52,24 @@ def _relu_rule(rule: str) -> Any:
     return relu
 
 
+def _sublayers(layer: Any) -> list[Any]:
+    """The layers ``layer`` holds directly: a model's ``layers``, and for any Keras layer the
+    ones it tracks as attributes (a custom layer's own convolutions)."""
+    flatten = getattr(layer, "_flatten_layers", None)
+    if flatten is not None:
+        return list(flatten(include_self=False, recursive=False))
+    return list(getattr(layer, "layers", []))
+
+
 def _all_layers(model: Any) -> dict[str, Any]:
-    """Every layer by name, nested models' layers included (the outer name wins)."""
+    """Every layer by name, breadth first, nested models' and custom layers' own layers
+    included (the outermost of two equal names wins)."""
     found: dict[str, Any] = {}
-    stack = list(getattr(model, "layers", []))
+    stack = _sublayers(model)
     while stack:
         layer = stack.pop(0)
         found.setdefault(layer.name, layer)
-        stack.extend(getattr(layer, "layers", []))
+        stack.extend(_sublayers(layer))
     return found
 
 
@@ -156,11 +171,12 @@ class KerasLayers:
 
             return call
 
+        # A block's (nested model's, custom layer's) call returns after its layers', so it
+        # comes after them, as a torch container's hook fires after its children's.
         swapped = []
         for name, layer in self._layers.items():
-            if not getattr(layer, "layers", None):  # leaves only: a nested model's call
-                swapped.append(layer)  # would report its layers' shapes again
-                layer.call = recorder(name, layer.call)
+            swapped.append(layer)
+            layer.call = recorder(name, layer.call)
         try:
             self._scores(tf.constant(point, self._dtype))
         finally:
@@ -228,9 +244,10 @@ class KerasLayers:
         return np.concatenate(out)
 
     @contextlib.contextmanager
-    def _swapped_relus(self, rule: str) -> Iterator[None]:
-        relu = _relu_rule(rule)
-        keras = __import__("keras")
+    def _swapped_relus(self, rule: str, example: np.ndarray) -> Iterator[None]:
+        calls = [0]
+        relu = _relu_rule(rule, calls)
+        import keras
         swapped: list[tuple[Any, str, Any]] = []
         for layer in self._layers.values():
             act = getattr(layer, "activation", None)
@@ -247,6 +264,7 @@ class KerasLayers:
                 "code cannot be swapped. Use method='saliency' for the plain gradient"
             )
         try:
+            self._check_all_swapped(rule, example, calls)
             yield
         finally:
             for layer, attr, old in swapped:
@@ -255,13 +273,30 @@ class KerasLayers:
                 else:
                     setattr(layer, attr, old)
 
+    def _check_all_swapped(self, rule: str, example: np.ndarray, calls: list[int]) -> None:
+        """Traces the model once (no compute): a ReLU op in its graph that is not a swapped
+        call (``tf.nn.relu`` in a layer's own code) would keep its plain gradient, so the
+        model is refused by name rather than explained half-guided."""
+        calls[0] = 0
+        fn = tf.function(lambda x: self._scores(x))
+        graph = fn.get_concrete_function(tf.TensorSpec(example.shape, self._dtype)).graph
+        ops = sum(op.type == "Relu" for op in graph.get_operations())
+        if ops > calls[0]:
+            raise ValueError(
+                f"the model applies {ops} ReLUs, of which igkit can swap {calls[0]} for the "
+                f"{rule!r} backward (layers with activation='relu', keras.layers.ReLU); the "
+                f"other {ops - calls[0]} are called inside a layer's own code (tf.nn.relu in "
+                "call) and would keep their plain gradient. Build those ReLUs as layers, or use "
+                "method='saliency'"
+            )
+
     def relu_gradients(
         self, points: np.ndarray, targets: np.ndarray, batch_size: int, rule: str
     ) -> np.ndarray:
         """The input gradient of each point's target score with every swappable ReLU's backward
         replaced by ``rule`` ("guided" or "deconvnet"), ``(M, *input_shape)``."""
         out = []
-        with self._swapped_relus(rule):
+        with self._swapped_relus(rule, points[:1]):
             for start in range(0, points.shape[0], batch_size):
                 stop = min(points.shape[0], start + batch_size)
                 xb = tf.constant(points[start:stop], self._dtype)
