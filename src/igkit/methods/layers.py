@@ -20,6 +20,10 @@ Batching: every model call goes through the backend helper in batches of ``batch
 with at most ``MethodContext.chunk`` rows on the host at once; all explanations' rows (several
 targets of one input, all path points) are packed into the same batches, and what does not
 depend on the target (activations at the inputs and baselines) is computed once per input.
+
+Why one module: the eight methods share the layer lookup and its refusals, the layer-shaped
+Result and the streaming of path rows; Guided Grad-CAM is Grad-CAM's map times guided backprop,
+so splitting the family would split it in two.
 """
 
 from __future__ import annotations
