@@ -15,6 +15,7 @@ from captum.attr import DeepLift, DeepLiftShap, GradientShap, NoiseTunnel, Salie
 
 import igkit
 from igkit.core.checks import NothingToAttributeWarning
+from igkit.core.strategies import NotConvergedWarning
 from igkit.core.targets import resolve_target_plan
 from igkit.methods import MethodContext, get_method
 from igkit.methods.noise import aggregate
@@ -273,6 +274,11 @@ def test_noise_wrapper_runs_all_copies_in_one_call_against_the_clean_baselines()
     clean = igkit.integrated_gradients(net, IMG, baseline="blur", steps=4, tol=1e6)
     np.testing.assert_allclose(res.baseline_score, clean.baseline_score, rtol=1e-5)
     np.testing.assert_array_equal(res.baseline_inputs, clean.baseline_inputs)
+    # The method's warnings say they are about the copies.
+    with pytest.warns(NotConvergedWarning, match=r"noise=: on the 6 noisy copies \(copy j is "
+                      r"input j // 3\): completeness missed"):
+        igkit.attribute(net, IMG, "gauss_legendre", steps=1, tol=1e-9,
+                        noise={"samples": 3, "stdev": 0.1})
 
 
 def test_noise_options_are_refused_before_the_model_runs() -> None:

@@ -24,6 +24,7 @@ whatever the wrapped method draws. The noisy copies of all inputs are held on th
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -31,9 +32,10 @@ from typing import Any
 import numpy as np
 
 from igkit.core.baselines import BaselineContext, make_baselines
+from igkit.core.checks import NothingToAttributeWarning
 from igkit.core.result import Result
 from igkit.core.targets import TargetPlan
-from igkit.methods.context import MethodContext
+from igkit.methods.context import _EXPLAIN_NOTHING, MethodContext, _warn_all_zero
 from igkit.methods.options import choice, non_negative_float, positive_int
 from igkit.methods.registry import MethodSpec, Option, register_method
 
@@ -247,6 +249,27 @@ def _combine(inner: Result, plan: TargetPlan, copies: int, kind: str, clean: np.
     )
 
 
+def _on_copies(run: Callable[[], Result]) -> tuple[Result, list[warnings.WarningMessage]]:
+    """``run()`` with the warnings it raises kept, to be said of the noisy copies afterwards."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run()
+    return result, list(caught)
+
+
+def _reissue(caught: list[warnings.WarningMessage], n: int, samples: int) -> None:
+    """The inner run's warnings again, saying that they are about noisy copies. Its all-zero
+    maps are not: a copy's empty map is one sample; the aggregate is checked instead."""
+    for w in caught:
+        text = str(w.message)
+        if issubclass(w.category, NothingToAttributeWarning) and "all-zero" in text:
+            continue
+        warnings.warn(
+            f"noise=: on the {n * samples} noisy copies (copy j is input j // {samples}): {text}",
+            w.category, stacklevel=4,
+        )
+
+
 def attribute_with_noise(
     model: object, inputs: object, method: str, noise: object, *, target: object,
     baseline: object, output: object, batch_size: int | None, seed: int,
@@ -301,18 +324,19 @@ def attribute_with_noise(
                 input_range=prep.input_range, rng=rng, batch_size=prep.options.batch_size,
                 method=spec.name, output=out_name, seed=seed, clean=x, copies=samples,
             )
-            inner = spec.run(ctx, options)
+            inner, caught = _on_copies(lambda: spec.run(ctx, options))
     if spec.entry is not None:
         given_base = (_clean_baselines(baseline, x, axis, prep.input_range, rng, samples)
                       if spec.uses_baseline else None)
-        inner = spec.entry(
+        entry = spec.entry
+        inner, caught = _on_copies(lambda: entry(
             model, noisy,
             target=_copies_target(plan, n, samples),
             baseline=[b for _, b in given_base] if given_base else baseline,
             output=output, batch_size=prep.options.batch_size,
             seed=int(rng.integers(2**31 - 1)), channel_axis=axis,
             input_range=prep.input_range, batched=True, dtype=dtype, **options,
-        )
+        ))
         labels = tuple(lb for lb, _ in given_base) if given_base else inner.baselines
     else:
         labels = inner.baselines
@@ -321,6 +345,10 @@ def attribute_with_noise(
         base_inputs = base_inputs[::samples]
     result = _combine(inner, plan, samples, kind, x, pair_score, labels, base_inputs, seed,
                       spec.name)
+    _reissue(caught, n, samples)
+    if spec.name not in _EXPLAIN_NOTHING:
+        attr = result.attributions
+        _warn_all_zero(attr if plan.mask is None else attr[plan.mask], plan, spec.name, out_name)
     if not prep.batched and not result.multi_target:
         result = _unbatch(result)
     return result
