@@ -94,7 +94,8 @@ def _softmax_forward(model: Any) -> Callable[[Any], Any]:
     return lambda t: torch.softmax(model(t), -1)
 
 
-def build_units(cases: list[str], frameworks: list[str], quick: bool) -> list[Unit]:
+def build_units(cases: list[str], frameworks: list[str], quick: bool,
+                photo_names: tuple[str, ...] = PHOTOS) -> list[Unit]:
     """The units of the cases asked for, torch first (the references are computed there)."""
     units: list[Unit] = []
     for case in cases:
@@ -102,7 +103,7 @@ def build_units(cases: list[str], frameworks: list[str], quick: bool) -> list[Un
             from igkit.models.photos import demo_photos
 
             photos = demo_photos()
-            names = PHOTOS[:1] if quick else PHOTOS
+            names = photo_names[:1] if quick else photo_names
             if "torch" in frameworks:
                 lm = igkit.load_model("efficientnet_lite0")
                 units += [Unit("effnet", "torch", n, lm, photos[n].transpose(2, 0, 1)[None].copy(),
@@ -293,6 +294,21 @@ def run_auto(unit: Unit, ref: Reference, method: str | None) -> dict[str, Any]:
             "met": l1 <= TOL and comp <= TOL}
 
 
+def secant_agreement(unit: Unit, ref: Reference, torch_attributions: dict[str, np.ndarray]
+                     ) -> str:
+    """Secant at 64 pieces in this unit's framework against the same in torch (relative L2),
+    or "torch" for the torch unit, which keeps its attributions in ``torch_attributions``."""
+    res, _ = _quiet_call(lambda: _ig(unit, method="secant", steps=64, target=ref.target))
+    a = _to_reference_layout(unit, res.attributions)
+    if unit.framework == "torch":
+        torch_attributions[unit.key] = a
+        return "torch"
+    other = torch_attributions.get(unit.key)
+    if other is None:
+        return "no torch run"
+    return f"{np.linalg.norm(a - other) / np.linalg.norm(other):.1e}"
+
+
 # ---------------------------------------------------------------------------------------------
 # Tables
 # ---------------------------------------------------------------------------------------------
@@ -359,8 +375,10 @@ def tables(results: list[dict[str, Any]], grid: tuple[int, ...]) -> list[str]:
             lines.append(f"| {bucket} | not available | - | 0 |")
     lines += ["", "Accuracy of the automatic runs (relative L1 / L2 attribution error % / "
               "completeness %, the rule's own error estimate when it gives one, seconds, "
-              "warnings) and the reference's cross-check (L1 / L2 %):", "",
-              "| unit | reference check | default auto | secant auto |", "|---|---|---|---|"]
+              "warnings), the reference's cross-check (L1 / L2 %), and secant's attributions at "
+              "64 pieces against torch's (relative L2):", "",
+              "| unit | reference check | default auto | secant auto | secant 64 vs torch |",
+              "|---|---|---|---|---|"]
     for r in results:
         cells = []
         for a in (r["auto"], r["secant_auto"]):
@@ -371,8 +389,9 @@ def tables(results: list[dict[str, Any]], grid: tuple[int, ...]) -> list[str]:
             cells.append(f"{a['evals']} evals ({a['method']}): {_pct(a['l1'])} / {_pct(a['l2'])}"
                          f" / {_pct(a['comp'])}, est. {est}, {a['seconds']:.1f} s"
                          + (f", {' '.join(a['warnings'])}" if a["warnings"] else ""))
+        agree = r["agree"] if r["agree"] is not None else "not available"
         lines.append(f"| {r['case']}/{r['framework']}/{r['label']} | {r['ref_check']} | "
-                     + " | ".join(cells) + " |")
+                     + " | ".join(cells) + f" | {agree} |")
     return lines
 
 
@@ -487,6 +506,7 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--igkit-gl-on-torch", action="store_true",
                     help="also sweep igkit's Gauss-Legendre on torch (it computes Captum's "
                          "numbers, so by default torch's best fixed GL is Captum's)")
+    ap.add_argument("--photos", default=",".join(PHOTOS), help="EfficientNet's demo photos")
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     ap.add_argument("--out", default=None, help="also write the tables to this markdown file")
     args = ap.parse_args(argv)
@@ -509,9 +529,10 @@ def main(argv: list[str] | None = None) -> str:
                            for f in ("torch", "jax", "tensorflow")),
               f"reference: igkit Gauss-Legendre {ref_steps}", ""]
     print("\n".join(header), flush=True)
-    units = build_units(cases, frameworks, args.quick)
+    units = build_units(cases, frameworks, args.quick, tuple(args.photos.split(",")))
     refs: dict[str, Reference] = {}
     results = []
+    secant_64: dict[str, np.ndarray] = {}
     sections = args.sections.split(",")
     for unit in units:
         if unit.key not in refs:
@@ -531,6 +552,8 @@ def main(argv: list[str] | None = None) -> str:
             "secant_auto": run_auto(unit, ref, "secant") if method_supported(fw, "secant")
             else None,
         }
+        row["agree"] = secant_agreement(unit, ref, secant_64) if method_supported(
+            fw, "secant") else None
         results.append(row)
         print(f"{unit.name}: captum {_need(row['captum'], grid)}, igkit GL "
               f"{_need(row['igkit_gl'], grid)}, auto {_auto_cell(row['auto'])} "
