@@ -13,7 +13,10 @@
   through the linear maps: that is one secant piece over the whole path, i.e. Integrated
   Gradients with ``method="secant"`` and ``steps=1``, complete to rounding. It runs exactly
   that (``igkit.core.engine.run_integrated_gradients``), so it needs a session declaring
-  ``interval_accumulation``; sessions without it are refused by name with the fix.
+  ``interval_accumulation``; sessions without it are refused by name with the fix. On such
+  nets it equals Captum's DeepLift (Rescale) to float32 rounding. Max-pooling follows the
+  secant's crossing-point rule, not Captum's max-pool multiplier: both are complete, but the
+  attributions differ.
 * ``deeplift_shap`` (Lundberg and Lee 2017; Captum's DeepLiftShap): DeepLift against every
   reference of the distribution (one secant piece each, all in one run), averaged.
 
