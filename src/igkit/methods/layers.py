@@ -410,8 +410,8 @@ def _layer_conductance(ctx: MethodContext, options: Mapping[str, Any]) -> Result
 
 _LAYER = Option("layer", None, "the layer's name: a torch module name "
                 "(model.named_modules()) or a Keras layer name (model.get_layer)", _name)
-_CAM_LAYER = Option("layer", None, "the layer's name (torch module name, Keras layer name), or "
-                    "'auto': the last convolutional feature map", _name)
+_CAM_LAYER = Option("layer", "auto", "the layer's name (torch module name, Keras layer name), "
+                    "or 'auto' (default): the last convolutional feature map", _name)
 _INTERP = ("bilinear", "nearest")
 _WHY_NOT_LAYERS = {"jax": _JAX_LAYERS}
 _WHY_NOT_RELU = {"jax": _JAX_RELU}
