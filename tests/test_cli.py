@@ -234,7 +234,7 @@ def test_explain_two_photos(
             str(data["model"]) == "efficientnet_lite0" and str(data["method"]) == "gauss_legendre"
         )
         assert int(data["steps"]) == 4 and int(data["evaluations"]) == 4
-        assert str(data["baseline"]) == "black" and float(data["tol"]) == 0.05
+        assert str(data["baseline"]) == "black" and float(data["tol"]) == 0.01  # the default
         assert str(data["output"]) == "softmax" and str(data["preprocess"]) == "center_crop"
         assert np.all(data["baseline_image"] == 0)
         gap = float(data["score"]) - float(data["baseline_score"])
