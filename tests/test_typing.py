@@ -28,6 +28,9 @@ TYPED = [
     "src/igkit/workflow",
     "src/igkit/cli",
     "src/igkit/runner",
+    "src/igkit/methods",
+    "src/igkit/metrics",
+    "src/igkit/evaluation",
 ]
 
 

@@ -286,13 +286,13 @@ def felzenszwalb_regions(image_hwc: np.ndarray, dilation: int = 5) -> np.ndarray
     im = (im - lo) / (hi - lo) * 2.0 - 1.0 if hi > lo else np.zeros_like(im)
     im = resize(im, (224, 224), order=3, mode="constant", preserve_range=True,
                 anti_aliasing=True)
-    regions = []
+    regions: list[np.ndarray] = []
     for scale in _SCALES:
         seg = felzenszwalb(im, scale=scale, sigma=0.8, min_size=150)
         seg = resize(seg, (h, w), order=0, preserve_range=True, mode="constant",
                      anti_aliasing=False).astype(int)
         regions.extend(seg == label for label in range(seg.min(), seg.max() + 1))
-    masks = np.asarray(regions, dtype=bool)
+    masks = np.stack(regions).astype(bool)
     if dilation:
         yy, xx = np.mgrid[-dilation:dilation + 1, -dilation:dilation + 1]
         disk = yy**2 + xx**2 <= dilation**2
