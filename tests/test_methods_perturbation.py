@@ -84,6 +84,13 @@ def test_a_window_spanning_the_channels_gives_each_pixel_its_channels_sum():
                                rtol=1e-10, atol=1e-14)
 
 
+def test_occlusion_by_disjoint_windows_is_ablation_of_the_same_patches():
+    net = _cnn()
+    occ = igkit.attribute(net, X, "occlusion", target=[4, 0, 2], window=3, stride=3)
+    abl = igkit.attribute(net, X, "feature_ablation", target=[4, 0, 2], mask=_grid_mask(3))
+    np.testing.assert_allclose(occ.attributions, abl.attributions, rtol=1e-12, atol=1e-15)
+
+
 def test_shapley_sampling_is_exact_on_a_linear_model_for_any_sample_count():
     net = _linear()
     expected = _linear_attr(net, [3, 3, 1])

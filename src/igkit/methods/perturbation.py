@@ -29,7 +29,12 @@ explained for an input read their scores from the same forward pass.
   attributions are complete for any sample count, and ``Result.delta`` measures rounding.
 
 With several baselines (``baseline=[...]``) a method's attributions are the mean over them, as
-for Integrated Gradients.
+for Integrated Gradients. Groups are read from ``mask=`` by ``masks.feature_groups`` (one
+example's shape, its spatial shape shared by the channels, or one mask per input, e.g.
+superpixels of each image). What the options cannot fit (a window larger than the input, a
+stride that skips features, a mask of another shape, too many groups for Shapley sampling
+without a mask, one input to permute) is refused before any perturbed copy is run: after
+``igkit.attribute``'s first forward pass, which checks the model's outputs for every method.
 """
 
 from __future__ import annotations
