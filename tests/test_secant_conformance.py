@@ -98,7 +98,7 @@ def test_every_piece_is_complete_to_rounding(frameworks: None, backend: str, cas
     """Through the session contract: each piece maps the input's change to the score's."""
     module = importlib.import_module(f"igkit.backends.{backend}")
     session = module.open_session(_model(backend, case), SessionOptions(
-        output="raw", batch_size=8, dtype=np.dtype(np.float64)))
+        output="raw", batch_size=16, dtype=np.dtype(np.float64)))
     try:
         x = cases.images()
         session.set_paths(x, np.zeros_like(x), np.array([0, 1]), np.array([1, 3]))
