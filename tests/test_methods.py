@@ -97,3 +97,11 @@ def test_an_all_zero_map_of_a_saturated_output_is_said() -> None:
         res = igkit.attribute(net, x, "saliency", output="sigmoid")
     assert not res.attributions.any()
     assert igkit.attribute(net, x, "saliency", output="raw").attributions.all()
+
+
+def test_a_method_without_completeness_says_so_instead_of_nothing_to_attribute() -> None:
+    res = igkit.attribute(_net(), X, "saliency")
+    assert not res.complete and not res.nothing_to_attribute.any()
+    assert "saliency makes no completeness claim" in res.completeness_report(0)
+    ig = igkit.attribute(_net(), X, "integrated_gradients")
+    assert ig.complete and "completeness within" in ig.completeness_report(0)

@@ -97,7 +97,11 @@ class Result:
             ``igkit.attribution_methods()``): "integrated_gradients" for every quadrature rule
             (``method`` names the rule), else e.g. "saliency" or "occlusion" (``method`` is then
             the same name). Methods without a completeness property leave ``delta`` and
-            ``relative_error`` NaN and ``converged`` True (see ``igkit.methods``).
+            ``relative_error`` NaN and ``converged`` True (see ``igkit.methods``), with
+            ``complete`` False.
+        complete: Whether the method claims completeness (its attributions add up to
+            F(x) - F(x')), so that ``delta`` and ``relative_error`` measure something; False
+            for saliency, Grad-CAM, occlusion and the like.
     """
 
     attributions: np.ndarray
@@ -123,6 +127,7 @@ class Result:
     requested_steps: int | str | None = None
     max_steps: int | None = None
     attribution_method: str = "integrated_gradients"
+    complete: bool = True
 
     def __len__(self) -> int:
         return int(self.delta.shape[0])
@@ -139,7 +144,10 @@ class Result:
         zero-weight or saturated output, or an input equal to its baseline), so the
         attributions must add up to zero and completeness cannot be checked. Such explanations
         have ``relative_error`` NaN and ``converged`` False, and raised
-        ``igkit.NothingToAttributeWarning``. The empty slots of ragged targets are False."""
+        ``igkit.NothingToAttributeWarning``. The empty slots of ragged targets are False, and
+        so is every explanation of a method without completeness (``complete`` False)."""
+        if not self.complete:
+            return np.zeros(self.relative_error.shape, dtype=bool)
         return np.isnan(self.relative_error) & ~np.isnan(self.score)
 
     def pairs(self) -> list[tuple[int, int]]:
@@ -233,6 +241,12 @@ class Result:
                 raise IndexError(f"input {index} has no target in slot {i[1]}")
         gap = self.score[i] - self.baseline_score[i]
         total = gap + self.delta[i]
+        if not self.complete:
+            return (
+                f"{self.attribution_method} makes no completeness claim (its attributions need "
+                f"not add up to F(x) - F(x')); F(x) = {self.score[i]:.6g}, "
+                f"{self.evaluations[i]} gradient evaluations"
+            )
         if self.nothing_to_attribute[i]:
             a, b = f"{self.score[i]:.6g}", f"{self.baseline_score[i]:.6g}"
             equal = (f"F(x) = F(x') = {a}" if a == b

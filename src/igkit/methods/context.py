@@ -256,6 +256,7 @@ class MethodContext:
             seed=self.seed,
             requested_steps=requested_steps,
             attribution_method=self.method,
+            complete=bool(complete and baseline_score is not None),
         )
 
 
