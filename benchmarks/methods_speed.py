@@ -1,4 +1,4 @@
-"""Every attribution method igkit shares with Captum, side by side on EfficientNet-Lite0.
+"""Every attribution method igkit shares with Captum (or PAIR), side by side on EfficientNet-Lite0.
 
     python benchmarks/methods_speed.py            # the three photos, full settings
     python benchmarks/methods_speed.py --quick    # one photo (two for feature_permutation),
@@ -24,7 +24,8 @@ The model is the builtin default (``igkit.load_model("efficientnet_lite0")``), e
 raw logits for each photo's top class. Its activations are functional ReLU6 calls: Captum's
 GuidedBackprop, Deconvolution and DeepLift only act on ``nn.ReLU`` modules, so on this model
 they compute plain gradients (resp. gradient x input); igkit's follow every ReLU. Methods that
-igkit has not registered are listed as such and skipped.
+igkit has not registered are listed as such and skipped. Blur IG, Guided IG and XRAI are
+compared with PAIR saliency (framework-free, one photo per call, its own batch_size).
 """
 
 from __future__ import annotations
@@ -255,6 +256,59 @@ def cases(s: Setup) -> list[Case]:
     ]
 
 
+def _pair_call(s: Setup, target: int) -> Callable[..., dict]:
+    """PAIR saliency's call_model_function for the torch model (PAIR works in H, W, C)."""
+    import saliency.core as pair
+    import torch
+
+    def call(batch, call_model_args=None, expected_keys=None):
+        t = torch.tensor(np.moveaxis(np.asarray(batch, np.float32), -1, 1), device=s.xt.device,
+                         requires_grad=True)
+        s.model(t)[:, target].sum().backward()
+        return {pair.INPUT_OUTPUT_GRADIENTS: np.moveaxis(t.grad.cpu().numpy(), 1, -1)}
+
+    return call
+
+
+def _pair(s: Setup, mask_of: Callable[[Any, np.ndarray, Callable[..., dict]], np.ndarray]
+          ) -> np.ndarray:
+    """PAIR's map of each photo (one at a time, as PAIR takes them), channels first."""
+    maps = []
+    for img, target in zip(s.x, s.targets, strict=True):
+        hwc = img.transpose(1, 2, 0)
+        out = np.asarray(mask_of(None, hwc, _pair_call(s, target)))
+        maps.append(np.moveaxis(out, -1, 0) if out.ndim == 3 else out[None])
+    return np.stack(maps)
+
+
+def pair_cases(s: Setup) -> list[Case]:
+    import types
+
+    import saliency.core as pair
+    from saliency.core import guided_ig
+    from saliency.core.xrai import XRAIParameters
+
+    # PAIR's Guided IG calls np.quantile(interpolation=), which NumPy 2 renamed method=.
+    shim = types.SimpleNamespace(**{k: getattr(np, k) for k in dir(np) if not k.startswith("__")})
+    shim.quantile = lambda a, q, interpolation="linear": np.quantile(a, q, method=interpolation)
+    guided_ig.np = shim
+
+    steps = 8 if s.quick else 64
+    return [
+        Case("blur_ig", f"{steps} steps, max sigma 50 (PAIR, batch {s.bs})", {"steps": steps},
+             lambda s: _pair(s, lambda _, x, call: pair.BlurIG().GetMask(
+                 x, call, steps=steps, batch_size=s.bs)),
+             agree="PAIR weighs a batch by its last step"),
+        Case("guided_ig", f"{steps} steps, black (PAIR)", {"steps": steps},
+             lambda s: _pair(s, lambda _, x, call: pair.GuidedIG().GetMask(
+                 x, call, x_steps=steps, x_baseline=np.zeros_like(x)))),
+        Case("xrai", f"IG {steps} steps, black+white (PAIR, batch {s.bs})", {"steps": steps},
+             lambda s: _pair(s, lambda _, x, call: pair.XRAI().GetMask(
+                 x, call, batch_size=s.bs, extra_parameters=XRAIParameters(steps=steps))),
+             agree="PAIR's IG rule differs"),
+    ]
+
+
 def _grid() -> np.ndarray:
     cell = np.arange(224) // 28
     return (cell[:, None] * 8 + cell[None, :])[None, None]
@@ -345,7 +399,12 @@ def main() -> None:
     print("\n".join(header), flush=True)
     lines = list(header)
     skipped = []
-    for case in cases(warm):
+    try:
+        extra = pair_cases(warm)
+    except ImportError:
+        extra = []
+        skipped.append("blur_ig, guided_ig, xrai: PAIR saliency (PyPI saliency) not installed")
+    for case in cases(warm) + extra:
         if wanted and case.name not in wanted:
             continue
         if case.name not in registered:
