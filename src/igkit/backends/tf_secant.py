@@ -42,6 +42,10 @@ The operation classes (``RULES``, by TensorFlow operation type):
   taken around a stopped mean, exact since the centred values sum to zero);
 * anything else: its gradient at the midpoint of the piece's ends, named in ``unhandled``.
   Control flow (``If``, ``While``) is refused with the fix.
+
+Why one module: the interpreter, the rules and the step share the row bookkeeping (row axes,
+starts as rolled rows) and the way an operation is created again; split, every rule would reach
+into the interpreter's state.
 """
 
 from __future__ import annotations
