@@ -3,9 +3,11 @@
 They change some input features, run the model forward and read how the explained score
 moved; no gradient is taken, so they run on every backend through ``MethodContext.outputs_at``.
 Every perturbed copy of every input goes to the model in full batches, and the copies are
-built ``ctx.chunk`` (8 batches) at a time, so memory is bounded by ``batch_size`` however many
-copies a method needs. A perturbed copy is made per input, not per explanation: all the classes
-explained for an input read their scores from the same forward pass.
+built one batch (``batch_size`` rows) at a time, so memory is bounded by ``batch_size`` however
+many copies a method needs (a forward pass costs far more than building its batch, so larger
+blocks would buy nothing but memory). A perturbed copy is made per input, not per
+explanation: all the classes explained for an input read their scores from the same forward
+pass.
 
 * ``occlusion`` (Zeiler & Fergus 2014, as Captum's ``Occlusion``): a window slides over the
   input (``window=``, ``stride=``; ``masks.occlusion_windows`` says how they read); each position
@@ -117,7 +119,7 @@ def _occlusion(ctx: MethodContext, options: Mapping[str, Any]) -> Result:
     total = np.zeros((ctx.n_pairs, *shape))
     credit = _Credit(ctx, pairs_of)
     for _, base in baselines:
-        for block in _blocks(len(jobs), ctx.chunk):
+        for block in _blocks(len(jobs), ctx.batch_size):
             todo = jobs[block]
             copies = ctx.x[[i for _, i in todo]]
             for j, (w, i) in enumerate(todo):
@@ -170,7 +172,7 @@ def _replace_groups(ctx: MethodContext, groups: Groups, source: np.ndarray,
     credit = _Credit(ctx, pairs_of)
     flat_x = ctx.x.reshape(ctx.x.shape[0], -1)
     flat_src = source.reshape(source.shape[0], -1)
-    for block in _blocks(ji.shape[0], ctx.chunk):
+    for block in _blocks(ji.shape[0], ctx.batch_size):
         bi, bg = ji[block], jg[block]
         copies = flat_x[bi]
         for j, (i, g) in enumerate(zip(bi.tolist(), bg.tolist(), strict=True)):
@@ -265,7 +267,7 @@ class _Walk:
         self.base_score = base_score
         self.flat_x = ctx.x.reshape(ctx.x.shape[0], -1)
         self.flat_base = base.reshape(base.shape[0], -1)
-        self.copies = np.empty((ctx.chunk, self.flat_x.shape[1]), dtype=ctx.x.dtype)
+        self.copies = np.empty((ctx.batch_size, self.flat_x.shape[1]), dtype=ctx.x.dtype)
         self.used = 0
         self.jobs: list[tuple[int, int, int, bool]] = []
         self.prev = np.zeros(0)
