@@ -33,6 +33,7 @@ between runs and a later run measures only what changed.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import statistics
@@ -204,6 +205,15 @@ class Cache:
         if path:
             path.write_text(json.dumps(value))
 
+    def array(self, key: str) -> np.ndarray | None:
+        path = self._path(key, ".npy")
+        return np.load(path) if path and path.exists() else None
+
+    def put_array(self, key: str, value: np.ndarray) -> None:
+        path = self._path(key, ".npy")
+        if path:
+            np.save(path, value)
+
     def reference(self, key: str) -> Reference | None:
         path = self._path(key, ".npz")
         if not (path and path.exists()):
@@ -278,8 +288,29 @@ def sweep(unit: Unit, ref: Reference, rule: str, grid: tuple[int, ...], cache: C
     return out
 
 
-def run_auto(unit: Unit, ref: Reference, method: str | None) -> dict[str, Any]:
+def source_stamp() -> str:
+    """A hash of igkit's source: results of its automatic rules are cached under it, so a run
+    after a change to igkit measures them again and one without reuses them."""
+    digest = hashlib.sha1()
+    for path in sorted((ROOT / "src" / "igkit").rglob("*.py")):
+        digest.update(path.as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def run_auto(unit: Unit, ref: Reference, method: str | None, cache: Cache, stamp: str
+             ) -> dict[str, Any]:
     """``steps="auto", tol=0.01`` as a user calls it (``method`` None: the default)."""
+    key = f"auto/{unit.name}/{method or 'default'}/{stamp}"
+    done = cache.get(key)
+    if done is not None:
+        return done
+    out = _run_auto(unit, ref, method)
+    cache.put(key, out)
+    return out
+
+
+def _run_auto(unit: Unit, ref: Reference, method: str | None) -> dict[str, Any]:
     kw: dict[str, Any] = {"steps": "auto", "tol": TOL}
     if method is not None:
         kw["method"] = method
@@ -294,12 +325,16 @@ def run_auto(unit: Unit, ref: Reference, method: str | None) -> dict[str, Any]:
             "met": l1 <= TOL and comp <= TOL}
 
 
-def secant_agreement(unit: Unit, ref: Reference, torch_attributions: dict[str, np.ndarray]
-                     ) -> str:
+def secant_agreement(unit: Unit, ref: Reference, torch_attributions: dict[str, np.ndarray],
+                     cache: Cache, stamp: str) -> str:
     """Secant at 64 pieces in this unit's framework against the same in torch (relative L2),
     or "torch" for the torch unit, which keeps its attributions in ``torch_attributions``."""
-    res, _ = _quiet_call(lambda: _ig(unit, method="secant", steps=64, target=ref.target))
-    a = _to_reference_layout(unit, res.attributions)
+    key = f"secant64/{unit.name}/{stamp}"
+    a = cache.array(key)
+    if a is None:
+        res, _ = _quiet_call(lambda: _ig(unit, method="secant", steps=64, target=ref.target))
+        a = _to_reference_layout(unit, res.attributions)
+        cache.put_array(key, a)
     if unit.framework == "torch":
         torch_attributions[unit.key] = a
         return "torch"
@@ -443,31 +478,16 @@ def _hand_pass(unit: Unit, target: int, rows: int) -> Callable[[], Any]:
     return lambda: tf_step(tb).numpy()
 
 
-def _median_time(fn: Callable[[], Any], rounds: int) -> float:
-    fn()
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def _per_evaluation(unit: Unit, method: str, steps: int, target: int, rounds: int) -> float:
-    """Seconds per gradient evaluation of one igkit call (its forward-only passes included)."""
-
-    def call() -> Any:
-        return _quiet_call(lambda: _ig(unit, method=method, steps=steps, target=target))[0]
-
-    evaluations = int(np.ravel(call().evaluations)[0])
-    return _median_time(call, rounds) / evaluations
+def _igkit_call(unit: Unit, method: str, steps: int, target: int) -> Callable[[], Any]:
+    return lambda: _quiet_call(lambda: _ig(unit, method=method, steps=steps, target=target))[0]
 
 
 def cost(units: list[Unit], refs: dict[str, Reference], rounds: int, pieces: int) -> list[str]:
     """Per framework and case: seconds per evaluation of a hand-written forward+backward
-    (one full batch), of igkit's Gauss-Legendre and of its secant rule at ``pieces``."""
+    (one full batch), of igkit's Gauss-Legendre and of its secant rule at ``pieces`` (a whole
+    call over its gradient evaluations, forward-only passes included); rounds interleaved."""
     lines = [f"### Cost of one evaluation (ms), batch as in the runs, {pieces} pieces / nodes, "
-             f"median of {rounds} rounds", "",
+             f"median of {rounds} interleaved rounds", "",
              "| case | framework | hand fwd+bwd | igkit GL | igkit secant | secant / hand | "
              "secant / GL |", "|---|---|---|---|---|---|---|"]
     seen = set()
@@ -476,15 +496,27 @@ def cost(units: list[Unit], refs: dict[str, Reference], rounds: int, pieces: int
             continue
         seen.add((unit.case, unit.framework))
         target = refs[unit.key].target
-        hand = _median_time(_hand_pass(unit, target, unit.batch_size), rounds) / unit.batch_size
-
-        gl = _per_evaluation(unit, "gauss_legendre", pieces, target, rounds)
-        sec = (_per_evaluation(unit, "secant", pieces, target, rounds)
-               if method_supported(FRAMEWORK_OF[unit.framework], "secant") else None)
-        sec_cells = (["not available"] * 3 if sec is None else
-                     [f"{1e3 * sec:.2f}", f"{sec / hand:.2f}", f"{sec / gl:.2f}"])
-        lines.append(f"| {unit.case} | {unit.framework} | {1e3 * hand:.2f} | {1e3 * gl:.2f} | "
-                     f"{sec_cells[0]} | {sec_cells[1]} | {sec_cells[2]} |")
+        configs = {"hand": _hand_pass(unit, target, unit.batch_size),
+                   "gl": _igkit_call(unit, "gauss_legendre", pieces, target)}
+        if method_supported(FRAMEWORK_OF[unit.framework], "secant"):
+            configs["secant"] = _igkit_call(unit, "secant", pieces, target)
+        per = {"hand": unit.batch_size}  # warm-up, and what each call's time is divided by
+        for label, fn in configs.items():
+            out = fn()
+            if label != "hand":
+                per[label] = int(np.ravel(out.evaluations)[0])
+        times: dict[str, list[float]] = {label: [] for label in configs}
+        for _ in range(rounds):
+            for label, fn in configs.items():
+                start = time.perf_counter()
+                fn()
+                times[label].append(time.perf_counter() - start)
+        ms = {label: 1e3 * statistics.median(t) / per[label] for label, t in times.items()}
+        sec_cells = (["not available"] * 3 if "secant" not in ms else
+                     [f"{ms['secant']:.2f}", f"{ms['secant'] / ms['hand']:.2f}",
+                      f"{ms['secant'] / ms['gl']:.2f}"])
+        lines.append(f"| {unit.case} | {unit.framework} | {ms['hand']:.2f} | {ms['gl']:.2f} | "
+                     + " | ".join(sec_cells) + " |")
         print(lines[-1], flush=True)
     return lines
 
@@ -521,13 +553,14 @@ def main(argv: list[str] | None = None) -> str:
     import torch
 
     torch.set_num_threads(args.threads)
+    stamp = source_stamp()
     header = [f"model zoo, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; CPU "
               f"({os.cpu_count()} cores), torch {torch.__version__}, igkit {igkit.__version__}; "
               f"default method: {'auto' if 'auto' in igkit.available_methods() else 'as before'}"
               f"; secant in torch / jax / tensorflow: "
               + " / ".join("yes" if method_supported(f, "secant") else "no"
                            for f in ("torch", "jax", "tensorflow")),
-              f"reference: igkit Gauss-Legendre {ref_steps}", ""]
+              f"reference: igkit Gauss-Legendre {ref_steps}; igkit source {stamp}", ""]
     print("\n".join(header), flush=True)
     units = build_units(cases, frameworks, args.quick, tuple(args.photos.split(",")))
     refs: dict[str, Reference] = {}
@@ -548,11 +581,12 @@ def main(argv: list[str] | None = None) -> str:
             "igkit_gl": (sweep(unit, ref, "igkit", grid, cache)
                          if unit.framework != "torch" or args.quick or args.igkit_gl_on_torch
                          else None),
-            "auto": run_auto(unit, ref, None),
-            "secant_auto": run_auto(unit, ref, "secant") if method_supported(fw, "secant")
+            "auto": run_auto(unit, ref, None, cache, stamp),
+            "secant_auto": run_auto(unit, ref, "secant", cache, stamp)
+            if method_supported(fw, "secant")
             else None,
         }
-        row["agree"] = secant_agreement(unit, ref, secant_64) if method_supported(
+        row["agree"] = secant_agreement(unit, ref, secant_64, cache, stamp) if method_supported(
             fw, "secant") else None
         results.append(row)
         print(f"{unit.name}: captum {_need(row['captum'], grid)}, igkit GL "
