@@ -24,9 +24,10 @@ from igkit.cli import main
 NPZ_KEYS = {
     "attributions", "image", "baseline_image", "source", "model", "model_description",
     "framework", "target", "target_label", "score", "baseline_score", "delta",
-    "relative_error", "converged", "completeness", "steps", "requested_steps", "evaluations",
-    "method", "baseline", "baselines", "tol", "output", "seed", "batch_size", "preprocess",
-    "input_size", "top_k_indices", "top_k_scores", "top_k_labels", "seconds", "igkit_version",
+    "relative_error", "error_estimate", "converged", "completeness", "steps", "requested_steps",
+    "evaluations", "method", "baseline", "baselines", "tol", "output", "seed", "batch_size",
+    "preprocess", "input_size", "top_k_indices", "top_k_scores", "top_k_labels", "seconds",
+    "igkit_version",
 }  # fmt: skip
 
 

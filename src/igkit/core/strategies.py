@@ -81,6 +81,9 @@ class AutoSteps:
     moved by at most ``tol`` (relative L2) in the last refinement. Completeness alone is a weak
     stopping rule: on ReLU networks it can pass by luck at a step count whose attributions are
     still far off, so the refinement's own change estimate has to agree.
+
+    ``max_steps`` bounds the gradient evaluations per path over everything the strategy
+    spends: every level, pilot and probe.
     """
 
     tol: float
