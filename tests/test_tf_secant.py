@@ -123,7 +123,8 @@ def _pieces(model, x: np.ndarray, baseline: np.ndarray, target: int, pieces: int
     out = session.outputs(np.concatenate([x, baseline]))[:, target]
     session.close()
     assert taken.scores.shape == (len(rows),)
-    assert counts.sum() >= len(rows)
+    # Every point once, but the baselines (counted as PyTorch counts them).
+    assert counts.tolist() == [pieces] * n
     return (x - baseline) * taken.sums, out[:n] - out[n:], session.piece_residual / (
         pieces * n * max(1.0, float(np.abs(out).max()))), session.unhandled_ops
 

@@ -531,7 +531,8 @@ class TensorFlowSession:
         memory is retried in halves.
 
         Returns:
-            The rows evaluated per path index.
+            The points evaluated per path index, counted as the PyTorch session counts them
+            (a run's baseline point and the repeated rows are not counted).
         """
         tf = self._tf
         base: Any = self._base
@@ -542,6 +543,10 @@ class TensorFlowSession:
         owner = rows.path.copy()
         owner[1:] = rows.path[:-1]
         counts = np.zeros(int(rows.path.max()) + 1 if n else 0, dtype=np.int64)
+        # Counted as PyTorch counts them: every point of the path once, but a run's first point
+        # at its baseline (a forward pass PyTorch keeps per baseline; here it is a row) and not
+        # a batch's repeated first row.
+        counted = ~((width == 0) & (rows.alpha == 0) & (rows.weight > 0))
         start, size = 0, max(1, batch_size)
         while start < n:
             stop = min(n, start + size)
@@ -566,7 +571,8 @@ class TensorFlowSession:
                 self._sums, self._t(owner[at_p], tf.int64)[:, None], tf.cast(g, self._tdtype))
             self._scores.append(s[(1 if start > 0 else 0) : at.shape[0]])
             self.piece_residual += float(residual)
-            np.add.at(counts, rows.path[at], 1)
+            fresh = at[1:] if start > 0 else at
+            np.add.at(counts, rows.path[fresh[counted[fresh]]], 1)
             start = stop
         self.unhandled_ops |= step.graph.unhandled
         return counts

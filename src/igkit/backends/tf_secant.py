@@ -20,7 +20,8 @@ of any tensor is the tensor rolled by one row along its row axis (the axis of un
 the traced graph; a dense layer on image features flattens rows with positions, so one row is
 ``size // rows`` entries there). The first row of a batch ends no piece (its seed is zero).
 
-The operation classes (``RULES``, by TensorFlow operation type):
+The operation classes (``RULES``, by TensorFlow operation type, into the one table of
+``igkit.core.secant_rules``):
 
 * ``linear``: their own gradient (convolutions and matmuls with one path-dependent operand,
   bias adds, sums, means, reshapes, average pooling, inference-mode batch norm, ...);
@@ -38,8 +39,10 @@ The operation classes (``RULES``, by TensorFlow operation type):
 * ``softmax``: ``Softmax`` and ``LogSoftmax`` as exp, sum and reciprocal (or log) at both ends,
   with one shift shared by the ends. Normalisations (LayerNorm as Keras writes it: mean,
   squared difference, rsqrt, product) and attention (einsums and a softmax) are compositions;
-* ``no_gradient``: ``StopGradient`` (its values still move with the path: Keras's variance is
-  taken around a stopped mean, exact since the centred values sum to zero);
+* ``stop_gradient``: ``StopGradient`` (its values still move with the path: Keras's variance
+  is taken around a stopped mean, exact since the centred values sum to zero);
+* ``condition``: ``SelectV2`` is linear in its branches; a condition that depends on the path
+  flips inside pieces, so the operation is named;
 * anything else: its gradient at the midpoint of the piece's ends, named in ``unhandled``.
   Control flow (``If``, ``While``) is refused with the fix.
 
@@ -73,7 +76,8 @@ RULES: dict[str, str] = _classes(
     "Transpose Squeeze ExpandDims ConcatV2 Concat Pack Unpack Split SplitV Slice StridedSlice "
     "GatherV2 Gather GatherNd Pad PadV2 MirrorPad Tile BroadcastTo AvgPool AvgPool3D Cast Cumsum "
     "ResizeBilinear ResizeNearestNeighbor DepthToSpace SpaceToDepth ReverseV2 Roll MatrixBandPart "
-    "SelectV2 Select ZerosLike OnesLike EnsureShape CheckNumerics",
+    "ZerosLike OnesLike EnsureShape CheckNumerics",
+    condition="SelectV2 Select",
     multilinear="Mul MatMul BatchMatMul BatchMatMulV2 BatchMatMulV3 Einsum Conv2D Conv3D "
     "DepthwiseConv2dNative Conv2DBackpropInput Conv3DBackpropInputV2 Conv1D",
     quotient="RealDiv Div DivNoNan",
@@ -84,7 +88,9 @@ RULES: dict[str, str] = _classes(
     square="SquaredDifference",
     select="Maximum Minimum MaxPool Max Min",
     softmax="Softmax LogSoftmax",
-    no_gradient="StopGradient PreventGradient",
+    stop_gradient="StopGradient PreventGradient",
+    no_gradient="Shape ShapeN Size Rank ArgMax ArgMin Equal NotEqual Greater GreaterEqual Less "
+    "LessEqual Sign Floor Ceil Round",
     batch_norm="FusedBatchNorm FusedBatchNormV2 FusedBatchNormV3",
     call="PartitionedCall StatefulPartitionedCall",
     control_flow="If StatelessIf While StatelessWhile Case StatelessCase For",
@@ -306,7 +312,8 @@ class SecantGraph:
             self.unhandled.add(f"{op.type} (path-dependent selection)")
         if not floats:
             return _create(op, ins)
-        if kind in ("linear", "no_gradient"):
+        if kind in ("linear", "condition", "stop_gradient", "no_gradient"):
+            # A path-dependent condition was named above; the branches are linear.
             return _create(op, ins)
         if kind == "batch_norm" and not op.get_attr("is_training"):
             return _create(op, ins)
