@@ -26,6 +26,12 @@ interpreted model is the piece's secant gradient:
   (max-pooling): the winners at both ends and the crossing of their lines, from the pooling's
   own JVP and VJP at the ends; a nondecreasing fused activation before a max-pool is moved
   behind it (``max f(z) = f(max z)``);
+* a product of a value with a factor holding ``rsqrt`` (a normalisation: LayerNorm, RMSNorm,
+  GroupNorm as JAX writes them) where both lead back to one pair ``h``: the normalising map of
+  ``h`` averaged over the piece by four Gauss-Legendre nodes plus a rank-one term per row that
+  makes it exact (PyTorch's rule for ``F.layer_norm``; the product rule at the means would weigh
+  ``rsqrt(variance)`` at the ends, far off where the variance passes near zero). Each pair keeps
+  its ``tape`` (how it was made) so that the map can be evaluated again at the nodes;
 * ``stop_gradient`` of a value derived from a maximum (the stable softmax's and logsumexp's
   shift): one value shared by both ends (the larger), so the shift moves nothing; of anything
   else: the identity;
@@ -36,7 +42,7 @@ interpreted model is the piece's secant gradient:
   their inner jaxpr, interpreted in place;
 * anything else: its gradient at the midpoint of its end inputs, named as unhandled.
 
-Softmax, logsumexp, LayerNorm and attention are compositions of these and stay exact.
+Softmax, logsumexp and attention are compositions of these and stay exact.
 
 Why one module: the value pairs, the fused elementwise chains and the rules that consume them
 are one interpreter; split, every rule would reach into the interpreter's representation.
@@ -48,7 +54,7 @@ import functools
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -142,6 +148,9 @@ class Pair:
     b: Any
     a: Any
     shift: bool = False
+    #: How the value was made: ``(fn, inputs)``, ``fn`` on the inputs' values (pairs or
+    #: constants), for the normalisation rule to evaluate a region again (None: not traced).
+    tape: tuple | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -368,9 +377,10 @@ class Interpreter:
         src = x.src
         consts = tuple(x.consts)
         ya = x.run(src.a, consts)
+        tape = (functools.partial(_run_chain, x, consts), [src])
         if not _inexact(ya) or not _inexact(src.b):
-            return Pair(x.run(lax.stop_gradient(src.b), consts), ya, src.shift)
-        return Pair(_slope(x, src.b, src.a, consts), ya, src.shift)
+            return Pair(x.run(lax.stop_gradient(src.b), consts), ya, src.shift, tape)
+        return Pair(_slope(x, src.b, src.a, consts), ya, src.shift, tape)
 
     def _extend(self, eqn: Any, ins: list, src: Pair, piecewise: bool, monotone: bool) -> Chain:
         steps: list = []
@@ -510,7 +520,8 @@ class Interpreter:
             self._flag(eqn.primitive.name,
                        functools.reduce(jnp.logical_or, [jnp.any(x.a != x.b) for x in discrete]))
         shift = all(x.shift for x in vals if isinstance(x, Pair))
-        return [Pair(b, a, shift) for b, a in zip(outs_b, outs_a, strict=True)]
+        return [Pair(b, a, shift, (functools.partial(_output_of, eqn, i), vals))
+                for i, (b, a) in enumerate(zip(outs_b, outs_a, strict=True))]
 
     def _multilinear(self, eqn: Any, vals: list) -> list:
         paths = [i for i, x in enumerate(vals) if isinstance(x, Pair)]
@@ -523,9 +534,48 @@ class Interpreter:
         def fn(ub, vb):
             return _bind(eqn, ub, vb)[0]
 
+        tape = (fn, [u, v])
+        anchor = _normalised(u, v)
+        if anchor is not None:
+            return [self._normalisation(anchor, Pair(fn(lax.stop_gradient(u.b),
+                                                        lax.stop_gradient(v.b)),
+                                                     fn(u.a, v.a), False, tape))]
         um = 0.5 * (u.a + lax.stop_gradient(u.b))
         vm = 0.5 * (v.a + lax.stop_gradient(v.b))
-        return [Pair(_at_means(fn, u.b, v.b, um, vm), fn(u.a, v.a))]
+        return [Pair(_at_means(fn, u.b, v.b, um, vm), fn(u.a, v.a), False, tape)]
+
+    def _normalisation(self, h: Pair, y: Pair) -> Pair:
+        """``y = N(h)``, a normalisation of ``h`` (its tape leads back to ``h``): backward the
+        gradient of ``N`` averaged over the piece by Gauss-Legendre nodes plus, per row, a
+        rank-one term along ``h``'s change that maps it to ``y``'s change exactly (PyTorch's
+        rule for its normalisations). The product rule at the means would weigh
+        ``rsqrt(variance)`` at the ends, far off where the variance passes near zero."""
+
+        def norm(t: Any) -> Any:
+            return _replay(y, h, t, {})
+
+        @jax.custom_vjp
+        def relate(hb, ha):
+            return norm(hb)
+
+        def fwd(hb, ha):
+            return norm(hb), (hb, ha)
+
+        def bwd(res, g):
+            hb, ha = res
+            d = hb - ha
+            avg = jnp.zeros_like(hb)
+            for t, w in _NODES:
+                avg = avg + w * jax.vjp(norm, ha + t * d)[1](g)[0]
+            axes = tuple(range(1, d.ndim))
+            dy = norm(hb) - norm(ha)
+            miss = (g * dy).sum(axes, keepdims=True) - (avg * d).sum(axes, keepdims=True)
+            den = (d * d).sum(axes, keepdims=True)
+            scale = jnp.where(den > 0, miss / jnp.where(den > 0, den, 1.0), 0.0)
+            return avg + scale * d, jnp.zeros_like(ha)
+
+        relate.defvjp(fwd, bwd)
+        return Pair(relate(h.b, h.a), y.a, False, y.tape)
 
     def _quotient(self, eqn: Any, vals: list) -> list:
         u, v = vals
@@ -604,6 +654,92 @@ class Interpreter:
         outs_b = _at_midpoint(fn, ends, mids) if idx else _bind(eqn, *bs)
         outs_a = _bind(eqn, *as_)
         return [Pair(b, a) for b, a in zip(outs_b, outs_a, strict=True)]
+
+
+# Gauss-Legendre nodes and weights on [0, 1] for the normalisations' piece averages.
+_NODES = tuple((0.5 * (t + 1.0), 0.5 * w) for t, w in zip(
+    *np.polynomial.legendre.leggauss(4), strict=True))
+# Primitives that make a value a normaliser (a factor ``rsqrt(variance)``).
+_NORMALISERS = frozenset({"rsqrt"})
+
+
+def _run_chain(chain: Chain, consts: tuple, z: Any) -> Any:
+    return chain.run(z, consts)
+
+
+def _output_of(eqn: Any, i: int, *vals: Any) -> Any:
+    return _bind(eqn, *vals)[i]
+
+
+def _ancestors(x: Any, depth: int = 12) -> dict[int, tuple[Pair, int]]:
+    """The pairs ``x``'s tape leads back to, by id, with their distance."""
+    found: dict[int, tuple[Pair, int]] = {}
+    todo = [(x, 0)]
+    while todo:
+        p, k = todo.pop()
+        if not isinstance(p, Pair) or k > depth or (id(p) in found and found[id(p)][1] <= k):
+            continue
+        found[id(p)] = (p, k)
+        if p.tape is not None:
+            todo.extend((q, k + 1) for q in p.tape[1])
+    return found
+
+
+def _has_normaliser(x: Any, depth: int = 4) -> bool:
+    """True when ``x`` was made by a chain holding ``rsqrt`` (within a few steps)."""
+    todo = [(x, 0)]
+    while todo:
+        p, k = todo.pop()
+        if not isinstance(p, Pair) or p.tape is None or k > depth:
+            continue
+        fn = p.tape[0]
+        if isinstance(fn, functools.partial) and fn.func is _run_chain and any(
+                getattr(getattr(step, "args", (None,))[0], "primitive", None) is not None
+                and step.args[0].primitive.name in _NORMALISERS
+                for step, _ in fn.args[0].steps):
+            return True
+        todo.extend((q, k + 1) for q in p.tape[1])
+    return False
+
+
+def _normalised(u: Any, v: Any) -> Pair | None:
+    """For a product ``u * v`` where one factor holds ``rsqrt`` and both lead back to one pair
+    ``h`` through their tapes: the nearest such ``h`` (the normalisation's input)."""
+    if not (_has_normaliser(u) or _has_normaliser(v)):
+        return None
+    au, av = _ancestors(u), _ancestors(v)
+    common = sorted(((au[k][1] + av[k][1], au[k][0]) for k in au.keys() & av.keys()
+                     if k not in (id(u), id(v))), key=lambda c: c[0])
+    for _, h in common:
+        memo: dict[int, bool] = {}
+        if _only_from(u, h, memo) and _only_from(v, h, memo):
+            return h
+    return None
+
+
+def _only_from(y: Any, h: Pair, memo: dict[int, bool]) -> bool:
+    """True when ``y`` is a function of ``h`` and constants alone, along its tape."""
+    if not isinstance(y, Pair) or y is h:
+        return True
+    if id(y) not in memo:
+        memo[id(y)] = y.tape is not None and not y.shift and all(
+            _only_from(q, h, memo) for q in y.tape[1])
+    return memo[id(y)]
+
+
+def _replay(y: Any, h: Pair, value: Any, memo: dict[int, Any]) -> Any:
+    """``y`` computed again from ``h = value`` along the tapes (other inputs fixed at their
+    end values)."""
+    if not isinstance(y, Pair):
+        return y
+    if y is h:
+        return value
+    if id(y) in memo:
+        return memo[id(y)]
+    fn, ins = cast(tuple, y.tape)  # not None: _only_from checked it
+    out = fn(*[_replay(q, h, value, memo) for q in ins])
+    memo[id(y)] = out
+    return out
 
 
 @dataclass(frozen=True)
