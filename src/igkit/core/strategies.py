@@ -374,6 +374,9 @@ class PointRefinement:
         rule = self.rule
         self.levels = (_nested_levels(rule, auto.max_steps) if rule.nested
                        else _doubling_levels(rule, auto.max_steps))
+        if self.levels[0] > auto.max_steps:
+            # A budget below the first level: one level of the budget itself.
+            self.levels = [max(rule.min_steps, auto.max_steps)]
 
     def estimate(self) -> np.ndarray:
         """Per path, the relative L2 error of the last level: the last change ``c1`` (the
