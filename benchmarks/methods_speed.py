@@ -174,7 +174,7 @@ def cases(s: Setup) -> list[Case]:
     mask_t = lambda s: __import__("torch").tensor(s.superpixels, device=s.xt.device)  # noqa: E731
     groups = int(s.superpixels.max()) + 1
     return [
-        Case("saliency", "|gradient|", {"abs": True},
+        Case("saliency", "abs of the gradient", {"abs": True},
              lambda s: _np(ca.Saliency(s.model).attribute(s.xt, target=s.targets, abs=True))),
         Case("input_x_gradient", "", {},
              lambda s: _np(ca.InputXGradient(s.model).attribute(s.xt, target=s.targets))),
@@ -391,8 +391,8 @@ def main() -> None:
         f"model call for both; {rounds} interleaved round(s), fastest of each"
         f"{'; --quick settings' if args.quick else ''}.",
         "",
-        "| method | settings | photos | igkit img/s | Captum img/s | speed ratio | "
-        "CPU-time ratio | igkit peak MiB | Captum peak MiB | memory ratio | "
+        "| method | settings | photos | igkit img/s | Captum/PAIR img/s | speed ratio | "
+        "CPU-time ratio | igkit peak MiB | Captum/PAIR peak MiB | memory ratio | "
         "max diff / max abs |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
