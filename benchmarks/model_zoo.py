@@ -205,6 +205,15 @@ class Cache:
         if path:
             path.write_text(json.dumps(value))
 
+    def has_sweeps(self, unit: Unit, ref_steps: int, grid: tuple[int, ...], gl_on_torch: bool
+                   ) -> bool:
+        """Whether the reference and the fixed-rule sweeps of ``unit`` are kept here."""
+        keys = [f"sweep/{unit.name}/captum/{grid[-1]}"] if unit.captum_forward else []
+        if unit.framework != "torch" or gl_on_torch:
+            keys.append(f"sweep/{unit.name}/igkit/{grid[-1]}")
+        ref = self._path(f"ref/{unit.key}/gl{ref_steps}", ".npz")
+        return bool(ref and ref.exists()) and all(self.get(k) is not None for k in keys)
+
     def array(self, key: str) -> np.ndarray | None:
         path = self._path(key, ".npy")
         return np.load(path) if path and path.exists() else None
@@ -538,6 +547,8 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--igkit-gl-on-torch", action="store_true",
                     help="also sweep igkit's Gauss-Legendre on torch (it computes Captum's "
                          "numbers, so by default torch's best fixed GL is Captum's)")
+    ap.add_argument("--cached-only", action="store_true",
+                    help="leave out the units whose reference or sweeps --cache lacks")
     ap.add_argument("--photos", default=",".join(PHOTOS), help="EfficientNet's demo photos")
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     ap.add_argument("--out", default=None, help="also write the tables to this markdown file")
@@ -567,7 +578,12 @@ def main(argv: list[str] | None = None) -> str:
     results = []
     secant_64: dict[str, np.ndarray] = {}
     sections = args.sections.split(",")
+    left_out = []
     for unit in units:
+        if args.cached_only and not cache.has_sweeps(unit, ref_steps, grid, args.quick
+                                                     or args.igkit_gl_on_torch):
+            left_out.append(unit.name)
+            continue
         if unit.key not in refs:
             refs[unit.key] = reference(unit, ref_steps, cache)
         ref = refs[unit.key]
@@ -594,6 +610,9 @@ def main(argv: list[str] | None = None) -> str:
               f"({row['auto']['method']}), secant auto {_auto_cell(row['secant_auto'])}",
               flush=True)
     report = list(header)
+    if left_out:
+        report += [f"Not run (--cached-only, their reference or sweeps not cached): "
+                   f"{', '.join(left_out)}", ""]
     if results:
         report += tables(results, grid) + [""]
     if "cost" in sections:
