@@ -37,8 +37,11 @@ The operation classes (``RULES``, by TensorFlow operation type, into the one tab
   the start's winner, ``1 - t*`` to the end's); a nondecreasing activation right before a
   max-pool is fused into it (``max f(z) = f(max z)``);
 * ``softmax``: ``Softmax`` and ``LogSoftmax`` as exp, sum and reciprocal (or log) at both ends,
-  with one shift shared by the ends. Normalisations (LayerNorm as Keras writes it: mean,
-  squared difference, rsqrt, product) and attention (einsums and a softmax) are compositions;
+  with one shift shared by the ends; attention (einsums and a softmax) is a composition;
+* ``normalization``: a product with a factor holding ``Rsqrt`` that is a function of one tensor
+  (LayerNorm as Keras writes it: ``x * inv - mean * inv`` with ``inv = rsqrt(var + eps) *
+  gamma``) gets PyTorch's rule for normalisations: the map's gradient averaged over the piece
+  by four Gauss-Legendre nodes plus a rank-one term that makes it exact;
 * ``stop_gradient``: ``StopGradient`` (its values still move with the path: Keras's variance
   is taken around a stopped mean, exact since the centred values sum to zero);
 * ``condition``: ``SelectV2`` is linear in its branches; a condition that depends on the path
@@ -56,6 +59,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 from igkit.backends.base import DisconnectedModelError
@@ -215,6 +219,7 @@ class SecantGraph:
         self._rows = 1
         self._env: dict[Any, Any] = {}
         self._moving: set = set()
+        self._graph_ops: list[Any] = []
 
     # -- rows --
 
@@ -256,8 +261,9 @@ class SecantGraph:
         return env[self._out.ref()]
 
     def _graph_run(self, graph: Any, env: dict, moving: set) -> None:
-        for op in graph.get_operations():
-            self._env, self._moving = env, moving
+        ops = graph.get_operations()
+        for op in ops:
+            self._env, self._moving, self._graph_ops = env, moving, ops
             if op.type in _SKIP or (op.type == "Placeholder" and op.outputs[0].ref() in env):
                 continue
             if op.type == "Placeholder":
@@ -322,6 +328,10 @@ class SecantGraph:
             count = sum(1 for i in floats if factors is None or i in factors)
             if count <= 1:
                 return _create(op, ins)
+            if op.type == "Mul":
+                found = self._normalisation(op)
+                if found is not None:
+                    return [found]
             return self._at_means(op, ins, floats, exact=True)
         if kind in ("unit", "piecewise", "smooth"):
             return self._unary_op(op, ins, floats, kind)
@@ -334,6 +344,106 @@ class SecantGraph:
         if kind == "softmax" and len(floats) == 1:
             return [self._softmax(ins[0], self._axis(op.inputs[0]), op.type == "LogSoftmax")]
         return self._at_means(op, ins, floats, exact=False)
+
+    def _normalisation(self, op: Any) -> Any | None:
+        """A product in a normalisation (a factor holding ``Rsqrt``) as a function of the one
+        tensor it is computed from, by PyTorch's normalisation rule; None for other products.
+
+        Keras writes LayerNorm as ``x * inv + (beta - mean * inv)`` with ``inv = rsqrt(var +
+        eps) * gamma``: both products are functions of ``x`` alone. Each gets the normalising
+        map's gradient averaged over the piece by Gauss-Legendre nodes plus a rank-one term
+        along ``x``'s change that makes it exact (``torch_secant._Nodes``); the two terms add
+        up to that rule for the whole map, since both see the same gradient and the same
+        change. The product rule at the means would weigh ``rsqrt(var)`` at the ends, far off
+        where the variance passes near zero inside the piece.
+        """
+        ops = list(self._graph_ops)
+        position = {o.name: k for k, o in enumerate(ops)}
+        # The path-dependent ops the product is computed from, nearest first (at most 40).
+        ancestors: dict[str, Any] = {}
+        frontier = [op]
+        while frontier and len(ancestors) < 40:
+            nxt = []
+            for o in frontier:
+                for t in o.inputs:
+                    src = t.op
+                    if t.ref() in self._moving and src.name not in ancestors and src.type not in (
+                            "Placeholder", *RULES_CALLS):
+                        ancestors[src.name] = src
+                        nxt.append(src)
+            frontier = nxt
+        if not any(o.type == "Rsqrt" for o in ancestors.values()):
+            return None
+        chain = sorted(ancestors.values(), key=lambda o: position.get(o.name, -1))
+        roots = [t for o in chain for t in o.outputs if t.ref() in self._moving]
+        for root in reversed(roots):
+            inside: list[Any] = []
+            made = {root.ref()}
+            for o in chain + [op]:
+                if o is root.op:
+                    continue
+                if any(t.ref() in made for t in o.inputs):
+                    inside.append(o)
+                    made.update(t.ref() for t in o.outputs)
+            closed = all(t.ref() in made or t.ref() not in self._moving
+                         for o in inside for t in o.inputs)
+            if closed and inside and inside[-1] is op:
+                # The nearest tensor the product is a function of: a normalisation if the
+                # map holds an rsqrt (a GELU after a LayerNorm is a function of the LayerNorm's
+                # output, and keeps its own rules).
+                if any(o.type == "Rsqrt" for o in inside):
+                    return self._nodes(op, root, inside)
+                return None
+        return None
+
+    def _nodes(self, op: Any, root: Any, inside: list[Any]) -> Any | None:
+        axis = self._axis(root)
+        z = self._env[root.ref()]
+        if axis is None or z.shape[axis] is None or z.shape[axis] % self._rows:
+            return None
+        env = self._env
+
+        def fn(t: Any) -> Any:
+            local = {root.ref(): t}
+            for o in inside:
+                outs = _create(o, [local.get(i.ref(), env.get(i.ref())) for i in o.inputs])
+                for i, v in zip(o.outputs, outs, strict=True):
+                    local[i.ref()] = v
+            return local[op.outputs[0].ref()]
+
+        rows = self._rows
+        perm = [axis] + [d for d in range(len(z.shape)) if d != axis]
+
+        def by_row(t: Any) -> Any:
+            return tf.reshape(tf.transpose(t, perm), [rows, -1])
+
+        zb = tf.stop_gradient(z)
+        za = self._start(z, axis, "normalisation")
+        d = zb - za
+        yb, ya = fn(zb), fn(za)
+
+        @tf.custom_gradient
+        def f(x: Any) -> Any:
+            del x
+
+            def grad(g: Any) -> Any:
+                average = tf.zeros_like(zb)
+                for t, w in _NODES:
+                    point = za + t * d
+                    (gx,) = tf.gradients(fn(point), [point], grad_ys=g)
+                    average += w * gx
+                miss = (tf.reduce_sum(by_row(g * (yb - ya)), 1)
+                        - tf.reduce_sum(by_row(average * d), 1))
+                den = tf.reduce_sum(by_row(d * d), 1)
+                scale = tf.where(den > 0, miss / tf.where(den > 0, den, tf.ones_like(den)),
+                                 tf.zeros_like(den))
+                fix = tf.reshape(by_row(d) * scale[:, None], tf.shape(tf.transpose(d, perm)))
+                inverse = [perm.index(k) for k in range(len(perm))]
+                return average + tf.transpose(fix, inverse)
+
+            return tf.identity(yb), grad
+
+        return f(z)
 
     def _at_means(self, op: Any, ins: list, floats: list[int], exact: bool) -> list:
         """The op at the piece's end; backward its gradient at the means of the ends' inputs:
@@ -588,6 +698,12 @@ class SecantGraph:
             return tf.identity(value), grad
 
         return f(z)
+
+
+# Gauss-Legendre nodes and weights on [0, 1] for the normalisations' piece averages.
+_NODES = tuple((0.5 * (t + 1.0), 0.5 * w) for t, w in zip(*np.polynomial.legendre.leggauss(4),
+                                                           strict=True))
+RULES_CALLS = ("PartitionedCall", "StatefulPartitionedCall")
 
 
 def _prod(values: Sequence[int]) -> int:
