@@ -23,9 +23,9 @@ interpreted model is the piece's secant gradient:
   reciprocal (whose slope is fused);
 * ``max``/``min`` of several path-dependent values and ``reduce_max``/``reduce_min``: each
   candidate's share of the piece on the upper envelope of their lines; ``reduce_window_max``
-  (max-pooling): the winners at both ends and the crossing of their lines, from the pooling's
-  own JVP and VJP at the ends; a nondecreasing fused activation before a max-pool is moved
-  behind it (``max f(z) = f(max z)``);
+  (max-pooling): the winners at both ends and the crossing of their lines, on the windows laid
+  out as a last axis (strided slices, whose VJP is cheap); a nondecreasing fused activation
+  before a max-pool is moved behind it (``max f(z) = f(max z)``);
 * a product of a value with a factor holding ``rsqrt`` (a normalisation: LayerNorm, RMSNorm,
   GroupNorm as JAX writes them) where both lead back to one pair ``h``: the normalising map of
   ``h`` averaged over the piece by four Gauss-Legendre nodes plus a rank-one term per row that
@@ -299,29 +299,52 @@ def _envelope(x: Pair) -> Pair:
     return Pair(relate(x.b, x.a), jnp.max(x.a, -1), shift=True)
 
 
-def _pool_crossing(pool: Callable, zb: Any, za: Any) -> Any:
+def _windows(eqn: Any, x: Any) -> Any:
+    """The windows of a ``reduce_window_max`` equation as a last axis: ``(*out_shape, K)``,
+    padded with -inf. Linear in ``x``, so its VJP is cheap to compile (the pooling's own VJP,
+    ``select_and_scatter_add``, is not on CPU)."""
+    p = eqn.params
+    dims, strides = p["window_dimensions"], p["window_strides"]
+    dil, base = p["window_dilation"], p["base_dilation"]
+    config = [(lo, hi, b - 1) for (lo, hi), b in zip(p["padding"], base, strict=True)]
+    xp = lax.pad(x, jnp.array(-jnp.inf, x.dtype), config)
+    out_shape = eqn.outvars[0].aval.shape
+    parts = []
+    for offset in np.ndindex(*dims):
+        start = [o * d for o, d in zip(offset, dil, strict=True)]
+        limit = [st + (n - 1) * s + 1 for st, n, s in zip(start, out_shape, strides, strict=True)]
+        parts.append(lax.slice(xp, start, limit, strides))
+    return jnp.stack(parts, -1)
+
+
+def _pool_crossing(eqn: Any, zb: Any, za: Any) -> Any:
     """Max-pooling's selection: ``t*`` of the gradient to the start's winner, ``1 - t*`` to
-    the end's, ``t*`` where their lines cross (values at the other end's winner from the
-    pooling's JVP, routing by its VJP)."""
+    the end's, ``t*`` where their lines cross."""
+
+    def windows(t: Any) -> Any:
+        return _windows(eqn, t)
 
     @jax.custom_vjp
     def relate(zb, za):
-        return pool(zb)
+        return jnp.max(windows(zb), -1)
 
     def fwd(zb, za):
-        vb, va = pool(zb), pool(za)
-        a_at_ib = jax.jvp(pool, (zb,), (za,))[1]
-        b_at_ia = jax.jvp(pool, (za,), (zb,))[1]
+        wb, wa = windows(zb), windows(za)
+        ib = jnp.argmax(wb, -1, keepdims=True)
+        ia = jnp.argmax(wa, -1, keepdims=True)
+        vb, va = jnp.take_along_axis(wb, ib, -1), jnp.take_along_axis(wa, ia, -1)
+        a_at_ib, b_at_ia = jnp.take_along_axis(wa, ib, -1), jnp.take_along_axis(wb, ia, -1)
         num = va - a_at_ib
         den = (vb - a_at_ib) - (b_at_ia - va)
         t = jnp.where(den != 0, num / jnp.where(den != 0, den, 1.0), 0.5)
-        return vb, (zb, za, t)
+        t = jnp.where(ia == ib, 1.0, t)
+        k = jnp.arange(wb.shape[-1])
+        share = (k == ia) * t + (k == ib) * (1 - t)
+        return vb[..., 0], (share, za)
 
     def bwd(res, g):
-        zb, za, t = res
-        ga = jax.vjp(pool, za)[1](g * t)[0]
-        gb = jax.vjp(pool, zb)[1](g * (1 - t))[0]
-        return ga + gb, jnp.zeros_like(za)
+        share, za = res
+        return jax.vjp(windows, za)[1](g[..., None] * share)[0], jnp.zeros_like(za)
 
     relate.defvjp(fwd, bwd)
     return relate(zb, za)
@@ -631,7 +654,7 @@ class Interpreter:
                  and all(np.ndim(c) == 0 for c in x.consts)
                  and int(np.prod(eqn.outvars[0].aval.shape)) <= int(np.prod(x.shape)))
         z = x.src if fused else self.value(x)
-        pooled = Pair(_pool_crossing(pool, z.b, z.a), pool(z.a))
+        pooled = Pair(_pool_crossing(eqn, z.b, z.a), pool(z.a))
         if fused:
             return [self.value(Chain(pooled, x.steps, x.consts, x.piecewise, x.monotone,
                                      x.shape))]
