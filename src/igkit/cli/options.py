@@ -156,13 +156,26 @@ def add_ig_arguments(parser: argparse.ArgumentParser) -> None:
         help="'auto' to refine until the attributions are within --tol, or gradient "
         f"evaluations per path (default: {ws.DEFAULT_STEPS})",
     )
+    from igkit.methods import method_names
+
     parser.add_argument(
         "--method",
-        choices=available_methods(),
+        choices=method_names(),
         default=ws.DEFAULT_METHOD,
-        help="quadrature rule; 'auto' runs secant where the model's framework supports it "
-        "and Gauss-Legendre where that converges faster (smooth networks) or secant is not "
-        f"available (default: {ws.DEFAULT_METHOD})",
+        metavar="NAME",
+        help=f"attribution method: an Integrated Gradients rule ({', '.join(available_methods())};"
+        f" default: {ws.DEFAULT_METHOD}) or another method ("
+        + ", ".join(n for n in method_names() if n not in available_methods()) + ")",
+    )
+    parser.add_argument(
+        "--option",
+        action="append",
+        type=_typed(ws.parse_method_option),
+        default=None,
+        metavar="KEY=VALUE",
+        help="an option of --method, repeatable: layer=NAME (grad_cam, layer methods), "
+        "samples=N and stdev=S (smoothgrad, expected_gradients), window=H,W (occlusion), ... "
+        "(see igkit.methods.get_method(NAME).options)",
     )
     parser.add_argument(
         "--tol",
@@ -345,6 +358,7 @@ def settings_from_args(args: argparse.Namespace) -> ws.ExplainSettings:
         top_k=getattr(args, "top_k", ws.DEFAULT_TOP_K),
         steps=args.steps,
         method=args.method,
+        method_options=tuple(getattr(args, "option", None) or ()),
         tol=args.tol,
         max_steps=args.max_steps,
         batch_size=args.batch_size,

@@ -245,7 +245,7 @@ class Result:
             return (
                 f"{self.attribution_method} makes no completeness claim (its attributions need "
                 f"not add up to F(x) - F(x')); F(x) = {self.score[i]:.6g}, "
-                f"{self.evaluations[i]} gradient evaluations"
+                f"{self.evaluations[i]} model evaluations"
             )
         if self.nothing_to_attribute[i]:
             a, b = f"{self.score[i]:.6g}", f"{self.baseline_score[i]:.6g}"

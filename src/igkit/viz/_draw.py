@@ -113,10 +113,24 @@ def literal(text: object) -> str:
     return str(text).replace("$", "\\$")
 
 
+def method_title(result: Result | None) -> str:
+    """The short name of what made ``result``'s map, for panel labels: "IG" for Integrated
+    Gradients, else the method's name (``saliency``, ``grad_cam``, ...)."""
+    if result is None or result.attribution_method == "integrated_gradients":
+        return "IG"
+    return result.attribution_method
+
+
 def _result_line(result: Result, index: int, label: str | None) -> str:
     """Class, score and completeness of one example, for a title."""
     target = int(np.asarray(result.target)[index])
     name = f"{label} (class {target})" if label else f"class {target}"
+    if not result.complete:
+        return (
+            f"{name}: score {float(result.score[index]):.4g}\n"
+            f"{result.attribution_method} (no completeness claim; "
+            f"{int(result.evaluations[index])} model evaluations)"
+        )
     err = float(result.relative_error[index])
     verdict = "OK" if err <= result.tol else "NOT met"
     relation = "<=" if err <= result.tol else ">"

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from igkit.core.result import Result
-from igkit.viz._draw import _finish, _new_figure, _show, _title
+from igkit.viz._draw import _finish, _new_figure, _show, _title, method_title
 from igkit.viz.display import attribution_mask
 
 if TYPE_CHECKING:
@@ -189,7 +189,8 @@ def _attribution_map(attr: np.ndarray, single: Result, label: str | None) -> Fig
     """The tutorial's mask alone, for a Result without its inputs."""
     fig = _new_figure(5.0, 5.4)
     ax = fig.subplots()
-    im = _show(ax, attribution_mask(attr), "Attribution mask\n(sum over channels of |IG|)",
+    im = _show(ax, attribution_mask(attr),
+               f"Attribution mask\n(sum over channels of |{method_title(single)}|)",
                cmap="inferno")
     fig.colorbar(im, ax=ax, shrink=0.85, pad=0.02).set_label("sum |attribution|")
     _title(fig, None, single, 0, label)

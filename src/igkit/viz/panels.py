@@ -26,6 +26,7 @@ from igkit.viz._draw import (
     _show,
     _title,
     literal,
+    method_title,
 )
 from igkit.viz.display import attribution_mask, display_rgb, overlay, sign_masks
 from igkit.viz.gradvis import PolarityName, gradvis_image
@@ -89,12 +90,14 @@ def ig_panel(
     axs = fig.subplots(2, 2)
     _show(axs[0, 0], base_rgb, "Baseline image")
     _show(axs[0, 1], img_rgb, "Original image")
-    im = _show(axs[1, 0], mask, "Attribution mask\n(sum over channels of |IG|)", cmap=cmap)
+    what = method_title(result)
+    im = _show(axs[1, 0], mask, f"Attribution mask\n(sum over channels of |{what}|)", cmap=cmap)
     _show(axs[1, 1], overlay(img_rgb, mask, cmap, alpha), f"Overlay\n(image at alpha {alpha:g})")
     if colorbar:
         cb = fig.colorbar(im, ax=axs[1, :], shrink=0.85, pad=0.02)
         cb.set_label("sum |attribution|")
-    _title(fig, title, result, index, label, default="Integrated Gradients")
+    _title(fig, title, result, index, label,
+           default="Integrated Gradients" if what == "IG" else what)
     return _finish(fig, path)
 
 

@@ -108,6 +108,31 @@ def number_parser(
 _step_count = number_parser(int, lambda v: v >= 1, "a positive integer or 'auto'")
 
 
+def parse_method_option(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` of a method option (``--option layer=features.3``): the value is read as
+    an integer, a number, ``true``/``false``, a comma list of integers (``window=3,8,8``), or
+    else kept as text."""
+    key, sep, raw = text.partition("=")
+    key, raw = key.strip(), raw.strip()
+    if not sep or not key.isidentifier():
+        raise ValueError(f"{text!r} is not KEY=VALUE (e.g. layer=features.3 or samples=20)")
+    value: Any = raw
+    if raw.lower() in ("true", "false"):
+        value = raw.lower() == "true"
+    else:
+        for convert in (int, float):
+            try:
+                value = convert(raw)
+                break
+            except ValueError:
+                continue
+        else:
+            parts = raw.split(",")
+            if len(parts) > 1 and all(p.strip().lstrip("-").isdigit() for p in parts):
+                value = tuple(int(p) for p in parts)
+    return key, value
+
+
 def parse_steps(text: str) -> Steps:
     """A positive step count or ``auto``."""
     if text.strip().lower() == "auto":
@@ -167,8 +192,13 @@ class ExplainSettings:
             all explained. Multi-label runs add every class above ``threshold``.
         top_k: Predictions reported per input.
         steps: "auto" (refine until ``tol``) or gradient evaluations per path.
-        method: The quadrature rule (``igkit.available_methods()``); "auto" picks secant or
-            Gauss-Legendre per model (see ``igkit.integrated_gradients``).
+        method: The attribution method: an IG quadrature rule (``igkit.available_methods()``;
+            "auto" picks secant or Gauss-Legendre per model, see
+            ``igkit.integrated_gradients``) or any name of ``igkit.attribution_methods()``
+            ("saliency", "grad_cam", "xrai", ...). ``steps``, ``tol`` and ``max_steps`` are
+            Integrated Gradients' settings.
+        method_options: The method's own options as ``(name, value)`` pairs (``layer=`` for
+            Grad-CAM, ``samples=`` for SmoothGrad, ...), checked against its declaration.
         tol: Relative tolerance of completeness and, for ``steps="auto"``, of the estimated
             attribution error.
         max_steps: The most gradient evaluations per path of ``steps="auto"``.
@@ -194,7 +224,8 @@ class ExplainSettings:
     targets: tuple[TargetSpec, ...] = (TOP1,)
     top_k: int = DEFAULT_TOP_K
     steps: Steps = DEFAULT_STEPS
-    method: Method = DEFAULT_METHOD
+    method: Method | str = DEFAULT_METHOD
+    method_options: tuple[tuple[str, Any], ...] = ()
     tol: float = DEFAULT_TOL
     max_steps: int = DEFAULT_MAX_STEPS
     batch_size: int = DEFAULT_BATCH_SIZE
@@ -226,6 +257,13 @@ class ExplainSettings:
         spec = self.targets[0]
         return not (spec.kind == "top" and int(spec.value) > 1)
 
+    @property
+    def integrated_gradients(self) -> bool:
+        """Whether ``method`` is Integrated Gradients (one of its rule names)."""
+        from igkit.methods import get_method
+
+        return get_method(self.method).name == "integrated_gradients"
+
     def replace(self, **changes: Any) -> ExplainSettings:
         """A copy with ``changes`` applied."""
         return dataclasses.replace(self, **changes)
@@ -237,12 +275,25 @@ class ExplainSettings:
             ValueError: Naming the setting and the fix.
         """
         from igkit.core.quadrature import check_steps, get_rule
+        from igkit.methods import get_method
 
-        rule = get_rule(self.method)
-        try:
-            check_steps(rule, self.max_steps if self.steps == "auto" else self.steps)
-        except ValueError as exc:
-            raise ValueError(f"--steps/--max-steps: {exc}") from None
+        spec = get_method(self.method)  # an unknown name: ValueError listing the choices
+        if spec.name == "integrated_gradients":
+            if self.method_options:
+                raise ValueError(
+                    f"--option: --method {self.method} takes its settings as --steps, --tol "
+                    "and --max-steps, not --option"
+                )
+            rule = get_rule(self.method)
+            try:
+                check_steps(rule, self.max_steps if self.steps == "auto" else self.steps)
+            except ValueError as exc:
+                raise ValueError(f"--steps/--max-steps: {exc}") from None
+        else:
+            try:
+                spec.bind(dict(self.method_options))
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"--option: {exc}") from None
         if self.multichannel and (self.augment or set(self.figures) - {"panel"}):
             option = "augment" if self.augment else "figure"
             raise ValueError(
@@ -273,6 +324,10 @@ class ExplainSettings:
             "baseline": list(self.baseline),
             "output": self.output,
             "seed": self.seed,
+            # Only when given, so stores of runs without options keep their identity.
+            **({"method_options": [[k, list(v) if isinstance(v, tuple) else v]
+                                   for k, v in self.method_options]}
+               if self.method_options else {}),
         }
 
     def fingerprint_json(self, model_digest: str = "") -> str:
