@@ -105,3 +105,12 @@ def test_a_method_without_completeness_says_so_instead_of_nothing_to_attribute()
     assert "saliency makes no completeness claim" in res.completeness_report(0)
     ig = igkit.attribute(_net(), X, "integrated_gradients")
     assert ig.complete and "completeness within" in ig.completeness_report(0)
+
+
+def test_readme_lists_every_registered_method() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("| method | what it answers"):]
+    missing = [n for n in igkit.attribution_methods() if f"| `{n}` |" not in table]
+    assert not missing, f"README's table of methods lacks {missing}"
