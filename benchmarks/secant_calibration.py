@@ -16,6 +16,9 @@ Two tables:
 2. The default call (``method="auto"``, ``steps="auto"``) at several tolerances: the rule it
    chose, evaluations, the true error, true error / tol (the aim: between 1/4 and 1) and true
    error / ``Result.error_estimate``.
+3. What "auto" runs where a backend has no secant: Gauss-Legendre with ``steps="auto"`` on the
+   ReLU nets, whose estimate is the change between its last two levels extrapolated with their
+   rate (``igkit.core.strategies.PointRefinement.estimate``).
 
 Reads igkit's internals (``igkit.core.pieces``), so it is a research script, not an example.
 """
@@ -128,6 +131,22 @@ def main() -> None:
             print(f"| {name} | {tol:g} | {res.method} | {int(res.evaluations[0])}{flag} | "
                   f"{true:.2e} | {true / tol:.2f} | {true / res.error_estimate[0]:.2f} |",
                   flush=True)
+
+    print("\n## Gauss-Legendre auto (auto without secant) on the ReLU nets")
+    print("| net | tol | evaluations | true error | true / tol | true / estimate |")
+    print("|---|---|---|---|---|---|")
+    for name, net, smooth, x in cases:
+        if smooth:
+            continue
+        for tol in (1e-2, 3e-3):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                res = igkit.integrated_gradients(net, x, target=0, tol=tol,
+                                                 method="gauss_legendre")
+            true = relative(res.attributions, refs[name])
+            flag = " (not converged)" if caught else ""
+            print(f"| {name} | {tol:g} | {int(res.evaluations[0])}{flag} | {true:.2e} | "
+                  f"{true / tol:.2f} | {true / res.error_estimate[0]:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

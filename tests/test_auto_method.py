@@ -113,10 +113,10 @@ def test_auto_picks_gauss_legendre_on_a_smooth_net():
     # Tighter, the probe compares the rules (Gauss-Legendre 8 against the secant pilot, both
     # measured against Gauss-Legendre 16) and continues with Gauss-Legendre: the probe, the
     # pilot and 32 nodes.
-    tight = igkit.integrated_gradients(net, x, target=0, tol=1e-7)
+    tight = igkit.integrated_gradients(net, x, target=0, tol=1e-8)
     assert tight.method == "gauss_legendre" and tight.converged.all()
     assert tight.evaluations[0] == 24 + 16 + 32
-    assert relative(tight.attributions, ref) <= 1e-7
+    assert relative(tight.attributions, ref) <= 1e-8
     # Secant would need far more on this net: 424 evaluations for 1e-5.
     secant = igkit.integrated_gradients(net, x, target=0, tol=1e-5, method="secant")
     assert secant.evaluations[0] > 4 * tight.evaluations[0]
