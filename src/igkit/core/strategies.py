@@ -390,9 +390,9 @@ class PointRefinement:
         """Per path, the relative L2 error of the last level: ``POINT_ERROR_SCALE`` times the
         last change ``c1`` (the previous level's error, about), times ``r / (1 - r)`` with
         ``r = c1 / c0`` the rate between the last two changes when it is below ``_MAX_RATE``
-        (the error of a level
-        falling geometrically); the last change itself before there are two changes, or when
-        the rate says the levels are not converging yet. NaN before any change."""
+        (the error of a level falling geometrically); the last change itself before there
+        are two changes, or when the rate says the levels are not converging yet. NaN before
+        any change."""
         c0, c1 = self.change[:, 0], self.change[:, 1]
         with np.errstate(divide="ignore", invalid="ignore"):
             rate = c1 / c0
