@@ -390,3 +390,23 @@ def test_every_figure_renders_a_png(tmp_path: Path) -> None:
 def test_saturation_plots_need_a_path_trace() -> None:
     with pytest.raises(ValueError, match="return_path"):
         viz.saturation_plots(_result(_attributions()))
+
+
+def test_gradvis_shows_any_two_methods_side_by_side() -> None:
+    import torch
+
+    import igkit
+    from igkit.viz.panels import keras_gradvis_figure
+
+    rng = np.random.default_rng(0)
+    image = rng.random((16, 16, 3))
+    fig = keras_gradvis_figure(image, rng.normal(size=(16, 16, 3)), rng.normal(size=(16, 16, 3)),
+                               names=("SmoothGrad", "XRAI"))
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "SmoothGrad" in titles and "XRAI" in titles
+    # A Result names its own column: the method that made it.
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 2))
+    chw = image.transpose(2, 0, 1).astype(np.float32)
+    res = igkit.attribute(net, chw[None], "saliency")
+    fig = keras_gradvis_figure(chw, res, rng.normal(size=(3, 16, 16)), channel_axis=0)
+    assert "saliency" in [ax.get_title() for ax in fig.axes]

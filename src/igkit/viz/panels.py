@@ -263,8 +263,10 @@ def keras_gradvis_figure(
     index: int = 0,
     channel_axis: int | None = None,
     path: PathLike | None = None,
+    names: tuple[str, str] | None = None,
 ) -> Figure:
-    """The Keras example's two visualisations of plain gradients beside IG, one per row.
+    """The Keras example's two visualisations of plain gradients beside IG, one per row, or of
+    any two methods' maps side by side (``names``).
 
     Columns: the input, plain gradients, integrated gradients, each processed by
     :func:`~igkit.viz.gradvis_image` with the example's settings. Top row: positive evidence
@@ -282,6 +284,9 @@ def keras_gradvis_figure(
         index: Which example of a batched Result to draw.
         channel_axis: Channel axis of the arrays; None means channels-last.
         path: Where to save the figure.
+        names: Column titles of ``gradients`` and ``attributions``, for two other methods
+            (e.g. ``("SmoothGrad", "XRAI")`` with their maps); default plain gradients and,
+            for a Result, the method that made it.
 
     Returns:
         The figure.
@@ -290,10 +295,15 @@ def keras_gradvis_figure(
 
     attr_arr, result = _example(attributions, index)
     img_rgb = display_rgb(_hwc(image, channel_axis, "image"))
+    if names is None:
+        second = "IG" if result is None else method_title(result)
+        names = ("Plain gradients", "Integrated gradients" if second == "IG" else second)
     maps = {
-        "Plain gradients": _hwc(gradients, channel_axis, "gradients"),
-        "Integrated gradients": _hwc(attr_arr, channel_axis, "attributions"),
+        names[0]: _hwc(gradients, channel_axis, "gradients"),
+        names[1]: _hwc(attr_arr, channel_axis, "attributions"),
     }
+    if len(maps) != 2:
+        raise ValueError(f"names must be two different titles, got {names!r}")
     settings: list[tuple[str, dict[str, Any]]] = [
         ("positive evidence,\nclipped at 99% of mass", {"clip_above": 99.0, "clip_below": 0.0}),
         (
