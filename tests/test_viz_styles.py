@@ -16,7 +16,8 @@ import igkit.viz as viz
 from igkit.viz import registry, styles
 from igkit.viz.rules import example_gradient, riemann_figure, rule_sketch
 
-BUILT_IN = ("panel", "signs", "gradvis", "path", "saturation", "riemann", "baselines", "channels")
+BUILT_IN = ("panel", "signs", "gradvis", "path", "saturation", "riemann", "baselines", "channels",
+            "regions")
 
 
 @pytest.fixture

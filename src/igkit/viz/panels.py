@@ -34,7 +34,9 @@ from igkit.viz.gradvis import PolarityName, gradvis_image
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["gradvis_figure", "ig_panel", "keras_gradvis_figure", "sign_mask_figure"]
+__all__ = [
+    "gradvis_figure", "ig_panel", "keras_gradvis_figure", "regions_figure", "sign_mask_figure",
+]
 
 
 def ig_panel(
@@ -329,4 +331,44 @@ def keras_gradvis_figure(
             spine.set_visible(False)
         ax.set_ylabel(literal(caption), fontsize=10)
     _title(fig, title, result, index, label, default="Gradients and integrated gradients")
+    return _finish(fig, path)
+
+
+def regions_figure(
+    image: ArrayLike,
+    attributions: ArrayLike | Result,
+    *,
+    top: float = 0.3,
+    title: str | None = None,
+    label: str | None = None,
+    index: int = 0,
+    channel_axis: int | None = None,
+    path: PathLike | None = None,
+) -> Figure:
+    """The PAIR notebook's XRAI figure, for any method: the image, the attribution map as a
+    heatmap, and the image with only its most salient ``top`` share of pixels shown.
+
+    For ``xrai`` the map is constant on each region, so the top share is whole regions.
+
+    Args:
+        image: The explained input, ``(H, W, C)``.
+        attributions: ``(H, W, C)`` attributions or a Result.
+        top: The share of pixels kept in the third panel (PAIR shows 30 %).
+        title, label, index, channel_axis, path: As for :func:`ig_panel`.
+    """
+    if not 0.0 < top <= 1.0:
+        raise ValueError(f"top must be in (0, 1], got {top!r}")
+    attr_arr, result = _example(attributions, index)
+    img_rgb = display_rgb(_hwc(image, channel_axis, "image"))
+    attr = _hwc(attr_arr, channel_axis, "attributions")
+    heat = np.asarray(attr, dtype=np.float64).sum(axis=-1)
+    keep = heat >= np.percentile(heat, 100.0 * (1.0 - top))
+    shown = np.where(keep[..., None], img_rgb, 0.0)
+    what = method_title(result)
+    fig = _new_figure(12.0, 4.6 if result is None else 5.2)
+    axs = fig.subplots(1, 3)
+    _show(axs[0], img_rgb, "Input")
+    _show(axs[1], heat, f"{what} heatmap", cmap="inferno")
+    _show(axs[2], shown, f"Top {top:.0%} of {what}")
+    _title(fig, title, result, index, label, default=what)
     return _finish(fig, path)

@@ -44,7 +44,7 @@ from igkit.viz._model import (
     _setting,
 )
 from igkit.viz.grids import augment_figure, channel_figure, compare_grid
-from igkit.viz.panels import ig_panel, keras_gradvis_figure, sign_mask_figure
+from igkit.viz.panels import ig_panel, keras_gradvis_figure, regions_figure, sign_mask_figure
 from igkit.viz.paths import path_strip, saturation_plots
 from igkit.viz.registry import (
     STYLE_NEEDS,
@@ -331,6 +331,13 @@ def _baseline_title(name: str, run: Result) -> str:
 def _channels(c: StyleContext) -> Figure:
     """Each channel's view and attributions."""
     return channel_figure(c.image, c.drawn, title=c.title, label=c.label, index=c.index)
+
+
+@register_style("regions")
+def _regions(c: StyleContext) -> Figure:
+    """The PAIR notebook's XRAI figure for any method: heatmap and the top 30 % of pixels."""
+    return regions_figure(c.image, c.drawn, title=c.title, label=c.label, index=c.index)
+
 
 
 #: The built-in figure styles, in the order they are drawn (:func:`figure_styles` also lists
