@@ -65,7 +65,8 @@ class Result:
             change, so no success is claimed; :meth:`completeness_report` says why. With a
             fixed step count, inputs that miss ``tol`` also warn ``NotConvergedWarning``.
         evaluations: Per input, gradient evaluations spent, over all its baselines and (for
-            ``steps="auto"``) all refinement levels. Forward-only passes (F(x) and F(x') for
+            ``steps="auto"``) all refinement levels, pilots and ``method="auto"``'s probe; at
+            most ``max_steps`` per baseline. Forward-only passes (F(x) and F(x') for
             completeness; for "secant" one per distinct baseline) are not counted.
         baselines: The baselines' labels ("black", "uniform", "custom", ...).
         error_estimate: Per input, the rule's own estimate of the attribution error, relative
