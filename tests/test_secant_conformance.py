@@ -25,7 +25,9 @@ from igkit.core.pieces import uniform_pieces
 from igkit.core.planner import all_rows
 
 #: The backends the suite runs on: one tuple, one place.
-BACKENDS = ("torch", "jax")
+BACKENDS = ("torch", "jax", "tensorflow")
+#: The secant module of each backend, where its name is not the backend's.
+_SECANT_MODULE = {"tensorflow": "tf"}
 PIECES = 32
 # Secant attributions of the same weights on two backends, relative L2: the rules are one table,
 # so what is left is float64 rounding (JAX sees LayerNorm as mean, square, rsqrt and a product,
@@ -66,7 +68,8 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_every_backend_maps_its_operations_into_the_one_table() -> None:
     for backend in BACKENDS:
-        module = importlib.import_module(f"igkit.backends.{backend}_secant")
+        name = _SECANT_MODULE.get(backend, backend)
+        module = importlib.import_module(f"igkit.backends.{name}_secant")
         table = getattr(module, "OP_CLASSES", None) or module.RULES
         unknown = sorted(set(table.values()) - set(secant_rules.CLASSES))
         assert not unknown, (backend, unknown)
