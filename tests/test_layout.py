@@ -123,7 +123,8 @@ def test_cli_is_wiring() -> None:
         assert not used & {*FRAMEWORKS, "matplotlib"}, path
     lines = sum(len(p.read_text(encoding="utf-8").splitlines()) for p in cli)
     # Before the workflow redesign the command line held 2,618 lines of the workflow.
-    assert lines < 1300, f"igkit.cli has {lines} lines; move work into the library"
+    # Seven commands of argparse wiring and printing, about 200 lines each.
+    assert lines < 1500, f"igkit.cli has {lines} lines; move work into the library"
 
 
 def test_long_modules_say_why() -> None:

@@ -12,6 +12,10 @@ microscopy examples), ``igkit demo``, ``igkit explain-dataset`` (local and Ray) 
    :class:`Explanation` with one :class:`TargetExplanation` per target and variant.
 
 Writing files is :mod:`igkit.workflow.outputs`; printing is the command line's.
+
+Why one module: the three steps share the loaded model's resolved defaults (input size,
+preprocessing, output, channels) and the run's settings; split, each step would re-derive them
+and the validation of ``prepare`` could drift from what ``explain`` then does.
 """
 
 from __future__ import annotations

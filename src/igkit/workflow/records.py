@@ -20,14 +20,14 @@ __all__ = ["CHANNEL_SUMMARY_FIELDS", "PHOTO_SUMMARY_FIELDS", "npz_fields", "summ
 #: Columns of ``summary.csv`` for photos, one row per image, target and variant.
 PHOTO_SUMMARY_FIELDS: tuple[str, ...] = (
     "image", "name", "model", "target", "label", "rank", "score", "baseline_score", "delta",
-    "relative_error", "completeness", "steps", "evaluations", "method", "baseline", "output",
-    "tol", "seconds", "npz", "png", "variant",
+    "relative_error", "error_estimate", "completeness", "steps", "evaluations", "method",
+    "baseline", "output", "tol", "seconds", "npz", "png", "variant",
 )  # fmt: skip
 #: Columns of ``summary.csv`` for multi-channel examples, one row per example and target.
 CHANNEL_SUMMARY_FIELDS: tuple[str, ...] = (
     "example", "source", "model", "target", "label", "score", "predicted", "baseline_score",
-    "delta", "relative_error", "completeness", "steps", "evaluations", "method", "baseline",
-    "output", "tol", "seconds", "npz", "png",
+    "delta", "relative_error", "error_estimate", "completeness", "steps", "evaluations",
+    "method", "baseline", "output", "tol", "seconds", "npz", "png",
 )  # fmt: skip
 
 
@@ -46,6 +46,8 @@ def summary_row(
         "baseline_score": f"{r.baseline_score[0]:.6g}",
         "delta": f"{r.delta[0]:.6g}",
         "relative_error": f"{r.relative_error[0]:.6g}",
+        "error_estimate": ("" if r.error_estimate is None
+                           else f"{float(r.error_estimate[0]):.6g}"),
         "completeness": _verdict(r),
         "steps": int(r.steps[0]),
         "evaluations": int(r.evaluations[0]),
@@ -133,7 +135,10 @@ def npz_fields(
 
 
 def _verdict(result: Result) -> str:
-    """The completeness column: within, NOT within, or nothing to attribute (F(x) = F(x'))."""
+    """The completeness column: within, NOT within, nothing to attribute (F(x) = F(x')), or
+    not claimed (a method without completeness)."""
+    if not result.complete:
+        return "not claimed"
     if result.nothing_to_attribute[0]:
         return "nothing to attribute"
     return "within" if result.converged[0] else "NOT within"
