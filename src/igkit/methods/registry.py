@@ -59,7 +59,16 @@ class Option:
         try:
             return self.check(given)
         except (ValueError, TypeError) as exc:
-            raise type(exc)(f"{self.name}={given!r}: {exc}") from None
+            raise type(exc)(f"{self.name}={_shown(given)}: {exc}") from None
+
+
+def _shown(value: Any) -> str:
+    """A value as an error message shows it: an array by its shape and dtype, not its data."""
+    shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
+    if shape is not None and dtype is not None:
+        return f"<array of shape {tuple(shape)}, {dtype}>"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 RunFn = Callable[["MethodContext", Mapping[str, Any]], "Result"]
