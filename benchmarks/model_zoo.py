@@ -547,6 +547,9 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--igkit-gl-on-torch", action="store_true",
                     help="also sweep igkit's Gauss-Legendre on torch (it computes Captum's "
                          "numbers, so by default torch's best fixed GL is Captum's)")
+    ap.add_argument("--stamp", default=None,
+                    help="read the automatic rules' results cached under this igkit source hash "
+                         "(printed in the header) instead of the current source's")
     ap.add_argument("--cached-only", action="store_true",
                     help="leave out the units whose reference or sweeps --cache lacks")
     ap.add_argument("--photos", default=",".join(PHOTOS), help="EfficientNet's demo photos")
@@ -564,7 +567,7 @@ def main(argv: list[str] | None = None) -> str:
     import torch
 
     torch.set_num_threads(args.threads)
-    stamp = source_stamp()
+    stamp = args.stamp or source_stamp()
     header = [f"model zoo, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; CPU "
               f"({os.cpu_count()} cores), torch {torch.__version__}, igkit {igkit.__version__}; "
               f"default method: {'auto' if 'auto' in igkit.available_methods() else 'as before'}"
