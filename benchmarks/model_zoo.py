@@ -28,6 +28,9 @@ half as many pieces where the backend has it, else Gauss-Legendre at half), then
 What a backend does not support is printed as "not available", never estimated. The fixed-rule
 sweeps and references do not depend on igkit's automatic rules, so ``--cache DIR`` keeps them
 between runs and a later run measures only what changed.
+
+Why one module: a benchmark a user runs as one command; its units, rules, cache and tables
+share one notion of a unit and its reference, and the tables print them side by side.
 """
 
 from __future__ import annotations

@@ -25,6 +25,10 @@ The networks (small widths: a CPU runs IG on them in seconds):
 
 :func:`build` returns a network in one framework; ``tests/test_model_zoo.py`` checks that the
 three give the same outputs. :func:`minilm` loads the real all-MiniLM-L6-v2 (PyTorch only).
+
+Why one module: each network is written once over the ops interface, and the three ops
+classes must stay line for line the same operations; split by framework, a change to one
+network's ops would be made in three files and drift.
 """
 
 from __future__ import annotations
