@@ -36,7 +36,7 @@ from igkit.workflow.targets import Choice, choose_targets, fixed_target, label_o
 if TYPE_CHECKING:
     from igkit.core.result import Result
     from igkit.models.spec import LoadedModel
-    from igkit.typing import Output
+    from igkit.typing import Method, Output
 
 __all__ = ["Explainer", "Explanation", "Prediction", "TargetExplanation", "Variant"]
 
@@ -451,7 +451,7 @@ class Explainer:
             if s.integrated_gradients:
                 return igkit.integrated_gradients(
                     self.model.model, x, target=target, baseline=list(s.baseline),
-                    steps=s.steps, method=s.method, output=self.output,
+                    steps=s.steps, method=cast("Method", s.method), output=self.output,
                     batch_size=s.batch_size, tol=s.tol, seed=s.seed, max_steps=s.max_steps,
                     channel_axis=self.model.channel_axis, input_range=(0.0, 1.0),
                     batched=True, return_path=trace,
