@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike
 
-from igkit.api import _channel_axis, _describe, _prepare, _session, _unbatch
+from igkit.api import _channel_axis, _describe, _prepare, _Prepared, _session, _unbatch
+from igkit.backends.base import Session
 from igkit.core.checks import check_finite_outputs, check_output_transform
 from igkit.core.engine import first_forward
 from igkit.core.result import Result
@@ -24,7 +25,25 @@ from igkit.methods.context import MethodContext
 from igkit.methods.registry import resolve_method
 from igkit.typing import BaselineSpec, OutputSpec, TargetSpec
 
-__all__ = ["attribute"]
+__all__ = ["attribute", "checked_outputs"]
+
+
+def checked_outputs(
+    prep: _Prepared, session: Session, output: object, *, stacklevel: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The inputs in the session's dtype and their explained outputs from the first forward
+    pass, checked: a failing model call is named from the inputs as given, NaN outputs are
+    refused, and softmax over probabilities warns (``stacklevel`` points at the user's call)."""
+    x = prep.x.astype(session.dtype, copy=False)
+    n = x.shape[0]
+    outputs, raw = first_forward(
+        session, x, _describe(prep, session, "the inputs"),
+        f"the {n} input{'s' if n > 1 else ''}",
+    )
+    check_finite_outputs(outputs, [f"input {i}" for i in range(n)])
+    check_output_transform(output, outputs, raw, session.dtype, where="the inputs",
+                           stacklevel=stacklevel)
+    return x, np.asarray(outputs, dtype=np.float64)
 
 
 def attribute(
@@ -103,18 +122,10 @@ def attribute(
     if problem:
         raise ValueError(problem)
     with _session(prep) as session:
-        x = prep.x.astype(session.dtype, copy=False)
-        n = x.shape[0]
-        outputs, raw = first_forward(
-            session, x, _describe(prep, session, "the inputs"),
-            f"the {n} input{'s' if n > 1 else ''}",
-        )
-        check_finite_outputs(outputs, [f"input {i}" for i in range(n)])
-        check_output_transform(output, outputs, raw, session.dtype, where="the inputs",
-                               stacklevel=3)
+        x, outputs = checked_outputs(prep, session, output, stacklevel=4)
         ctx = MethodContext(
             session=session, backend=prep.backend, model=prep.model, x=x,
-            outputs=np.asarray(outputs, dtype=np.float64),
+            outputs=outputs,
             plan=resolve_target_plan(target, outputs), baseline=baseline,
             channel_axis=_channel_axis(x, prep.channel_axis, session.default_channel_axis),
             input_range=prep.input_range, rng=np.random.default_rng(seed),

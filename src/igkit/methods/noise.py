@@ -282,10 +282,9 @@ def attribute_with_noise(
     batches). ``delta`` and ``relative_error`` are NaN (the copies' scores are not F(x));
     ``score`` is F(x) at the clean inputs, ``evaluations`` sums over the copies.
     """
-    from igkit.api import _channel_axis, _describe, _prepare, _session, _unbatch
-    from igkit.core.checks import check_finite_outputs, check_output_transform
-    from igkit.core.engine import first_forward
+    from igkit.api import _channel_axis, _prepare, _session, _unbatch
     from igkit.core.targets import resolve_target_plan
+    from igkit.methods.attribute import checked_outputs
     from igkit.methods.registry import resolve_method
 
     spec, given = resolve_method(method, method_options)
@@ -302,15 +301,8 @@ def attribute_with_noise(
     low, high = prep.input_range
     out_name = output if isinstance(output, str) else "callable"
     with _session(prep) as session:
-        x = prep.x.astype(session.dtype, copy=False)
+        x, outputs = checked_outputs(prep, session, output, stacklevel=5)
         n = x.shape[0]
-        outputs, raw = first_forward(
-            session, x, _describe(prep, session, "the inputs"),
-            f"the {n} input{'s' if n > 1 else ''}",
-        )
-        check_finite_outputs(outputs, [f"input {i}" for i in range(n)])
-        check_output_transform(output, outputs, raw, session.dtype, where="the inputs",
-                               stacklevel=4)
         plan = resolve_target_plan(target, np.asarray(outputs))
         pair_score = np.asarray(outputs, dtype=np.float64)[plan.pair_input, plan.pair_target]
         axis = _channel_axis(x, prep.channel_axis, session.default_channel_axis)
