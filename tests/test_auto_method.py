@@ -93,8 +93,8 @@ def test_auto_picks_secant_on_a_relu_net_and_records_it(relu_case):
     res = igkit.integrated_gradients(net, x, target=0)
     assert res.method == "secant"
     assert res.converged.all()
-    # Gauss-Legendre 4, 8 and 16 (the probe), the 16-piece pilot, then the pieces.
-    assert res.evaluations[0] >= 28 + 16 + 32
+    # Gauss-Legendre 8 and 16 (the probe), the 16-piece pilot, then the pieces.
+    assert res.evaluations[0] >= 24 + 16 + 32
     assert relative(res.attributions, ref) <= 0.01
 
 
@@ -105,24 +105,18 @@ def test_auto_picks_gauss_legendre_on_a_smooth_net():
     res = igkit.integrated_gradients(net, x, target=0, tol=1e-3)
     assert res.method == "gauss_legendre"
     assert res.converged.all()
-    # Gauss-Legendre converges geometrically here: 4 and 8 nodes meet 1e-3, and the
-    # estimate (the change from 4 to 8 nodes) bounds the true error of 8.
-    assert res.evaluations[0] == 12
+    # Gauss-Legendre converges geometrically here: 8 and 16 nodes meet 1e-3, and the
+    # estimate (the change from 8 to 16 nodes) bounds the true error of 16.
+    assert res.evaluations[0] == 24
     true = relative(res.attributions, ref)
     assert true <= res.error_estimate[0] <= 1e-3
-    # Tighter, 16 nodes meet 1e-8 (the rate of the changes from 4 to 8 to 16 nodes
-    # extrapolates the error), still within the probe.
+    # Tighter, the probe compares the rules (Gauss-Legendre 8 against the secant pilot, both
+    # measured against Gauss-Legendre 16) and continues with Gauss-Legendre: the probe, the
+    # pilot and 32 nodes.
     tight = igkit.integrated_gradients(net, x, target=0, tol=1e-8)
     assert tight.method == "gauss_legendre" and tight.converged.all()
-    assert tight.evaluations[0] == 28
+    assert tight.evaluations[0] == 24 + 16 + 32
     assert relative(tight.attributions, ref) <= 1e-8
-    # Tighter still, the probe compares the rules (Gauss-Legendre 8 against the secant pilot,
-    # both measured against Gauss-Legendre 16) and continues with Gauss-Legendre: the probe,
-    # the pilot and 32 nodes.
-    tighter = igkit.integrated_gradients(net, x, target=0, tol=1e-11)
-    assert tighter.method == "gauss_legendre"
-    assert tighter.evaluations[0] >= 28 + 16 + 32
-    assert relative(tighter.attributions, ref) <= 1e-9
     # Secant would need far more on this net: 424 evaluations for 1e-5.
     secant = igkit.integrated_gradients(net, x, target=0, tol=1e-5, method="secant")
     assert secant.evaluations[0] > 4 * tight.evaluations[0]

@@ -563,9 +563,8 @@ class AutoStrategy(Strategy):
       gradient evaluations per path (a secant count is pieces, plus a pilot), the same call
       gives the same numbers in every framework, and nothing is measured to choose from.
       Pass ``method="secant"`` for a fixed number of secant pieces.
-    * ``steps="auto"`` with secant available probes first (:meth:`probe`): Gauss-Legendre at 4,
-      8 and 16 nodes (stopping at the first level that meets ``tol``: 12 evaluations on a
-      smooth network), then the secant pilot (16 pieces, which
+    * ``steps="auto"`` with secant available probes first (:meth:`probe`): Gauss-Legendre at 8
+      and 16 nodes, then, unless that already meets ``tol``, the secant pilot (16 pieces, which
       the secant run reuses). On ReLU-type networks the integrand jumps wherever a unit
       switches and Gauss-Legendre converges slowly; on smooth ones (GELU, LayerNorm) it
       converges geometrically and beats secant's second order. So when Gauss-Legendre at 8
@@ -607,15 +606,12 @@ class AutoStrategy(Strategy):
         return self.probe(job, gl)
 
     def probe(self, job: PathJob, gl: PointRefinement) -> Integrated:
-        """Gauss-Legendre at 4, 8 and 16 nodes (stopping when every path meets tol), then the
+        """Gauss-Legendre at 8 and 16 nodes, then (unless every path already met tol) the
         secant pilot; continues with the rule that converges faster (see the class)."""
-        # Gauss-Legendre 4 first: a smooth network may already meet tol at 4 and 8 nodes
-        # (12 evaluations), which a probe starting at 8 and 16 could not beat.
-        gl.levels = [4, *gl.levels] if gl.levels[0] == 8 else gl.levels
-        for _ in range(3):
-            gl.step()
-            if gl.met.all():
-                return gl.finish_at(depth=3)
+        gl.step()
+        gl.step()
+        if gl.met.all():
+            return gl.finish_at(depth=3)
         run = SECANT.start(job)
         paths = np.arange(job.n_paths)
         run.evaluations += gl.evals
