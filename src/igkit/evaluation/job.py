@@ -181,8 +181,6 @@ class Evaluator:
                      notes: list[tuple[str, str]] | None = None) -> np.ndarray:
         """One method's attributions of a batch ``x`` (model layout), shaped like ``x``; the
         warnings it raises are appended to ``notes`` as ``(method, message)``."""
-        import igkit
-
         s = self.settings.explain
         options = dict(self.settings.method_options.get(method, {}))
         if method == "integrated_gradients":
@@ -192,14 +190,24 @@ class Evaluator:
                 options.setdefault(key, value)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RuntimeWarning)
-            result = igkit.attribute(
-                self.model.model, x, method, target=targets, baseline=list(s.baseline),
-                output=self.explainer.output, batch_size=s.batch_size, seed=s.seed,
-                channel_axis=self.model.channel_axis, input_range=(0.0, 1.0), batched=True,
-                **options,
-            )
+            attr = self._attribute(self.model.model, method, x, targets, options)
         if notes is not None:
             notes.extend((method, str(w.message)) for w in caught)
+        return attr
+
+    def _attribute(self, model: object, method: str, x: np.ndarray, targets: np.ndarray,
+                   options: Mapping[str, Any]) -> np.ndarray:
+        """``igkit.attribute`` of ``model`` with the run's baseline, output, batch size, seed
+        and layout, and ``options``."""
+        import igkit
+
+        s = self.settings.explain
+        result = igkit.attribute(
+            model, x, method, target=targets, baseline=list(s.baseline),
+            output=self.explainer.output, batch_size=s.batch_size, seed=s.seed,
+            channel_axis=self.model.channel_axis, input_range=(0.0, 1.0), batched=True,
+            **options,
+        )
         return np.asarray(result.attributions)
 
     def evaluate(
@@ -262,17 +270,8 @@ class Evaluator:
         self, method: str, model: object, x: np.ndarray, targets: np.ndarray
     ) -> np.ndarray:
         """``method``'s attributions of ``x`` for another model (a randomised copy, for the
-        sanity checks), with the run's settings."""
-        import igkit
-
-        s = self.settings.explain
-        options = dict(self.settings.method_options.get(method, {}))
+        sanity checks), with the run's baseline, output and method options."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            result = igkit.attribute(
-                model, x, method, target=targets, baseline=list(s.baseline),
-                output=self.explainer.output, batch_size=s.batch_size, seed=s.seed,
-                channel_axis=self.model.channel_axis, input_range=(0.0, 1.0), batched=True,
-                **options,
-            )
-        return np.asarray(result.attributions)
+            return self._attribute(model, method, x, targets,
+                                   dict(self.settings.method_options.get(method, {})))
