@@ -8,7 +8,8 @@ import pytest
 from igkit import available_methods, nodes_and_weights
 from igkit.core.quadrature import get_rule
 
-METHODS = ["riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gauss_legendre"]
+METHODS = ["riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gauss_legendre",
+           "fejer"]
 
 
 def test_every_documented_method_is_registered():
@@ -70,11 +71,45 @@ def test_integral_of_3t2_at_25_steps():
     assert w @ f(a) == pytest.approx(1 - 1 / (4 * 25**2), abs=1e-14)  # midpoint error -h^2/4
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 15, 40])
+def test_fejer_is_exact_to_degree_n_minus_1_and_not_beyond(n):
+    a, w = nodes_and_weights("fejer", n)
+    # The interior extrema of the Chebyshev polynomial T_{n+1}, mapped to [0, 1].
+    np.testing.assert_allclose(a, (1 - np.cos(np.arange(1, n + 1) * np.pi / (n + 1))) / 2,
+                               rtol=0, atol=1e-15)
+    for degree in range(n):
+        assert abs(w @ a**degree - 1 / (degree + 1)) < 1e-13, degree
+    # Not beyond: the node polynomial (times t - 1/2 for odd n, whose symmetric rule is exact
+    # for odd degree n too) vanishes on every node, but its integral does not.
+    def beyond(t):
+        return np.prod(t[:, None] - a[None, :], axis=1) * ((t - 0.5) if n % 2 else 1.0)
+
+    fine_a, fine_w = nodes_and_weights("gauss_legendre", n + 2)
+    assert w @ beyond(a) == 0.0
+    assert abs(fine_w @ beyond(fine_a)) > 1e-3 * np.abs(beyond(fine_a)).max()
+
+
+def test_fejer_converges_geometrically_on_an_analytic_integrand():
+    # 1 / (1 + 25 (2t - 1)^2) (Runge's function): its poles at t = 1/2 +- i/10 make the error
+    # of an interpolatory rule fall by a fixed factor per node once the nodes resolve them,
+    # while the trapezoid's falls as 1/n^2.
+    f = lambda t: 1 / (1 + 25 * (2 * t - 1) ** 2)  # noqa: E731
+    exact = np.arctan(5) / 5
+
+    def error(method, n):
+        a, w = nodes_and_weights(method, n)
+        return abs(w @ f(a) - exact)
+
+    assert error("fejer", 63) < 1e-7 and error("fejer", 127) < 1e-12
+    assert error("riemann_trapezoid", 63) > 100 * error("fejer", 63)
+    assert error("riemann_trapezoid", 127) > 1e6 * error("fejer", 127)
+
+
 @pytest.mark.parametrize("method", ["riemann_left", "riemann_right", "riemann_middle",
-                                    "riemann_trapezoid"])
+                                    "riemann_trapezoid", "fejer"])
 def test_nested_rules_contain_their_coarser_nodes(method):
     rule = get_rule(method)
-    n = 9 if method == "riemann_trapezoid" else 8
+    n = 9 if method == "riemann_trapezoid" else 7 if method == "fejer" else 8
     coarse, _ = nodes_and_weights(method, n)
     fine, _ = nodes_and_weights(method, rule.nested(n))
     assert np.isclose(coarse[:, None], fine[None, :], rtol=0, atol=1e-14).any(axis=1).all()

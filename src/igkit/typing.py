@@ -26,10 +26,11 @@ __all__ = [
 ]
 
 #: A quadrature rule (``method=``): where along the path gradients are evaluated; "auto" picks
-#: secant or Gauss-Legendre per call.
+#: secant, Fejer or Gauss-Legendre per call.
 Method: TypeAlias = Literal[
     "adaptive",
     "auto",
+    "fejer",
     "gauss_legendre",
     "riemann_left",
     "riemann_middle",

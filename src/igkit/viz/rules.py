@@ -199,6 +199,10 @@ _RULE_NOTES = {
         "bars as wide as the weights, side by side, each holding its node; exact for "
         "polynomials up to degree 2n - 1"
     ),
+    "fejer": (
+        "bars as wide as the weights, each holding its node; the nodes of n are among those "
+        "of 2n + 1, so a finer level keeps every gradient"
+    ),
     "adaptive": (
         "a trapezoid pilot on uniform cells, then the other nodes where the gradient changes "
         "most between pilot nodes (placed per input in a run)"
@@ -215,6 +219,7 @@ _RULE_NAMES = {
     "riemann_middle": "midpoint Riemann sum",
     "riemann_trapezoid": "trapezoidal rule",
     "gauss_legendre": "Gauss-Legendre rule",
+    "fejer": "Fejer's second rule",
     "adaptive": "adaptive trapezoid rule",
     "secant": "secant rule",
 }
