@@ -93,29 +93,31 @@ def test_auto_picks_secant_on_a_relu_net_and_records_it(relu_case):
     res = igkit.integrated_gradients(net, x, target=0)
     assert res.method == "secant"
     assert res.converged.all()
-    # Gauss-Legendre 8 and 16 (the probe), the 16-piece pilot, then the pieces.
-    assert res.evaluations[0] >= 24 + 16 + 32
+    # Fejer at 3, 7 and 15 nested nodes (the probe), the 16-piece pilot, then the pieces.
+    assert res.evaluations[0] >= 15 + 16 + 32
     assert relative(res.attributions, ref) <= 0.01
 
 
-def test_auto_picks_gauss_legendre_on_a_smooth_net():
+def test_auto_keeps_fejer_on_a_smooth_net():
     net = SmoothNet(0).double().eval()
     x = image(1)
     ref = reference(net, x, smooth=True)
     res = igkit.integrated_gradients(net, x, target=0, tol=1e-3)
-    assert res.method == "gauss_legendre"
+    assert res.method == "fejer"
     assert res.converged.all()
-    # Gauss-Legendre converges geometrically here: 8 and 16 nodes meet 1e-3, and the
-    # estimate (the change from 8 to 16 nodes) bounds the true error of 16.
-    assert res.evaluations[0] == 24
+    # Fejer's nested levels converge geometrically here: 3, 7 and 15 nodes meet 1e-3 in 15
+    # evaluations (the 15 contain the 7 and the 3), and the estimate bounds the true error.
+    assert res.evaluations[0] == 15
     true = relative(res.attributions, ref)
     assert true <= res.error_estimate[0] <= 1e-3
-    # Tighter, the probe compares the rules (Gauss-Legendre 8 against the secant pilot, both
-    # measured against Gauss-Legendre 16) and continues with Gauss-Legendre: the probe, the
-    # pilot and 32 nodes.
+    # The nested levels give exactly the fixed rule at the same node count: the kept nodes are
+    # re-weighted, not summed with the coarser level's weights.
+    fixed = igkit.integrated_gradients(net, x, target=0, method="fejer", steps=15, tol=1.0)
+    np.testing.assert_allclose(res.attributions, fixed.attributions, rtol=0, atol=1e-15)
+    # Tighter, the call keeps going with Fejer: 31 nodes, 16 more evaluations.
     tight = igkit.integrated_gradients(net, x, target=0, tol=1e-8)
-    assert tight.method == "gauss_legendre" and tight.converged.all()
-    assert tight.evaluations[0] == 24 + 16 + 32
+    assert tight.method == "fejer" and tight.converged.all()
+    assert tight.evaluations[0] == 31
     assert relative(tight.attributions, ref) <= 1e-8
     # Secant would need far more on this net: 424 evaluations for 1e-5.
     secant = igkit.integrated_gradients(net, x, target=0, tol=1e-5, method="secant")
@@ -171,7 +173,7 @@ def test_error_estimate_is_per_explanation_and_scatters_like_the_others(relu_cas
 @pytest.mark.parametrize("seed", [0, 1])
 def test_default_auto_stops_between_a_quarter_of_tol_and_tol(seed):
     # Two of the calibration nets (benchmarks/secant_calibration.py). At looser tolerances the
-    # least auto spends (the probe, the pilot and 32 pieces: 72 evaluations) is already more
+    # least auto spends (the probe, the pilot and 32 pieces: 63 evaluations) is already more
     # accurate than asked on nets this small.
     net, x = relu_cnn(seed), image(seed)
     ref = reference(net, x)

@@ -430,15 +430,16 @@ def integrated_gradients(
             gradient evaluations per path. For "secant" a count is the number of pieces of
             the path (``steps`` gradient evaluations after the baseline, whose activations
             take one forward pass; plus a 16-piece pilot from 32 pieces up).
-        method: "auto" (the default): "secant" wherever the model's backend supports it
-            (``Capabilities.interval_accumulation``) at ``precision="float32"``, else
-            "gauss_legendre". With ``steps="auto"`` it first measures both on the call's own
-            paths (Gauss-Legendre at 8 and 16 nodes, the secant pilot) and continues with
-            Gauss-Legendre when it converges faster, as on smooth (GELU, LayerNorm)
-            networks. A fixed count runs Gauss-Legendre on every backend (``steps`` is then
-            exactly the evaluations per path, and every framework gives the same numbers).
-            ``Result.method`` says which rule ran. Or one rule: "gauss_legendre",
-            "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid",
+        method: "auto" (the default): with ``steps="auto"``, Fejer's nested rule at 3, 7
+            and 15 nodes first, continued while its error falls geometrically (smooth
+            networks: GELU, LayerNorm, attention), else "secant" (ReLU-type networks), where
+            the model's backend supports it (``Capabilities.interval_accumulation``) at
+            ``precision="float32"``; else "gauss_legendre". A fixed count runs
+            Gauss-Legendre on every backend (``steps`` is then exactly the evaluations per
+            path, and every framework gives the same numbers). ``Result.method`` says which
+            rule ran. Or one rule: "gauss_legendre", "fejer" (Fejer's second rule: nested,
+            so ``steps="auto"`` keeps every gradient), "riemann_left", "riemann_right",
+            "riemann_middle", "riemann_trapezoid",
             "adaptive" (nodes placed where the integrand is rough) or "secant" (each piece
             of the path integrated by one backward pass with secant slopes, so completeness
             is exact and the attributions converge faster than any point rule on ReLU-type

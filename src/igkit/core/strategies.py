@@ -321,7 +321,9 @@ class PointRuleStrategy(Strategy):
 
 def _nested_levels(rule: Rule, max_steps: int) -> list[int]:
     assert rule.nested is not None
-    n = max(rule.min_steps, 8) + (1 if rule.includes_endpoints else 0)
+    # A rule keeping its nodes (Fejer's: 3, 7, 15, ...) starts small: every node is reused.
+    n = FIRST_KEPT_LEVEL if rule.keeps_nodes else (
+        max(rule.min_steps, 8) + (1 if rule.includes_endpoints else 0))
     levels = [n]
     while n < max_steps:
         n = rule.nested(n)
@@ -351,6 +353,16 @@ POINT_ERROR_SCALE = 0.6
 #: converging geometrically and the last change itself is the estimate.
 _MAX_RATE = 0.75
 
+#: The smallest ratio it extrapolates with. A ratio measured on the first, coarse levels can be
+#: far better than the next one: on all-MiniLM-L6-v2 Fejer's changes fell 0.10x from 3 to 7
+#: nodes and then 0.28x, so extrapolating with 0.10 called 15 nodes 0.3 % off when they were
+#: 1.6 % off; with 0.4 the estimate (0.6 times two thirds of the last change) stays above the
+#: true error on every smooth zoo net (ConvNeXt-, ViT-style, MiniLM).
+_MIN_RATE = 0.4
+
+#: The first level of a rule that keeps its nodes (``Rule.keeps_nodes``).
+FIRST_KEPT_LEVEL = 3
+
 
 class PointRefinement:
     """``steps="auto"`` for a point rule: levels of nodes until each path meets ``auto.tol``.
@@ -366,6 +378,8 @@ class PointRefinement:
     """
 
     def __init__(self, job: PathJob, auto: AutoSteps, rule: Rule | None = None) -> None:
+        # Rules keeping their nodes: (paths, alphas, gradients (paths, alphas, ...)) per level.
+        self._kept: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.job, self.auto = job, auto
         self.rule = job.rule if rule is None else rule
         n_paths = job.n_paths
@@ -389,7 +403,8 @@ class PointRefinement:
     def estimate(self) -> np.ndarray:
         """Per path, the relative L2 error of the last level: ``POINT_ERROR_SCALE`` times the
         last change ``c1`` (the previous level's error, about), times ``r / (1 - r)`` with
-        ``r = c1 / c0`` the rate between the last two changes when it is below ``_MAX_RATE``
+        ``r = c1 / c0`` the rate between the last two changes (at least ``_MIN_RATE``) when
+        it is below ``_MAX_RATE``
         (the error of a level falling geometrically); the last change itself before there
         are two changes, or when the rate says the levels are not converging yet. NaN before
         any change."""
@@ -397,7 +412,8 @@ class PointRefinement:
         with np.errstate(divide="ignore", invalid="ignore"):
             rate = c1 / c0
         geometric = np.isfinite(rate) & (rate < _MAX_RATE)
-        factor = np.where(geometric, rate / (1.0 - np.where(geometric, rate, 0.0)), 1.0)
+        rate = np.where(geometric, np.maximum(rate, _MIN_RATE), 0.0)
+        factor = np.where(geometric, rate / (1.0 - rate), 1.0)
         return POINT_ERROR_SCALE * np.where(np.isnan(c0), c1, c1 * np.maximum(factor, 0.0))
 
     def step(self) -> bool:
@@ -422,7 +438,10 @@ class PointRefinement:
         if afford.size == 0:
             return False
         active = afford
-        if rule.nested:
+        if rule.keeps_nodes:
+            integral = self._kept_level(active, alphas, weights, alphas[is_new])
+            self._old_alphas = alphas
+        elif rule.nested:
             c = weights.max()
             relw = weights / c
             taken = job.level(active, alphas[is_new], relw[is_new])
@@ -438,6 +457,29 @@ class PointRefinement:
         self._done_levels += 1
         self.accept(active, job.diff[active] * integral, n)
         return True
+
+    def _kept_level(self, active: np.ndarray, alphas: np.ndarray, weights: np.ndarray,
+                    new: np.ndarray) -> np.ndarray:
+        """A level of a rule that keeps its nodes: each new node's gradient on its own (a
+        virtual path per node), then the level's weights on every node kept so far. Returns
+        the level's integrals of the ``active`` paths."""
+        job, m = self.job, new.shape[0]
+        ids = (active[:, None] * m + np.arange(m)[None, :]).ravel()
+        job.split_paths(m)
+        try:
+            taken = job.evaluate(ids, [new[i % m : i % m + 1] for i in range(ids.shape[0])],
+                                 [np.ones(1)] * ids.shape[0])
+        finally:
+            job.split_paths(1)
+        job.recorder.level(active, new, taken)
+        grads = taken.sums.reshape(-1, m, *job.diff.shape[1:])[active]
+        self._kept.append((active, new, grads))
+        integral = np.zeros((active.shape[0], *job.diff.shape[1:]))
+        for paths, kept_alphas, kept in self._kept:
+            at = np.abs(kept_alphas[:, None] - alphas[None, :]).argmin(axis=1)
+            rows = np.searchsorted(paths, active)
+            integral += np.tensordot(weights[at], kept[rows], axes=(0, 1))
+        return integral
 
     def accept(self, active: np.ndarray, level_attr: np.ndarray, n: int) -> None:
         """Takes a level's attributions of ``active`` paths and stops those that meet tol."""
@@ -553,8 +595,9 @@ class SecantStrategy(Strategy):
 
 
 class AutoStrategy(Strategy):
-    """``method="auto"``: for ``steps="auto"`` secant where the session can run it, else
-    Gauss-Legendre, and of the two the faster on this model, measured on its own paths.
+    """``method="auto"``: for ``steps="auto"`` Fejer's nested rule on smooth networks and secant
+    on the others, told apart by how fast Fejer converges on the call's own paths; Gauss-Legendre
+    where secant cannot run, and for a fixed step count.
 
     * Secant needs a session declaring ``interval_accumulation`` and exact ``float32``
       precision. Without either, "auto" is Gauss-Legendre (``steps="auto"`` doubling its nodes
@@ -563,24 +606,29 @@ class AutoStrategy(Strategy):
       gradient evaluations per path (a secant count is pieces, plus a pilot), the same call
       gives the same numbers in every framework, and nothing is measured to choose from.
       Pass ``method="secant"`` for a fixed number of secant pieces.
-    * ``steps="auto"`` with secant available probes first (:meth:`probe`): Gauss-Legendre at 8
-      and 16 nodes, then, unless that already meets ``tol``, the secant pilot (16 pieces, which
-      the secant run reuses). On ReLU-type networks the integrand jumps wherever a unit
-      switches and Gauss-Legendre converges slowly; on smooth ones (GELU, LayerNorm) it
-      converges geometrically and beats secant's second order. So when Gauss-Legendre at 8
-      nodes is already within ``PREFER_POINT_RULE`` of secant's 16 pieces (both measured
-      against Gauss-Legendre 16, median over the call's paths), the call continues with
-      Gauss-Legendre from 32 nodes; otherwise with secant. The probe's evaluations count
-      towards ``max_steps`` and ``Result.evaluations``.
+    * ``steps="auto"`` with secant available probes first (:meth:`probe`): Fejer's second rule
+      at 3, 7 and 15 nodes, nested (the 15 contain the 7 and the 3, so the probe costs 15
+      evaluations and a smooth network keeps all of them). Where a unit switches (ReLU,
+      max-pooling, hard-swish) the integrand jumps and a point rule's error only halves as its
+      nodes double; on smooth networks (GELU, LayerNorm, attention) it falls geometrically, and
+      a point rule beats secant's second order. So the call continues with Fejer (31, 63, ...
+      nodes) while its changes fall by ``SMOOTH_RATE`` or more from level to level (median over
+      the call's paths), and hands over to secant otherwise, or once ``MAX_KEPT_NODES`` would
+      be passed. The probe's evaluations count towards ``max_steps`` and
+      ``Result.evaluations``.
 
-    ``Result.method`` records the rule that ran ("secant" or "gauss_legendre").
+    ``Result.method`` records the rule that ran ("secant", "fejer" or "gauss_legendre").
     """
 
     name = "auto"
-    #: Gauss-Legendre is chosen when its 8-node error is at most this times secant's 16-piece
-    #: error: it then costs about half of secant's evaluations at every later level, where on
-    #: a ReLU network its error would not even halve from 8 to 16 nodes.
-    PREFER_POINT_RULE = 0.5
+    #: Fejer continues while the ratio of its last two changes is at most this: 0.05-0.17 on
+    #: the smooth nets of the model zoo (ConvNeXt-, ViT-style, all-MiniLM-L6-v2), 0.45-0.55 on
+    #: the ReLU-type ones (EfficientNet-Lite0, ResNet-, MobileNetV3-style, a ReLU Sequential),
+    #: where the error halves per doubling (benchmarks/RESULTS.md, "Model zoo").
+    SMOOTH_RATE = 0.3
+    #: Fejer keeps each node's gradient (a copy of the input per node and path); past this many
+    #: nodes the network is not smooth enough for it to pay, and secant takes over.
+    MAX_KEPT_NODES = 127
     #: Below this many evaluations per path there is no room for a probe and a secant run.
     MIN_PROBE_BUDGET = 96
 
@@ -596,35 +644,36 @@ class AutoStrategy(Strategy):
         auto = job.auto
         if auto is None:
             return POINT_RULE.run(gauss)._replace(method="gauss_legendre")
-        gl = PointRefinement(gauss, auto)
         if self.pick(job.capabilities, job.precision) == "gauss_legendre":
+            gl = PointRefinement(gauss, auto)
             gl.run()
             return gl.finish_at(depth=2)
         if auto.max_steps < self.MIN_PROBE_BUDGET:
             return SECANT.integrate(replace(job, rule=get_rule("secant")), SECANT.start(job),
                                     None, depth=2, method="secant")
-        return self.probe(job, gl)
+        return self.probe(job)
 
-    def probe(self, job: PathJob, gl: PointRefinement) -> Integrated:
-        """Gauss-Legendre at 8 and 16 nodes, then (unless every path already met tol) the
-        secant pilot; continues with the rule that converges faster (see the class)."""
-        gl.step()
-        gl.step()
-        if gl.met.all():
-            return gl.finish_at(depth=3)
-        run = SECANT.start(job)
-        paths = np.arange(job.n_paths)
-        run.evaluations += gl.evals
-        pilot = run.pilot(paths)
-        secant16 = pilot[0].sum(axis=1)
-        secant_error = np.array([relative_change(gl.attr[p], secant16[p]) for p in paths])
-        gl_error = gl.change[:, 1]
-        if np.median(gl_error) <= self.PREFER_POINT_RULE * np.median(secant_error):
-            gl.evals = run.evaluations.copy()
-            gl.active = np.flatnonzero(~gl.met)
-            gl.run()
-            return gl.finish_at(depth=3)
-        return SECANT.integrate(job, run, pilot, depth=3, method="secant")
+    def probe(self, job: PathJob) -> Integrated:
+        """Fejer at 3, 7 and 15 nodes, then more Fejer levels while they converge
+        geometrically, else secant (see the class)."""
+        from igkit.core.quadrature import get_rule
+
+        fejer = PointRefinement(replace(job, rule=get_rule("fejer")), cast(AutoSteps, job.auto))
+        for _ in range(3):
+            fejer.step()
+        while fejer.active.size:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rates = fejer.change[fejer.active, 1] / fejer.change[fejer.active, 0]
+            level = fejer._done_levels
+            if (np.median(np.nan_to_num(rates, nan=1.0)) > self.SMOOTH_RATE
+                    or level >= len(fejer.levels)
+                    or fejer.levels[level] > self.MAX_KEPT_NODES):
+                run = SECANT.start(job)
+                run.evaluations += fejer.evals
+                return SECANT.integrate(job, run, None, depth=3, method="secant")
+            if not fejer.step():
+                break
+        return fejer.finish_at(depth=3)
 
 
 POINT_RULE = PointRuleStrategy()
