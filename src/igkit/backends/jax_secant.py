@@ -167,6 +167,8 @@ class Chain:
     piecewise: bool
     monotone: bool
     shape: tuple = ()
+    #: Per step, a ``Step``: what the prefix split and the max-pool fusion need to know.
+    info: tuple = ()
 
     def run(self, z: Any, consts: Sequence[Any]) -> Any:
         if tuple(z.shape) != self.shape:
@@ -182,6 +184,18 @@ class Chain:
                     for r in refs]
             vals.append(fn(*args))
         return vals[-1]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a chain: piecewise linear, nondecreasing in its path-dependent operand, and
+    ``affine``: ``z + c``, ``z - c``, ``c * z``, ``z / c``, ``-z`` or a float cast of one
+    path-dependent operand (``param``: ``c`` is a tensor of the model, not a literal)."""
+
+    piecewise: bool
+    monotone: bool
+    affine: bool = False
+    param: bool = False
 
 
 def _is_path(x: Any) -> bool:
@@ -394,44 +408,71 @@ class Interpreter:
     # -- chains --
 
     def value(self, x: Any) -> Any:
-        """A chain evaluated into a pair (with its secant slope); anything else as it is."""
+        """A chain evaluated into a pair (its layer-affine prefix linearly, the rest with its
+        secant slope); anything else as it is."""
         if not isinstance(x, Chain):
             return x
-        src = x.src
-        consts = tuple(x.consts)
-        ya = x.run(src.a, consts)
-        tape = (functools.partial(_run_chain, x, consts), [src])
+        return self._evaluate(*_split(x))
+
+    @staticmethod
+    def _evaluate(src: Pair, rest: Chain | None) -> Pair:
+        if rest is None:
+            return src
+        consts = tuple(rest.consts)
+        ya = rest.run(src.a, consts)
+        tape = (functools.partial(_run_chain, rest, consts), [src])
         if not _inexact(ya) or not _inexact(src.b):
-            return Pair(x.run(lax.stop_gradient(src.b), consts), ya, src.shift, tape)
-        return Pair(_slope(x, src.b, src.a, consts), ya, src.shift, tape)
+            return Pair(rest.run(lax.stop_gradient(src.b), consts), ya, src.shift, tape)
+        return Pair(_slope(rest, src.b, src.a, consts), ya, src.shift, tape)
 
     def _extend(self, eqn: Any, ins: list, src: Pair, piecewise: bool, monotone: bool) -> Chain:
+        """The chain of ``ins`` (pairs of ``src``, chains of it, constants) with ``eqn`` on top;
+        steps that two operands share (``x`` in ``x * relu6(x + 3)``) are kept once."""
         steps: list = []
+        info: list = []
         consts: list = []
+        seen: dict = {}
+        const_at: dict[int, int] = {}
+
+        def const(c: Any) -> tuple:
+            if id(c) not in const_at:
+                const_at[id(c)] = len(consts)
+                consts.append(c)
+            return ("const", const_at[id(c)])
+
         refs: list = []
-        pw, mono = piecewise, monotone
         for x in ins:
             if isinstance(x, Chain):
-                base = len(steps)
-                offset = len(consts)
-                for fn, rs in x.steps:
-                    steps.append((fn, tuple(
-                        r if r[0] == "src" else (r[0], r[1] + (base if r[0] == "step" else offset))
-                        for r in rs)))
-                consts.extend(x.consts)
-                refs.append(("step", len(steps) - 1))
-                pw, mono = pw and x.piecewise, mono and x.monotone
+                local: list[int] = []
+                for (fn, rs), step in zip(x.steps, x.info, strict=True):
+                    new = tuple(const(x.consts[r[1]]) if r[0] == "const" else
+                                ("step", local[r[1]]) if r[0] == "step" else r for r in rs)
+                    if (id(fn), new) not in seen:
+                        seen[(id(fn), new)] = len(steps)
+                        steps.append((fn, new))
+                        info.append(step)
+                    local.append(seen[(id(fn), new)])
+                refs.append(("step", local[-1]))
             elif isinstance(x, Pair):
                 refs.append(("src",))
             elif isinstance(x, _core.Literal):
                 refs.append(("lit", x.val))
             else:
-                refs.append(("const", len(consts)))
-                consts.append(x)
+                refs.append(const(x))
         lits = {i: r[1] for i, r in enumerate(refs) if r[0] == "lit"}
         live = [r for r in refs if r[0] != "lit"]
+        affine = _affine(eqn, refs)
+        # A product of two path-dependent operands (x * relu6(x + 3)) or a division by one is
+        # no longer piecewise linear: smooth, as PyTorch's hardswish.
+        paths = [i for i, r in enumerate(refs) if r[0] in ("src", "step")]
+        if eqn.primitive.name in ("mul", "div") and paths not in ([0], [1]):
+            piecewise = False
+        if eqn.primitive.name == "div" and paths != [0]:
+            piecewise = False
         steps.append((functools.partial(_with_literals, eqn, lits, len(refs)), tuple(live)))
-        return Chain(src, tuple(steps), tuple(consts), pw, mono, tuple(np.shape(src.a)))
+        info.append(Step(piecewise, monotone, affine,
+                         affine and any(r[0] == "const" for r in live)))
+        return _compact(src, steps, consts, info, tuple(np.shape(src.a)))
 
     def _fusable(self, eqn: Any, ins: list) -> Pair | None:
         """The one pair an elementwise equation's path-dependent operands derive from, when
@@ -510,10 +551,9 @@ class Interpreter:
 
     @staticmethod
     def _monotone(eqn: Any, ins: list) -> bool:
+        """The equation is nondecreasing in its path-dependent operand (itself, not what the
+        operand's chain did before it)."""
         name = eqn.primitive.name
-        chained = all(x.monotone for x in ins if isinstance(x, Chain))
-        if not chained:
-            return False
         if name in ("mul", "div") and len(ins) == 2:
             other = ins[1] if _is_path(ins[0]) else ins[0]
             if name == "div" and not _is_path(ins[0]):
@@ -604,7 +644,8 @@ class Interpreter:
         u, v = vals
         if not isinstance(v, Pair):
             return self._linear(eqn, vals)
-        chain = Chain(v, ((jnp.reciprocal, (("src",),)),), (), False, False, tuple(np.shape(v.a)))
+        chain = Chain(v, ((jnp.reciprocal, (("src",),)),), (), False, False, tuple(np.shape(v.a)),
+                      (Step(False, False),))
         r = self.value(chain)
         mul = functools.partial(_mul_eqn, eqn)
         return self._multilinear(_Eqn("mul", mul), [u, r])
@@ -650,14 +691,16 @@ class Interpreter:
         def pool(t):
             return _bind(eqn, t)[0]
 
-        fused = (isinstance(x, Chain) and x.monotone
-                 and all(np.ndim(c) == 0 for c in x.consts)
-                 and int(np.prod(eqn.outvars[0].aval.shape)) <= int(np.prod(x.shape)))
-        z = x.src if fused else self.value(x)
+        z, rest = _split(x) if isinstance(x, Chain) else (x, None)
+        fused = (rest is not None and rest.monotone
+                 and all(np.ndim(c) == 0 for c in rest.consts)
+                 and int(np.prod(eqn.outvars[0].aval.shape)) <= int(np.prod(rest.shape)))
+        if not fused:
+            z, rest = self._evaluate(z, rest), None
         pooled = Pair(_pool_crossing(eqn, z.b, z.a), pool(z.a))
-        if fused:
-            return [self.value(Chain(pooled, x.steps, x.consts, x.piecewise, x.monotone,
-                                     x.shape))]
+        if rest is not None:
+            return [self.value(Chain(pooled, rest.steps, rest.consts, rest.piecewise,
+                                     rest.monotone, rest.shape, rest.info))]
         return [pooled]
 
     def _fallback(self, eqn: Any, vals: list) -> list:
@@ -688,6 +731,74 @@ _NORMALISERS = frozenset({"rsqrt"})
 
 def _run_chain(chain: Chain, consts: tuple, z: Any) -> Any:
     return chain.run(z, consts)
+
+
+# Elementwise primitives that are affine in their one path-dependent operand (``_affine``).
+_AFFINE = frozenset("add sub mul div neg convert_element_type copy copy_p".split())
+
+
+def _affine(eqn: Any, refs: list) -> bool:
+    """``eqn`` on ``refs`` (as ``Interpreter._extend`` lays them out) is affine in its one
+    path-dependent operand: ``z + c``, ``c - z``, ``c * z``, ``z / c``, ``-z``, a float cast."""
+    name = eqn.primitive.name
+    paths = [i for i, r in enumerate(refs) if r[0] in ("src", "step")]
+    if name not in _AFFINE or len(paths) != 1:
+        return False
+    if name == "div":
+        return paths == [0]
+    if name == "convert_element_type":
+        return bool(jnp.issubdtype(eqn.params["new_dtype"], jnp.inexact))
+    return True
+
+
+def _compact(src: Pair, steps: Sequence, consts: Sequence, info: Sequence, shape: tuple
+             ) -> Chain:
+    """A chain of ``steps`` keeping only the constants they use."""
+    used = sorted({r[1] for _, rs in steps for r in rs if r[0] == "const"})
+    at = {k: i for i, k in enumerate(used)}
+    steps = tuple((fn, tuple(("const", at[r[1]]) if r[0] == "const" else r for r in rs))
+                  for fn, rs in steps)
+    return Chain(src, steps, tuple(consts[k] for k in used),
+                 all(i.piecewise for i in info), all(i.monotone for i in info), shape,
+                 tuple(info))
+
+
+def _split(chain: Chain) -> tuple[Pair, Chain | None]:
+    """A chain's leading affine steps by the model's tensors (a bias, an inference batch
+    norm, as JAX writes them before an activation) as a pair of their own, linear, and the
+    rest of the chain on that pair (None where nothing is left).
+
+    PyTorch's ``conv2d``/``linear``/``batch_norm`` are linear operations of their own, and its
+    activation's slope is taken on their output. Folded into the activation's secant slope,
+    the affine steps would cost it the digits that ``(c + z_b) - (c + z_a)`` loses to
+    rounding (float32: ``eps * |c| / |dz|`` of the slope, on every path of a piece), and a
+    max-pool could not fuse the activation alone. The cut is the last such step after which
+    only the cut value is used (not ``x`` of ``x * relu6(x + 3)``); a chain of affine steps
+    alone is all linear (``x / sqrt(d)``, ``x * gamma + beta``)."""
+    steps, info = chain.steps, chain.info
+    if len(info) != len(steps) or not _inexact(chain.src.a):
+        return chain.src, chain
+    cut = -1
+    for k, ((_, refs), step) in enumerate(zip(steps, info, strict=True)):
+        paths = [r for r in refs if r[0] != "const"]
+        if not step.affine or paths != [("src",) if k == 0 else ("step", k - 1)]:
+            break
+        later = [r for _, rs in steps[k + 1:] for r in rs if r[0] != "const"]
+        if k == len(steps) - 1 or (step.param and all(
+                r[0] == "step" and r[1] >= k for r in later)):
+            cut = k
+    if cut < 0:
+        return chain.src, chain
+    src = chain.src
+    prefix = _compact(src, steps[: cut + 1], chain.consts, info[: cut + 1], chain.shape)
+    pair = Pair(prefix.run(src.b, prefix.consts), prefix.run(src.a, prefix.consts), src.shift,
+                (functools.partial(_run_chain, prefix, prefix.consts), [src]))
+    if cut == len(steps) - 1:
+        return pair, None
+    rest = tuple((fn, tuple(("src",) if r == ("step", cut) else
+                            ("step", r[1] - cut - 1) if r[0] == "step" else r for r in rs))
+                 for fn, rs in steps[cut + 1:])
+    return pair, _compact(pair, rest, chain.consts, info[cut + 1:], chain.shape)
 
 
 def _output_of(eqn: Any, i: int, *vals: Any) -> Any:
