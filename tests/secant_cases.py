@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-CASES = ("relu_maxpool_cnn", "se_hardswish", "layernorm_gelu", "attention", "dense_softmax")
+CASES = ("relu_maxpool_cnn", "se_hardswish", "layernorm_gelu", "attention", "dense_softmax",
+         "bias_relu_maxpool")
 SHAPE = (6, 6, 3)  # one image, HWC
 CLASSES = 4
 EPS = 1e-5  # LayerNorm's epsilon in every framework
@@ -55,6 +56,14 @@ def weights(case: str) -> dict[str, np.ndarray]:
     if case == "dense_softmax":
         return {"h": w(int(np.prod(SHAPE)), 16), "hb": b(16), "d": w(16, CLASSES, scale=2.0),
                 "db": b(CLASSES)}
+    if case == "bias_relu_maxpool":
+        # A bias per position and channel after the convolution: the pooled windows' lines
+        # start apart, so winners change inside pieces where the maximum crosses zero, and
+        # pool(relu(z)) and relu(pool(z)) are different relations there (JAX put the bias
+        # into the ReLU's chain and no longer fused the ReLU behind the pool: 7.8e-4).
+        return {"k1": w(3, 3, c, 16, scale=4.0), "b1": b(16),
+                "pos": 0.5 * rng.standard_normal((*SHAPE[:2], 16)), "d": w(16, CLASSES),
+                "db": b(CLASSES)}
     raise ValueError(f"unknown case {case!r}; choose one of {', '.join(CASES)}")
 
 
@@ -76,6 +85,10 @@ def _torch_model(case: str, p: dict[str, np.ndarray]) -> Any:
             if case == "relu_maxpool_cnn":
                 y = F.max_pool2d(F.relu(conv(x.permute(0, 3, 1, 2), t["k1"], t["b1"])), 2)
                 y = F.relu(conv(y, t["k2"], t["b2"])).mean((2, 3))
+                return y @ t["d"] + t["db"]
+            if case == "bias_relu_maxpool":
+                y = conv(x.permute(0, 3, 1, 2), t["k1"], t["b1"]) + t["pos"].permute(2, 0, 1)
+                y = F.max_pool2d(F.relu(y), 2).mean((2, 3))
                 return y @ t["d"] + t["db"]
             if case == "se_hardswish":
                 y = F.hardswish(conv(x.permute(0, 3, 1, 2), t["k1"], t["b1"]))
@@ -115,6 +128,10 @@ def _jax_forward(case: str, p: dict[str, Any], x: Any) -> Any:
         y = jax.lax.reduce_window(y, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
         y = jax.nn.relu(conv(y, p["k2"], p["b2"])).mean((1, 2))
         return y @ p["d"] + p["db"]
+    if case == "bias_relu_maxpool":
+        y = jax.nn.relu(conv(x, p["k1"], p["b1"]) + p["pos"])
+        y = jax.lax.reduce_window(y, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+        return y.mean((1, 2)) @ p["d"] + p["db"]
     if case == "se_hardswish":
         y = jax.nn.hard_swish(conv(x, p["k1"], p["b1"]))
         s = jax.nn.relu(y.mean((1, 2)) @ p["s1"] + p["sb1"])
@@ -169,6 +186,12 @@ def _keras_model(case: str, p: dict[str, np.ndarray]) -> Any:
     if case == "relu_maxpool_cnn":
         y = layers.MaxPooling2D(2, dtype="float64")(conv(inp, p["k1"], p["b1"], "relu"))
         y = layers.GlobalAveragePooling2D(dtype="float64")(conv(y, p["k2"], p["b2"], "relu"))
+        out = dense(y, p["d"], p["db"])
+    elif case == "bias_relu_maxpool":
+        y = layers.Activation("relu", dtype="float64")(ops.add(conv(inp, p["k1"], p["b1"]),
+                                                               p["pos"]))
+        y = layers.GlobalAveragePooling2D(dtype="float64")(
+            layers.MaxPooling2D(2, dtype="float64")(y))
         out = dense(y, p["d"], p["db"])
     elif case == "se_hardswish":
         y = conv(inp, p["k1"], p["b1"], "hard_silu")

@@ -219,7 +219,21 @@ def _slope(chain: Chain, zb: Any, za: Any, consts: tuple) -> Any:
         if not chain.piecewise:
             still = still | (jnp.abs(dz) <= small_move(np.dtype(dz.dtype)) * jnp.abs(za) + 1e-12)
         mid = 0.5 * (za + zb)
-        deriv = jax.jvp(lambda z: chain.run(z, consts), (mid,), (jnp.ones_like(mid),))[1]
+
+        def derivative(z: Any) -> Any:
+            return jax.jvp(lambda t: chain.run(t, consts), (z,), (jnp.ones_like(z),))[1]
+
+        deriv = derivative(mid)
+        if chain.piecewise:
+            # Both ends on one linear piece (one slope at both ends and between) and the
+            # secant within rounding of it: the slope is that derivative. A move of a few ulps
+            # (an SE gate's input leaving its bias) makes (f(z_b) - f(z_a)) / dz all rounding
+            # in float32 (hard-sigmoid's z + 3: off by up to 8x).
+            eps = float(jnp.finfo(dz.dtype).eps)
+            noise = 16 * eps * (jnp.abs(ya) + jnp.abs(yb)
+                                + jnp.abs(deriv) * (jnp.abs(za) + jnp.abs(zb)))
+            still = still | ((derivative(za) == deriv) & (derivative(zb) == deriv)
+                             & (jnp.abs(yb - ya - deriv * dz) <= noise))
         s = jnp.where(still, deriv, (yb - ya) / jnp.where(still, 1.0, dz))
         return yb, (s.astype(yb.dtype), za, consts)
 
