@@ -249,6 +249,27 @@ def test_refine_grows_the_regions_that_miss_most():
     np.testing.assert_allclose(weights[starts].sum(), 2 / 16)
 
 
+def test_regions_with_one_piece_take_the_pilot_error_per_roughness_measured_elsewhere():
+    # Regions with one piece cannot measure their pilot error; it is predicted from their
+    # roughness with the ratio the measured regions show (here 0.5 per unit of roughness / m,
+    # far above the calibrated floor), so a model rougher than the calibration nets is not
+    # called accurate by its unmeasured regions.
+    m = pieces.PILOT_PIECES
+    rough = np.linspace(1.0, 2.0, m)
+    counts = np.array([3] * 8 + [1] * 8)
+    change = 0.5 * rough / m
+    change[8:] = 0.0  # not measured
+    expected = np.sqrt(np.sum((0.5 * rough / m * counts.astype(float) ** -1.5) ** 2))
+    assert pieces.region_error(change, rough, counts) == pytest.approx(
+        pieces.ERROR_SCALE * expected, rel=1e-12)
+    # Measured ratios below the floor do not lower the prediction.
+    low = 0.001 * rough / m
+    floor = np.where(counts >= 2, low, pieces.PILOT_ERROR_PER_ROUGHNESS * rough / m)
+    assert pieces.region_error(low, rough, counts) == pytest.approx(
+        pieces.ERROR_SCALE * np.sqrt(np.sum((floor * counts.astype(float) ** -1.5) ** 2)),
+        rel=1e-12)
+
+
 def test_auto_on_a_model_secant_integrates_exactly_measures_no_error():
     # One hidden layer: every piece is exact, so each region's integral is the same from the
     # pilot's one piece as from the final pieces; the measured estimate is zero and the first
