@@ -154,3 +154,23 @@ def test_microscopy_cells_with_masks_give_the_localisation_metrics(tmp_path: Pat
     expected = mask_share(attr, mask[None], channel_axis=1).values[0]
     assert float(first["mean"]) == pytest.approx(expected, rel=1e-5)
     assert cells[0][0] == "cell-0000"
+
+
+def test_the_sanity_checks_explain_a_model_with_the_runs_ig_settings(model_dir: Path) -> None:
+    # MPRT and random logit explain randomised copies of the model; their IG must be the run's
+    # (here 8 fixed Gauss-Legendre nodes, not the default method="auto"), or the comparison
+    # measures the settings instead of the model. On the model itself it is the run's map.
+    from igkit.evaluation.job import EvaluateSettings, Evaluator
+    from igkit.workflow.settings import ExplainSettings
+
+    explain = ExplainSettings(model=f"{MODEL_MODULE}:tiny", trust=True, input_size=(16, 16),
+                              steps=8, method="gauss_legendre", tol=1.0)
+    evaluator = Evaluator(EvaluateSettings(explain, ("integrated_gradients",), ("mprt",)))
+    x = np.random.default_rng(0).uniform(0.0, 1.0, (2, 3, 16, 16)).astype(np.float32)
+    targets = np.array([0, 1])
+    run = evaluator.attributions("integrated_gradients", x, targets)
+    again = evaluator._explain_with("integrated_gradients", evaluator.model.model, x, targets)
+    np.testing.assert_array_equal(again, run)
+    default = igkit.attribute(evaluator.model.model, x, "integrated_gradients", target=targets,
+                              output=evaluator.explainer.output, batched=True).attributions
+    assert np.abs(np.asarray(default) - run).max() > 0

@@ -181,19 +181,23 @@ class Evaluator:
                      notes: list[tuple[str, str]] | None = None) -> np.ndarray:
         """One method's attributions of a batch ``x`` (model layout), shaped like ``x``; the
         warnings it raises are appended to ``notes`` as ``(method, message)``."""
-        s = self.settings.explain
-        options = dict(self.settings.method_options.get(method, {}))
-        if method == "integrated_gradients":
-            # The run's IG settings, unless the method's options say otherwise.
-            for key, value in (("steps", s.steps), ("rule", s.method), ("tol", s.tol),
-                               ("max_steps", s.max_steps)):
-                options.setdefault(key, value)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RuntimeWarning)
-            attr = self._attribute(self.model.model, method, x, targets, options)
+            attr = self._attribute(self.model.model, method, x, targets, self._options(method))
         if notes is not None:
             notes.extend((method, str(w.message)) for w in caught)
         return attr
+
+    def _options(self, method: str) -> dict[str, Any]:
+        """``method``'s options: the method's own, and for IG the run's IG settings (steps,
+        rule, tol, max_steps) unless the method's options say otherwise."""
+        s = self.settings.explain
+        options = dict(self.settings.method_options.get(method, {}))
+        if method == "integrated_gradients":
+            for key, value in (("steps", s.steps), ("rule", s.method), ("tol", s.tol),
+                               ("max_steps", s.max_steps)):
+                options.setdefault(key, value)
+        return options
 
     def _attribute(self, model: object, method: str, x: np.ndarray, targets: np.ndarray,
                    options: Mapping[str, Any]) -> np.ndarray:
@@ -270,8 +274,8 @@ class Evaluator:
         self, method: str, model: object, x: np.ndarray, targets: np.ndarray
     ) -> np.ndarray:
         """``method``'s attributions of ``x`` for another model (a randomised copy, for the
-        sanity checks), with the run's baseline, output and method options."""
+        sanity checks), with the run's baseline, output, method options and IG settings, so
+        that the randomised model's map is made as the run's own was."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            return self._attribute(model, method, x, targets,
-                                   dict(self.settings.method_options.get(method, {})))
+            return self._attribute(model, method, x, targets, self._options(method))
