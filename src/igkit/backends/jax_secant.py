@@ -737,7 +737,9 @@ class Interpreter:
 
 
 # Gauss-Legendre nodes and weights on [0, 1] for the normalisations' piece averages.
-_NODES = tuple((0.5 * (t + 1.0), 0.5 * w) for t, w in zip(
+# Python floats (weakly typed): NumPy's float64 scalars would promote a float32 model's values
+# to float64 where 64-bit JAX is on, and its float32 literals would then refuse them.
+_NODES = tuple((float(0.5 * (t + 1.0)), float(0.5 * w)) for t, w in zip(
     *np.polynomial.legendre.leggauss(4), strict=True))
 # Primitives that make a value a normaliser (a factor ``rsqrt(variance)``).
 _NORMALISERS = frozenset({"rsqrt"})
