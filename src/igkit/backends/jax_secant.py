@@ -13,9 +13,14 @@ interpreted model is the piece's secant gradient:
   one but *fused*: a chain such as ``x * sigmoid(x)``, GELU's ``x * erfc(-x / sqrt 2) / 2`` or
   hard-swish's ``x * relu6(x + 3) / 6`` is one elementwise function of ``x`` and gets one secant
   slope (as PyTorch's single ``silu``/``gelu``/``hardswish`` operation does); the slope is exact
-  division where every fused primitive is piecewise linear, else the midpoint derivative for a
-  move below ``small_move``; a ``custom_jvp`` function (``jax.nn.relu``) is fused whole, with its
-  own derivative;
+  division where the chain is piecewise linear (a product of two path-dependent values, as in
+  hard-swish, is not), except where both ends lie on one linear piece and the secant is within
+  rounding of the derivative (then the derivative: float32 keeps no digits of a move of a few
+  ulps), else the midpoint derivative for a move below ``small_move``; a ``custom_jvp``
+  function (``jax.nn.relu``) is fused whole, with its own derivative. A chain's leading affine
+  steps by the model's tensors (a bias, an inference batch norm) are split off as a linear
+  pair of their own, as PyTorch's ``conv2d``/``batch_norm`` are operations of their own: in
+  the slope they would cost float32 ``eps * |bias| / |dz|`` of it;
 * linear primitives (``dot_general``/``conv`` with one path-dependent operand, sums, reshapes,
   slices, gathers, average pooling, ``add``): their own gradient;
 * ``mul``, ``dot_general``, ``conv_general_dilated`` of two path-dependent operands: the
@@ -25,7 +30,7 @@ interpreted model is the piece's secant gradient:
   candidate's share of the piece on the upper envelope of their lines; ``reduce_window_max``
   (max-pooling): the winners at both ends and the crossing of their lines, on the windows laid
   out as a last axis (strided slices, whose VJP is cheap); a nondecreasing fused activation
-  before a max-pool is moved behind it (``max f(z) = f(max z)``);
+  before a max-pool (after its bias is split off) is moved behind it (``max f(z) = f(max z)``);
 * a product of a value with a factor holding ``rsqrt`` (a normalisation: LayerNorm, RMSNorm,
   GroupNorm as JAX writes them) where both lead back to one pair ``h``: the normalising map of
   ``h`` averaged over the piece by four Gauss-Legendre nodes plus a rank-one term per row that
@@ -479,9 +484,8 @@ class Interpreter:
         # A product of two path-dependent operands (x * relu6(x + 3)) or a division by one is
         # no longer piecewise linear: smooth, as PyTorch's hardswish.
         paths = [i for i, r in enumerate(refs) if r[0] in ("src", "step")]
-        if eqn.primitive.name in ("mul", "div") and paths not in ([0], [1]):
-            piecewise = False
-        if eqn.primitive.name == "div" and paths != [0]:
+        name = eqn.primitive.name
+        if (name == "mul" and len(paths) > 1) or (name == "div" and paths != [0]):
             piecewise = False
         steps.append((functools.partial(_with_literals, eqn, lits, len(refs)), tuple(live)))
         info.append(Step(piecewise, monotone, affine,
