@@ -527,8 +527,10 @@ class TensorFlowSession:
 
         Row ``k`` carries the piece it ends, so a batch starts with the previous batch's last
         row (evaluated again; it ends no piece there) and is padded to ``batch_size + 1`` rows
-        with rows of width 0, so that one trace serves every batch. A batch that runs out of
-        memory is retried in halves.
+        with rows of width 0, so that one trace serves every batch; a call's first batch has no
+        row to repeat and takes ``batch_size + 1`` rows of its own (a call of ``batch_size + 1``
+        rows, a pilot's pieces and their baseline, is one batch, not a second one of two rows
+        padded to ``batch_size + 1``). A batch that runs out of memory is retried in halves.
 
         Returns:
             The points evaluated per path index, counted as the PyTorch session counts them
@@ -549,7 +551,7 @@ class TensorFlowSession:
         counted = ~((width == 0) & (rows.alpha == 0) & (rows.weight > 0))
         start, size = 0, max(1, batch_size)
         while start < n:
-            stop = min(n, start + size)
+            stop = min(n, start + size + (1 if start == 0 else 0))
             at = np.arange(max(0, start - 1), stop)
             w = width[at].copy()
             if start > 0:
