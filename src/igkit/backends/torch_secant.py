@@ -208,12 +208,39 @@ def _pair_slopes(za, ya, zb, yb, f: Callable, kind: str, out: torch.Tensor,
     still = za == zb  # equal ends, infinite ones included (exp at -inf: slope 0)
     if kind != "piecewise":
         still |= dz.abs() <= _small_move(dz.dtype) * za.abs() + 1e-12
+    if kind == "piecewise":
+        _linear_piece_slopes(za, ya, zb, yb, f, dz, still, pure)
     out.div_(dz.masked_fill_(still, 1.0))
     if bool(still.any()):
         if pure:
             out[still] = _derivative(f, 0.5 * (zb[still] + za[still])).to(out.dtype)
         else:
             torch.where(still, _derivative(f, 0.5 * (zb + za)).to(out.dtype), out, out=out)
+
+
+def _linear_piece_slopes(za, ya, zb, yb, f: Callable, dz, still, pure: bool) -> None:
+    """Mark in ``still`` the entries of a piecewise-linear ``f`` that moved by a few ulps on one
+    linear piece, so that they take the derivative: there ``(f(z_b) - f(z_a)) / dz`` is all
+    rounding in float32 (hard-sigmoid's ``z / 6 + 1/2`` off by up to 8x where an SE gate's
+    input barely leaves its bias). One linear piece: the derivative is the same at both ends
+    and between, and the secant is within rounding of it. JAX's secant applies the same test.
+    """
+    eps = torch.finfo(dz.dtype).eps
+    near = ~still & (dz.abs() <= 4096 * eps * (za.abs() + zb.abs()))
+    if not bool(near.any()):
+        return
+    if pure:
+        a, b, ya_, yb_ = za[near], zb[near], ya[near], yb[near]
+    else:
+        a, b, ya_, yb_ = za, zb, ya, yb
+    d = _derivative(f, 0.5 * (a + b))
+    one = (_derivative(f, a) == d) & (_derivative(f, b) == d)
+    noise = 16 * eps * (ya_.abs() + yb_.abs() + d.abs() * (a.abs() + b.abs()))
+    one &= (yb_ - ya_ - d * (b - a)).abs() <= noise
+    if pure:
+        still[near] = one
+    else:
+        still |= near & one
 
 
 class _Slope(torch.autograd.Function):
