@@ -547,6 +547,8 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--sections", default="evaluations,cost")
     ap.add_argument("--cost-cases", default="effnet,resnet",
                     help="cases whose evaluations are timed in the cost section")
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="interleaved rounds of the cost section (its median is reported)")
     ap.add_argument("--igkit-gl-on-torch", action="store_true",
                     help="also sweep igkit's Gauss-Legendre on torch (it computes Captum's "
                          "numbers, so by default torch's best fixed GL is Captum's)")
@@ -625,7 +627,8 @@ def main(argv: list[str] | None = None) -> str:
         chosen = [u for u in units if u.case in args.cost_cases.split(",")]
         if args.quick:
             chosen = units[:1]
-        report += cost(chosen, refs, 1 if args.quick else 5, 16 if args.quick else 32) + [""]
+        report += cost(chosen, refs, 1 if args.quick else args.rounds,
+                       16 if args.quick else 32) + [""]
     text = "\n".join(report)
     print(text, flush=True)
     if args.out:
