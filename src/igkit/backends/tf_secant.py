@@ -191,7 +191,8 @@ def _slopes(za: Any, ya: Any, zb: Any, yb: Any, f: Callable[[Any], Any], kind: s
         still = tf.abs(dz) <= _small_move(dz.dtype) * tf.abs(za) + 1e-12
     else:
         still = tf.equal(dz, 0)
-    quotient = (yb - ya) / tf.where(still, tf.ones_like(dz), dz)
+    # x / 0 is 0 here and replaced below: one pass fewer than dividing by where(still, 1, dz).
+    quotient = tf.math.divide_no_nan(yb - ya, dz)
     if kind == "unit":
         # ReLU and ReLU6 (clamps): slope 1 where f(z) == z and 0 elsewhere, at the end.
         derivative = tf.cast(tf.equal(yb, zb), zb.dtype)
@@ -484,9 +485,27 @@ class SecantGraph:
         """``f(z)`` with the secant slope of the piece."""
         zb = tf.stop_gradient(z)
         yb = f(zb)
-        za = self._start(z, axis, what)
-        ya = self._start(yb, axis, what)
-        return _with_slope(z, yb, tf.stop_gradient(_slopes(za, ya, zb, yb, f, kind)))
+        k = self._row_step(z, axis)
+        if k is None:
+            za = self._start(z, axis, what)
+            ya = self._start(yb, axis, what)
+            return _with_slope(z, yb, tf.stop_gradient(_slopes(za, ya, zb, yb, f, kind)))
+        # Row r's piece runs from row r - 1: slices of the rows rather than rolled copies.
+        # Row 0 ends no piece (its seed is zero), so its slope is any finite value: 0.
+        assert axis is not None
+        head = (slice(None),) * axis
+        n = int(z.shape[axis])
+        tail = _slopes(zb[head + (slice(0, n - k),)], yb[head + (slice(0, n - k),)],
+                       zb[head + (slice(k, n),)], yb[head + (slice(k, n),)], f, kind)
+        first = tf.zeros_like(zb[head + (slice(0, k),)])
+        return _with_slope(z, yb, tf.stop_gradient(tf.concat([first, tail], axis)))
+
+    def _row_step(self, t: Any, axis: int | None) -> int | None:
+        """How many entries along ``axis`` make one row of ``t`` (None: rows not found)."""
+        size = None if axis is None or axis >= len(t.shape) else t.shape[axis]
+        if size is None or size % self._rows:
+            return None
+        return int(size) // self._rows
 
     def _unary_op(self, op: Any, ins: list, floats: list[int], kind: str) -> list:
         if len(floats) != 1 or len(op.outputs) != 1:
