@@ -18,7 +18,8 @@ operation a model calls, so this module works on the model's graph instead:
 Rows are consecutive points of the path: row ``k``'s piece starts at row ``k - 1``, so the start
 of any tensor is the tensor rolled by one row along its row axis (the axis of unknown size in
 the traced graph; a dense layer on image features flattens rows with positions, so one row is
-``size // rows`` entries there). The first row of a batch ends no piece (its seed is zero).
+``size // rows`` entries there; an activation's slopes pair row slices instead, which copies
+less). The first row of a batch ends no piece (its seed is zero).
 
 The operation classes (``RULES``, by TensorFlow operation type, into the one table of
 ``igkit.core.secant_rules``):
