@@ -301,3 +301,26 @@ def test_control_flow_on_the_input_is_refused_with_the_fix() -> None:
     x = np.ones((1, 4), dtype=np.float32)
     with pytest.raises(ValueError, match="control flow.*gauss_legendre"):
         igkit.integrated_gradients(gated, x, method="secant", steps=4, target=0)
+
+
+def test_nested_auto_levels_do_not_trace_the_model_again() -> None:
+    """``steps="auto"`` with Fejer keeps each level's nodes as paths of their own (3, 4, 8, 16,
+    ... per input), so the per-path tensors change size at every level. The graph step takes
+    any number of paths: the model is traced once per batch shape, not once per level (each
+    trace of a real model costs seconds, and TensorFlow warned of retracing)."""
+    with _float64():
+        model = _layer_norm_gelu()
+    traces: list[bool] = []
+
+    class Counted(tf.Module):
+        def __call__(self, x: tf.Tensor) -> tf.Tensor:
+            traces.append(tf.executing_eagerly())  # in a graph: TensorFlow is tracing
+            return model(x)
+
+    x = np.random.default_rng(3).uniform(0.0, 1.0, (1, 6, 6, 3))
+    res = igkit.integrated_gradients(Counted(), x, target=0, tol=1e-9, batch_size=8)
+    traces = [t for t in traces if not t]
+    assert res.method == "fejer" and res.converged.all()
+    assert res.evaluations[0] >= 63  # 3, 7, 15, 31, 63, ... nodes: a new size at every level
+    print(f"\n{len(traces)} traces, {res.evaluations[0]} evaluations")
+    assert len(traces) <= 2, len(traces)  # 6 before: one per level and batch shape
