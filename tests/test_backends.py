@@ -822,3 +822,27 @@ def test_predict_is_each_backends_forward_pass(
         loaded = LoadedModel(model=model, framework=framework, channels_first=first,
                              input_size=(SIZE, SIZE), preprocess="resize")
         assert rel_l2(loaded.predict(images, batch_size=1), ref_out) <= AGREE, framework
+
+
+def test_jax_nested_auto_levels_share_one_compiled_step() -> None:
+    """``steps="auto"`` with Fejer keeps each level's new nodes as paths of their own (3, 4 and 8
+    here): the device arrays hold a bucket of paths, so the jitted step is traced
+    once for the levels that fit one bucket, not once per level."""
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    rng = np.random.default_rng(5)
+    w1 = jnp.asarray(rng.normal(size=(48, 16)) / 7.0, jnp.float32)
+    w2 = jnp.asarray(rng.normal(size=(16, 3)) / 4.0, jnp.float32)
+    traces: list[int] = []
+
+    def model(x: Any) -> Any:
+        if isinstance(x, jax.core.Tracer):  # Python runs when JAX traces
+            traces.append(1)
+        return jnp.tanh(x.reshape(x.shape[0], -1) @ w1) @ w2
+
+    x = rng.uniform(0.0, 1.0, (1, 4, 4, 3)).astype(np.float32)
+    res = igkit.integrated_gradients(model, x, target=0, tol=1e-5, batch_size=8)
+    assert res.method == "fejer" and res.converged.all()
+    assert res.evaluations[0] == 15, res.evaluations  # 3, 7, 15 nodes: 3, 4, 8 paths
+    print(f"\n{len(traces)} model traces")
+    assert len(traces) <= 2, len(traces)  # 4 before: the step compiled for 3 and 4 paths too

@@ -476,6 +476,7 @@ class JaxSession:
         self._base: Any = None
         self._diff: Any = None
         self._target: Any = None
+        self._n_paths = 0
         self._scores: list[tuple[Any, int]] = []
         self._grads: list[tuple[Any, int]] = []
         # method="secant": the operations followed by their midpoint gradient (or a condition
@@ -486,6 +487,7 @@ class JaxSession:
     def close(self) -> None:
         """Drops the device arrays and the session's hold on the program."""
         self._sums = self._base = self._diff = self._target = None
+        self._n_paths = 0
         self._program = None
 
     def _prog(self) -> _Program:
@@ -535,11 +537,21 @@ class JaxSession:
         path_input: np.ndarray,
         path_target: np.ndarray,
     ) -> None:
-        """Moves the paths to the device and zeroes the sums (see ``Session.set_paths``)."""
+        """Moves the paths to the device and zeroes the sums (see ``Session.set_paths``).
+
+        The per-path arrays are padded with unused paths to ``_path_bucket`` of them: the
+        jitted steps compile once per shape, and ``steps="auto"`` on a nested rule keeps each
+        level's new nodes as paths of their own (3, 4, 8, ... per input), which without the
+        padding compiled the step again at every level."""
         jnp = self._jnp
-        self._base = self._a(baselines)
-        self._diff = self._a(inputs)[self._a(path_input, jnp.int32)] - self._base
-        self._target = self._a(path_target, jnp.int32)
+        n = baselines.shape[0]
+        self._n_paths = n
+        extra = _path_bucket(n) - n
+        pad = [(0, extra)] + [(0, 0)] * (baselines.ndim - 1)
+        base = self._a(baselines)
+        self._diff = jnp.pad(self._a(inputs)[self._a(path_input, jnp.int32)] - base, pad)
+        self._base = jnp.pad(base, pad)
+        self._target = self._a(np.pad(path_target, (0, extra)), jnp.int32)
         self._sums = jnp.zeros_like(self._base)
         self._scores, self._grads = [], []
 
@@ -637,7 +649,7 @@ class JaxSession:
 
     def take(self) -> Taken:
         """Returns the sums and scores gathered since the last take and zeroes the sums."""
-        sums = np.asarray(self._sums, dtype=np.float64)
+        sums = np.asarray(self._sums, dtype=np.float64)[: self._n_paths]
         scores = (
             np.concatenate([np.asarray(s, dtype=np.float64)[:n] for s, n in self._scores])
             if self._scores
@@ -651,6 +663,16 @@ class JaxSession:
         self._sums = self._jnp.zeros_like(self._sums)
         self._scores, self._grads = [], []
         return Taken(sums, scores, grads)
+
+
+def _path_bucket(n: int) -> int:
+    """The number of paths the device arrays hold for ``n``: at least 16, then ``n`` rounded
+    up to an eighth of its power of two (at most 1/8 more memory), so that calls and levels
+    with nearby path counts share one compiled step."""
+    if n <= 16:
+        return 16
+    unit = 1 << max(0, (n - 1).bit_length() - 3)
+    return -(-n // unit) * unit
 
 
 def _output_transform(output: object, jax: Any) -> Callable[[Any], Any] | None:
