@@ -546,7 +546,8 @@ class JaxSession:
         jnp = self._jnp
         n = baselines.shape[0]
         self._n_paths = n
-        extra = _path_bucket(n) - n
+        path_bytes = int(np.prod(baselines.shape[1:])) * self.dtype.itemsize
+        extra = _path_bucket(n, path_bytes) - n
         pad = [(0, extra)] + [(0, 0)] * (baselines.ndim - 1)
         base = self._a(baselines)
         self._diff = jnp.pad(self._a(inputs)[self._a(path_input, jnp.int32)] - base, pad)
@@ -665,11 +666,17 @@ class JaxSession:
         return Taken(sums, scores, grads)
 
 
-def _path_bucket(n: int) -> int:
-    """The number of paths the device arrays hold for ``n``: at least 16, then ``n`` rounded
-    up to an eighth of its power of two (at most 1/8 more memory), so that calls and levels
-    with nearby path counts share one compiled step."""
-    if n <= 16:
+#: What padding the path arrays to 16 paths may add to each of them (bytes): a few small
+#: images' worth, never a large microscopy image copied 15 more times.
+_PATH_PAD_BYTES = 32 << 20
+
+
+def _path_bucket(n: int, path_bytes: int) -> int:
+    """The number of paths the device arrays hold for ``n`` paths of ``path_bytes`` each: 16
+    while that adds at most ``_PATH_PAD_BYTES`` per array, else ``n`` rounded up to an eighth
+    of its power of two (at most 1/8 more memory), so that calls and levels with nearby path
+    counts share one compiled step."""
+    if n <= 16 and (16 - n) * path_bytes <= _PATH_PAD_BYTES:
         return 16
     unit = 1 << max(0, (n - 1).bit_length() - 3)
     return -(-n // unit) * unit
