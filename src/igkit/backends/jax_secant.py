@@ -66,7 +66,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from igkit.core.secant_rules import small_move
+from igkit.core.secant_rules import LINEAR_PIECE_ULPS, small_move
 
 __all__ = ["OP_CLASSES", "secant_outputs", "secant_seeds"]
 
@@ -231,11 +231,9 @@ def _slope(chain: Chain, zb: Any, za: Any, consts: tuple) -> Any:
         deriv = derivative(mid)
         if chain.piecewise:
             # Both ends on one linear piece (one slope at both ends and between) and the
-            # secant within rounding of it: the slope is that derivative. A move of a few ulps
-            # (an SE gate's input leaving its bias) makes (f(z_b) - f(z_a)) / dz all rounding
-            # in float32 (hard-sigmoid's z + 3: off by up to 8x).
+            # secant within rounding of it: the derivative (secant_rules.LINEAR_PIECE_ULPS).
             eps = float(jnp.finfo(dz.dtype).eps)
-            noise = 16 * eps * (jnp.abs(ya) + jnp.abs(yb)
+            noise = LINEAR_PIECE_ULPS * eps * (jnp.abs(ya) + jnp.abs(yb)
                                 + jnp.abs(deriv) * (jnp.abs(za) + jnp.abs(zb)))
             still = still | ((derivative(za) == deriv) & (derivative(zb) == deriv)
                              & (jnp.abs(yb - ya - deriv * dz) <= noise))

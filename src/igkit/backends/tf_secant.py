@@ -64,6 +64,7 @@ import numpy as np
 import tensorflow as tf
 
 from igkit.backends.base import DisconnectedModelError
+from igkit.core.secant_rules import small_move
 
 __all__ = ["RULES", "SecantGraph", "SecantUnsupported", "trace_model"]
 
@@ -176,7 +177,8 @@ def _with_relation(xs: Sequence[Any], values: Sequence[Any],
 
 
 def _small_move(dtype: Any) -> float:
-    return 1e-5 if dtype == tf.float64 else 1e-3
+    """``igkit.core.secant_rules.small_move`` for a TensorFlow dtype."""
+    return small_move(np.float64 if dtype == tf.float64 else np.float32)
 
 
 def _derivative(f: Callable[[Any], Any], z: Any) -> Any:
@@ -238,11 +240,11 @@ class SecantGraph:
     def _start(self, new: Any, axis: int | None, what: str) -> Any:
         """``new`` at each row's piece start (the row before), without gradient."""
         v = tf.stop_gradient(new)
-        size = None if axis is None or axis >= len(new.shape) else new.shape[axis]
-        if size is None or size % self._rows:
+        k = self._row_step(new, axis)
+        if k is None:
             self.unhandled.add(f"{what} (rows not found)")
             return v
-        return tf.roll(v, shift=size // self._rows, axis=axis)
+        return tf.roll(v, shift=k, axis=axis)
 
     # -- running the graph --
 

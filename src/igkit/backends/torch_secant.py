@@ -67,6 +67,8 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 from torch.utils import _pytree as pytree
 
+from igkit.core.secant_rules import LINEAR_PIECE_ULPS, small_move
+
 __all__ = ["OP_CLASSES", "SecantMode", "captured_bytes", "interval_seeds"]
 
 # --- the rule table, by the name torch reports for the function (torch.exp, Tensor.exp and
@@ -175,10 +177,8 @@ def _name(func: Any) -> str:
 
 
 def _small_move(dtype: torch.dtype) -> float:
-    """Relative moves below this take the midpoint derivative: there the quotient would lose
-    more digits to rounding than the midpoint derivative differs from the secant (the cube root
-    of the unit roundoff, rounded)."""
-    return 1e-5 if dtype == torch.float64 else 1e-3
+    """``igkit.core.secant_rules.small_move`` for a torch dtype."""
+    return small_move(np.float64 if dtype == torch.float64 else np.float32)
 
 
 def _derivative(f: Callable, z: torch.Tensor) -> torch.Tensor:
@@ -210,10 +210,10 @@ def _pair_slopes(za, ya, zb, yb, f: Callable, kind: str, out: torch.Tensor,
         torch.where(out.isnan(), dz, out, out=out)
         return
     still = za == zb  # equal ends, infinite ones included (exp at -inf: slope 0)
-    if kind != "piecewise":
-        still |= dz.abs() <= _small_move(dz.dtype) * za.abs() + 1e-12
     if kind == "piecewise":
         _linear_piece_slopes(za, ya, zb, yb, f, dz, still, pure)
+    else:
+        still |= dz.abs() <= _small_move(dz.dtype) * za.abs() + 1e-12
     out.div_(dz.masked_fill_(still, 1.0))
     if bool(still.any()):
         if pure:
@@ -224,11 +224,9 @@ def _pair_slopes(za, ya, zb, yb, f: Callable, kind: str, out: torch.Tensor,
 
 def _linear_piece_slopes(za, ya, zb, yb, f: Callable, dz, still, pure: bool) -> None:
     """Mark in ``still`` the entries of a piecewise-linear ``f`` that moved by a few ulps on one
-    linear piece, so that they take the derivative: there ``(f(z_b) - f(z_a)) / dz`` is all
-    rounding in float32 (hard-sigmoid's ``z / 6 + 1/2`` off by up to 8x where an SE gate's
-    input barely leaves its bias). One linear piece: the derivative is the same at both ends
-    and between, and the secant is within rounding of it. JAX's secant applies the same test.
-    """
+    linear piece, so that they take the derivative (``secant_rules.LINEAR_PIECE_ULPS``): the
+    derivative is the same at both ends and between, and the secant within rounding of it. Only
+    moves below 4096 ulps are tested: above, the quotient keeps the digits that matter."""
     eps = torch.finfo(dz.dtype).eps
     near = ~still & (dz.abs() <= 4096 * eps * (za.abs() + zb.abs()))
     if not bool(near.any()):
@@ -239,7 +237,7 @@ def _linear_piece_slopes(za, ya, zb, yb, f: Callable, dz, still, pure: bool) -> 
         a, b, ya_, yb_ = za, zb, ya, yb
     d = _derivative(f, 0.5 * (a + b))
     one = (_derivative(f, a) == d) & (_derivative(f, b) == d)
-    noise = 16 * eps * (ya_.abs() + yb_.abs() + d.abs() * (a.abs() + b.abs()))
+    noise = LINEAR_PIECE_ULPS * eps * (ya_.abs() + yb_.abs() + d.abs() * (a.abs() + b.abs()))
     one &= (yb_ - ya_ - d * (b - a)).abs() <= noise
     if pure:
         still[near] = one

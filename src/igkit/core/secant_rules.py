@@ -80,6 +80,14 @@ def small_move(dtype: np.dtype | str) -> float:
     return 1e-5 if np.dtype(dtype) == np.float64 else 1e-3
 
 
+#: A piecewise-linear function's secant is "within rounding" of its derivative when they differ
+#: by at most this many units of roundoff of the values involved (``|y_a| + |y_b| + |f'| *
+#: (|z_a| + |z_b|)``). Where both ends lie on one linear piece and that holds, the slope is the
+#: derivative: a move of a few ulps keeps no digits in ``(f(z_b) - f(z_a)) / dz`` in float32
+#: (hard-sigmoid on a squeeze-excite gate: off by up to 8x). PyTorch's and JAX's secants apply it.
+LINEAR_PIECE_ULPS = 16
+
+
 def secant_slope(f, df, za: np.ndarray, zb: np.ndarray, kind: str) -> np.ndarray:
     """The elementwise secant slope of ``f`` from ``za`` to ``zb`` (``df``: its derivative) for
     the classes in ``ELEMENTWISE``."""
