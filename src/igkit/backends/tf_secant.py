@@ -178,7 +178,7 @@ def _with_relation(xs: Sequence[Any], values: Sequence[Any],
 
 def _small_move(dtype: Any) -> float:
     """``igkit.core.secant_rules.small_move`` for a TensorFlow dtype."""
-    return small_move(np.float64 if dtype == tf.float64 else np.float32)
+    return small_move("float64" if dtype == tf.float64 else "float32")
 
 
 def _derivative(f: Callable[[Any], Any], z: Any) -> Any:

@@ -178,7 +178,7 @@ def _name(func: Any) -> str:
 
 def _small_move(dtype: torch.dtype) -> float:
     """``igkit.core.secant_rules.small_move`` for a torch dtype."""
-    return small_move(np.float64 if dtype == torch.float64 else np.float32)
+    return small_move("float64" if dtype == torch.float64 else "float32")
 
 
 def _derivative(f: Callable, z: torch.Tensor) -> torch.Tensor:
