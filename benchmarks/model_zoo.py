@@ -495,40 +495,59 @@ def _igkit_call(unit: Unit, method: str, steps: int, target: int) -> Callable[[]
 
 
 def cost(units: list[Unit], refs: dict[str, Reference], rounds: int, pieces: int) -> list[str]:
-    """Per framework and case: seconds per evaluation of a hand-written forward+backward
-    (one full batch), of igkit's Gauss-Legendre and of its secant rule at ``pieces`` (a whole
-    call over its gradient evaluations, forward-only passes included); rounds interleaved."""
-    lines = [f"### Cost of one evaluation (ms), batch as in the runs, {pieces} pieces / nodes, "
-             f"median of {rounds} interleaved rounds", "",
-             "| case | framework | hand fwd+bwd | igkit GL | igkit secant | secant / hand | "
-             "secant / GL |", "|---|---|---|---|---|---|---|"]
+    """Per framework and case, milliseconds per evaluation of: a hand-written forward+backward
+    (one full batch); a whole igkit call of Gauss-Legendre at ``pieces`` nodes and of the secant
+    rule at ``pieces`` pieces (everything a call does over its gradient evaluations: the
+    forward passes at inputs and baselines, a secant call's pilot); and a *pass*, the cost of
+    one more evaluation, from calls at ``pieces`` and ``2 * pieces`` (time difference over
+    evaluation difference: what a call's fixed work and a pilot do not dilute). Rounds
+    interleaved, medians."""
+    lines = [f"### Cost of one evaluation (ms), batch as in the runs, {pieces} pieces / nodes "
+             f"(a pass: {pieces} more), median of {rounds} interleaved rounds", "",
+             "| case | framework | hand fwd+bwd | igkit GL call | igkit secant call | "
+             "secant call / hand | GL pass | secant pass | secant pass / hand | "
+             "secant pass / GL pass |", "|---|---|---|---|---|---|---|---|---|---|"]
     seen = set()
     for unit in units:
         if (unit.case, unit.framework) in seen:
             continue
         seen.add((unit.case, unit.framework))
         target = refs[unit.key].target
-        configs = {"hand": _hand_pass(unit, target, unit.batch_size),
-                   "gl": _igkit_call(unit, "gauss_legendre", pieces, target)}
-        if method_supported(FRAMEWORK_OF[unit.framework], "secant"):
-            configs["secant"] = _igkit_call(unit, "secant", pieces, target)
-        per = {"hand": unit.batch_size}  # warm-up, and what each call's time is divided by
+        configs = {"hand": _hand_pass(unit, target, unit.batch_size)}
+        rules = ["gl"] + (["secant"] if method_supported(FRAMEWORK_OF[unit.framework], "secant")
+                          else [])
+        for rule in rules:
+            method = "gauss_legendre" if rule == "gl" else rule
+            configs[rule] = _igkit_call(unit, method, pieces, target)
+            configs[rule + "2"] = _igkit_call(unit, method, 2 * pieces, target)
+        evals = {"hand": unit.batch_size}  # what each call's time is divided by
         for label, fn in configs.items():
+            # Warm-up: the first call compiles each step at the full batch, the second at the
+            # short batches' own sizes (``igkit.backends.base.RowSizes``).
+            fn()
             out = fn()
             if label != "hand":
-                per[label] = int(np.ravel(out.evaluations)[0])
+                evals[label] = int(np.ravel(out.evaluations)[0])
         times: dict[str, list[float]] = {label: [] for label in configs}
         for _ in range(rounds):
             for label, fn in configs.items():
                 start = time.perf_counter()
                 fn()
                 times[label].append(time.perf_counter() - start)
-        ms = {label: 1e3 * statistics.median(t) / per[label] for label, t in times.items()}
-        sec_cells = (["not available"] * 3 if "secant" not in ms else
-                     [f"{ms['secant']:.2f}", f"{ms['secant'] / ms['hand']:.2f}",
-                      f"{ms['secant'] / ms['gl']:.2f}"])
-        lines.append(f"| {unit.case} | {unit.framework} | {ms['hand']:.2f} | {ms['gl']:.2f} | "
-                     + " | ".join(sec_cells) + " |")
+        t = {label: 1e3 * statistics.median(v) for label, v in times.items()}
+        ms = {label: t[label] / evals[label] for label in t}
+        for rule in rules:
+            ms[rule + " pass"] = ((t[rule + "2"] - t[rule])
+                                  / (evals[rule + "2"] - evals[rule]))
+        cells = [f"{ms['hand']:.2f}", f"{ms['gl']:.2f}"]
+        if "secant" in rules:
+            cells += [f"{ms['secant']:.2f}", f"{ms['secant'] / ms['hand']:.2f}",
+                      f"{ms['gl pass']:.2f}", f"{ms['secant pass']:.2f}",
+                      f"{ms['secant pass'] / ms['hand']:.2f}",
+                      f"{ms['secant pass'] / ms['gl pass']:.2f}"]
+        else:
+            cells += ["not available", "-", f"{ms['gl pass']:.2f}", "not available", "-", "-"]
+        lines.append(f"| {unit.case} | {unit.framework} | " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
     return lines
 

@@ -27,7 +27,7 @@ import pytest
 import igkit
 from igkit.backends import jax as jax_backend
 from igkit.backends import tensorflow as tf_backend
-from igkit.backends.base import DisconnectedModelError
+from igkit.backends.base import DisconnectedModelError, RowSizes
 
 SIZE, CHANNELS, F1, F2, CLASSES = 16, 3, 4, 8, 5
 STEPS = 32
@@ -822,6 +822,66 @@ def test_predict_is_each_backends_forward_pass(
         loaded = LoadedModel(model=model, framework=framework, channels_first=first,
                              input_size=(SIZE, SIZE), preprocess="resize")
         assert rel_l2(loaded.predict(images, batch_size=1), ref_out) <= AGREE, framework
+
+
+def test_row_sizes_pad_a_first_call_to_the_batch_and_later_calls_to_their_own_size() -> None:
+    """A first call compiles one size (the batch) and pads every batch to it; a later call gets
+    a batch's own power of two when an earlier call asked for it, else the smallest compiled
+    size that holds it; never fewer rows than the batch has."""
+    sizes = RowSizes()
+    sizes.new_call()
+    assert [sizes.rows(n, 32) for n in (3, 4, 8, 16, 32)] == [32] * 5
+    sizes.new_call()
+    assert [sizes.rows(n, 32) for n in (3, 4, 7, 16, 32)] == [4, 4, 8, 16, 32]
+    assert sizes.rows(5, 32) == 8  # the bucket asked for before (by 7) and compiled since
+    assert sizes.rows(17, 32) == 32  # bucket 32 holds it
+    assert sizes.rows(2, 32) == 4  # never asked before: the smallest compiled size
+    assert sizes.rows(40, 32) == 40  # more rows than the cap: as they are
+    sizes.new_call()
+    assert sizes.rows(2, 32) == 2  # asked in the call before
+    assert sizes.rows(12, 12) == 12 and sizes.rows(9, 12) == 12  # a cap that is no power of 2
+
+
+@pytest.mark.parametrize("framework", ["jax", "tensorflow"])
+def test_repeated_calls_compile_short_batches_at_their_own_size(framework: str) -> None:
+    """``steps="auto"`` with Fejer evaluates 3, 4 and 8 new nodes per level: a first call pads
+    each to the batch (one compiled step); the second compiles them at their own sizes, and from
+    the third on no call compiles again, with the same attributions (padded rows count for
+    nothing)."""
+    rng = np.random.default_rng(11)
+    w1 = rng.normal(size=(48, 16)).astype(np.float32) / 7.0
+    w2 = rng.normal(size=(16, 3)).astype(np.float32) / 4.0
+    traces: list[int] = []
+    if framework == "jax":
+        jax = pytest.importorskip("jax")
+        jnp = jax.numpy
+
+        @jax.jit
+        def model(x: Any) -> Any:
+            traces.append(1)  # Python runs when JAX traces
+            return jnp.tanh(x.reshape(x.shape[0], -1) @ jnp.asarray(w1)) @ jnp.asarray(w2)
+    else:
+        tf = pytest.importorskip("tensorflow")
+
+        class Net(tf.Module):
+            def __call__(self, x: Any) -> Any:
+                if not tf.executing_eagerly():  # in a graph: TensorFlow is tracing
+                    traces.append(1)
+                return tf.tanh(tf.reshape(x, [tf.shape(x)[0], -1]) @ w1) @ w2
+
+        model = Net()
+    x = rng.uniform(0.0, 1.0, (1, 4, 4, 3)).astype(np.float32)
+    counts, results = [], []
+    for _ in range(3):
+        before = len(traces)
+        res = igkit.integrated_gradients(model, x, target=0, tol=1e-5, batch_size=16)
+        assert res.method == "fejer" and res.evaluations[0] == 15, res.evaluations
+        counts.append(len(traces) - before)
+        results.append(res.attributions)
+    print(f"\nmodel traces per call: {counts}")
+    assert counts[1] >= 2 and counts[2] == 0, counts  # 4 and 8 rows compiled in the second
+    for other in results[1:]:
+        np.testing.assert_allclose(other, results[0], rtol=1e-5, atol=1e-7)
 
 
 def test_jax_nested_auto_levels_share_one_compiled_step() -> None:

@@ -35,6 +35,7 @@ __all__ = [
     "OutOfMemory",
     "RawOutputSession",
     "RowSession",
+    "RowSizes",
     "Session",
     "SessionOptions",
     "Taken",
@@ -175,6 +176,44 @@ def check_output_shape(out, n: int):
             "Pass output= a callable that maps the model output to per-class scores"
         )
     return out
+
+
+class RowSizes:
+    """How many rows a batch is padded to before a compiled step (a JAX ``jit``, a TensorFlow
+    graph) runs it: one record per step, kept with the program that sessions share.
+
+    A compiled step has a static batch size, so a short batch (a call's last, the levels of
+    ``steps="auto"``, the 3, 4 and 8 new nodes of its Fejér probe, a secant pilot) is padded with
+    rows that count for nothing. Padded to the full ``batch_size`` it costs a full batch (the
+    probe: 96 rows for 15 evaluations); compiled at its own size it costs its own rows, but every
+    size is one more compile, seconds on a CPU. Compiles pay off only over repeated calls, so:
+    the first call on a program compiles one size, ``batch_size``, and pads every batch to it
+    (one compile, as a one-off call wants); a later call gets a step compiled for a batch's own
+    bucket (the next power of two, at most ``batch_size``) when an earlier call asked for that
+    bucket too, and otherwise pads to the smallest size compiled already. Rows, not results,
+    depend on it: padded rows have weight 0.
+    """
+
+    def __init__(self) -> None:
+        self._call = 0
+        self._first_asked: dict[int, int] = {}  # bucket -> the call that first asked for it
+        self._compiled: set[int] = set()
+
+    def new_call(self) -> None:
+        """A session opened on the program: buckets asked for so far are "asked before"."""
+        self._call += 1
+
+    def rows(self, n: int, cap: int) -> int:
+        """The rows to run a batch of ``n`` with, ``cap`` (the batch size) at most unless ``n``
+        is larger."""
+        cap = max(n, cap)
+        bucket = min(cap, 1 << max(0, n - 1).bit_length())
+        first = self._first_asked.setdefault(bucket, self._call)
+        if bucket not in self._compiled and first == self._call:
+            ready = [r for r in self._compiled if n <= r <= cap]
+            bucket = min(ready) if ready else cap
+        self._compiled.add(bucket)
+        return bucket
 
 
 class Session(Protocol):

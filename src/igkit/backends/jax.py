@@ -2,8 +2,11 @@
 
 The per-batch step ``(sums, base, diff, target, idx, alpha, weight) -> (sums, scores,
 mean_abs_grad)`` is written with ``jax.grad`` and ``.at[idx].add`` and jitted once per session.
-Every batch is padded to ``batch_size`` rows (repeating its last row with weight 0, scores
-dropped), so shapes are static and XLA compiles the step once per session. For models whose
+Every batch is padded (repeating its last row with weight 0, scores dropped) so shapes are
+static: to ``batch_size`` rows in a session's first call, so XLA compiles the step once, and in
+later calls on a shared program to a short batch's own power of two once an earlier call asked
+for it too (``igkit.backends.base.RowSizes``: repeated calls stop paying full batches for
+``steps="auto"``'s small levels). For models whose
 trace cannot go stale (``jax.jit`` functions, partials of JAX/Flax functions over JAX arrays) the
 jitted step is also shared between sessions, so repeated calls on one model compile once.
 
@@ -39,6 +42,7 @@ from igkit.backends.base import (
     Capabilities,
     DisconnectedModelError,
     OutOfMemory,
+    RowSizes,
     SessionOptions,
     Taken,
     check_output_shape,
@@ -311,6 +315,10 @@ class _Program:
         self._named = _output_transform(output, jax)
         self.step = jax.jit(self._step)
         self._secant: Any = None
+        #: The batch sizes each jitted step runs with (``RowSizes``: padded to ``batch_size``
+        #: in a first call, compiled at a batch's own size once calls repeat it).
+        self.point_rows = RowSizes()
+        self.secant_rows = RowSizes()
         #: The operations the secant step's flags name, in order (set when it is traced).
         self.secant_names: list[str] = []
 
@@ -470,6 +478,8 @@ class JaxSession:
         self._opts = options
         self.dtype = _session_dtype(model, options, jax)
         self._program: _Program | None = _program_for(model, options.output, jax)
+        self._program.point_rows.new_call()
+        self._program.secant_rows.new_call()
         self._pad_to = options.batch_size
         self._checked = False
         self._sums: Any = None
@@ -568,7 +578,7 @@ class JaxSession:
     def _accumulate(self, batch: RowBatch) -> None:
         prog = self._prog()
         n = len(batch)
-        padded = batch.padded(max(n, self._pad_to))
+        padded = batch.padded(prog.point_rows.rows(n, self._pad_to))
         path, alpha, weight = padded.path, padded.alpha, padded.weight
         idx, alpha_a = self._a(path, self._jnp.int32), self._a(alpha)
         if not self._checked:
@@ -626,11 +636,11 @@ class JaxSession:
         return np.bincount(rows.path[~skip], minlength=int(rows.path.max()) + 1 if n else 0)
 
     def _pieces(self, prog: _Program, rows: RowBatch, k: np.ndarray) -> tuple[np.ndarray, ...]:
-        """One batch of pieces ``rows[k] -> rows[k + 1]``, padded to ``_pad_to`` with pieces of
-        width 0; returns the scores at their starts and ends."""
+        """One batch of pieces ``rows[k] -> rows[k + 1]``, padded (``RowSizes``, at most to
+        ``_pad_to``) with pieces of width 0; returns the scores at their starts and ends."""
         jnp = self._jnp
         m = k.shape[0]
-        pad = np.concatenate([k, np.full(max(0, self._pad_to - m), k[-1])])
+        pad = np.concatenate([k, np.full(prog.secant_rows.rows(m, self._pad_to) - m, k[-1])])
         width = np.zeros(pad.shape[0])
         width[:m] = rows.weight[k]
         i32 = jnp.int32

@@ -8,8 +8,9 @@ model can only exist once TensorFlow is imported, so ``sys.modules`` is enough.
 The per-batch step (interpolate, forward, ``tf.GradientTape`` gradient, weighted scatter-add into
 the per-path sums) runs as one ``tf.function``: on a small CNN on 2 CPU cores a batch takes 3-7 ms
 instead of 30-35 ms eagerly, and on MobileNetV2 (224 px, batch 16) 1.1 s instead of 2.0 s. Every
-batch is padded to ``batch_size`` rows by repeating its last row with weight 0, so a short last
-batch does not retrace the step, and the per-path tensors are traced with any number of paths,
+batch is padded by repeating its last row with weight 0, to ``batch_size`` rows in a first
+call, so a short batch does not retrace the step, and in later calls to a short batch's own
+power of two once an earlier call asked for it too (``igkit.backends.base.RowSizes``), and the per-path tensors are traced with any number of paths,
 so neither a new number of inputs nor a nested rule's levels (Fejér's ``steps="auto"`` keeps
 each node as a path) retrace it (Keras EfficientNet-Lite0's first default call 12.3 -> 9.6 s).
 The traced step is shared by all sessions of one model (per
@@ -36,6 +37,7 @@ from igkit.backends.base import (
     Capabilities,
     DisconnectedModelError,
     OutOfMemory,
+    RowSizes,
     SessionOptions,
     Taken,
     check_output_shape,
@@ -293,6 +295,10 @@ class _Program:
         self._graphs: dict[tuple, Any] = {}
         self.graph_ok = False  # the graph step has run once: later failures are real errors
         self._secant: dict[tuple, Any] = {}
+        #: The batch sizes the traced steps run with (``RowSizes``: padded to ``batch_size`` in
+        #: a first call, traced at a batch's own size once calls repeat it).
+        self.point_rows = RowSizes()
+        self.secant_rows = RowSizes()
 
     def model_output(self, x: Any) -> Any:
         """The tensor ``method="secant"`` follows: the model's output (a signature's one
@@ -440,6 +446,8 @@ class TensorFlowSession:
         )
         self._graph = graph
         self._pad_to = options.batch_size
+        self._program.point_rows.new_call()
+        self._program.secant_rows.new_call()
         self._sums: Any = None
         self._scores: list[Any] = []
         self._grads: list[Any] = []
@@ -516,7 +524,7 @@ class TensorFlowSession:
         prog = self._prog()
         n = len(batch)
         graph = prog.graph if self._graph else None
-        rows = batch.padded(max(n, self._pad_to)) if graph is not None else batch
+        rows = batch.padded(prog.point_rows.rows(n, self._pad_to)) if graph is not None else batch
         path, alpha, weight = rows.path, rows.alpha, rows.weight
         args = (
             self._sums, self._base, self._diff, self._target,
@@ -548,8 +556,9 @@ class TensorFlowSession:
         ``igkit.backends.base.IntervalSession``) by ``igkit.backends.tf_secant``.
 
         Row ``k`` carries the piece it ends, so a batch starts with the previous batch's last
-        row (evaluated again; it ends no piece there) and is padded to ``batch_size + 1`` rows
-        with rows of width 0, so that one trace serves every batch; a call's first batch has no
+        row (evaluated again; it ends no piece there) and is padded with rows of width 0 to
+        ``batch_size + 1`` rows, so that one trace serves every batch (``RowSizes``: a short
+        batch gets a trace of its own size once calls repeat it); a call's first batch has no
         row to repeat and takes ``batch_size + 1`` rows of its own (a call of ``batch_size + 1``
         rows, a pilot's pieces and their baseline, is one batch, not a second one of two rows
         padded to ``batch_size + 1``). A batch that runs out of memory is retried in halves.
@@ -560,7 +569,8 @@ class TensorFlowSession:
         """
         tf = self._tf
         base: Any = self._base
-        step = self._prog().secant(tuple(base.shape[1:]), self._tdtype)
+        prog = self._prog()
+        step = prog.secant(tuple(base.shape[1:]), self._tdtype)
         n = len(rows)
         width = np.zeros(n)
         width[1:] = rows.weight[:-1]
@@ -578,7 +588,7 @@ class TensorFlowSession:
             w = width[at].copy()
             if start > 0:
                 w[0] = 0.0  # integrated by the previous batch
-            pad = size + 1 - at.shape[0]
+            pad = prog.secant_rows.rows(at.shape[0], size + 1) - at.shape[0]
             at_p = np.concatenate([at, np.full(pad, at[-1])])
             w = np.concatenate([w, np.zeros(pad)])
             idx = self._t(rows.path[at_p], tf.int64)
