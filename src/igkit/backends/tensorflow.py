@@ -8,13 +8,14 @@ model can only exist once TensorFlow is imported, so ``sys.modules`` is enough.
 The per-batch step (interpolate, forward, ``tf.GradientTape`` gradient, weighted scatter-add into
 the per-path sums) runs as one ``tf.function``: on a small CNN on 2 CPU cores a batch takes 3-7 ms
 instead of 30-35 ms eagerly, and on MobileNetV2 (224 px, batch 16) 1.1 s instead of 2.0 s. Every
-batch is padded by repeating its last row with weight 0, to ``batch_size`` rows in a first
+batch is padded by repeating its last row with weight 0: to ``batch_size`` rows in a first
 call, so a short batch does not retrace the step, and in later calls to a short batch's own
-power of two once an earlier call asked for it too (``igkit.backends.base.RowSizes``), and the per-path tensors are traced with any number of paths,
-so neither a new number of inputs nor a nested rule's levels (Fejér's ``steps="auto"`` keeps
-each node as a path) retrace it (Keras EfficientNet-Lite0's first default call 12.3 -> 9.6 s).
-The traced step is shared by all sessions of one model (per
-output name), so a loop of calls traces once; the graph reads the model's variables when it
+power of two once an earlier call asked for it too (``igkit.backends.base.RowSizes``). The
+per-path tensors are traced with any number of paths, so neither a new number of inputs nor a
+nested rule's levels (Fejér's ``steps="auto"`` keeps each node as a path) retrace it (Keras
+EfficientNet-Lite0's first default call 12.3 -> 9.6 s). The traced step is shared by all
+sessions of one model (per output name), so a loop of calls traces once per batch size; the
+graph reads the model's variables when it
 runs, so weight updates between calls are seen. A model that cannot be traced (say it calls
 ``.numpy()`` on its input) is run eagerly instead, without padding.
 
