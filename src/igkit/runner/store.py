@@ -804,11 +804,21 @@ class DatasetStore:
                 continue
             try:
                 table = pq.read_table(folder / name, page_checksum_verification=True)
+                recorded = pq.read_metadata(folder / name).num_rows
                 columns = [(f.name, f.type) for f in table.schema]
                 rows = table.to_pylist() if columns == expected else None
             except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for bad files
                 damage.append(Damage(
                     rel, f"unreadable ({_first_line(exc)}); its rows cannot be read"))
+                move.append(rel)
+                continue
+            if table.num_rows != recorded:
+                # The footer is not under the page CRCs, and pyarrow reads as many rows as its
+                # row groups say: a flipped bit there hides rows without an error. The file's
+                # own row count, recorded apart from them, gives the loss away.
+                damage.append(Damage(
+                    rel, f"its footer records {recorded} rows but its row groups hold "
+                    f"{table.num_rows} (damaged); its rows cannot be trusted"))
                 move.append(rel)
                 continue
             if rows is None:
