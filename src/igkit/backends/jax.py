@@ -1,14 +1,14 @@
 """JAX backend: Keras-on-JAX models, jitted functions, Flax ``apply`` and plain JAX functions.
 
 The per-batch step ``(sums, base, diff, target, idx, alpha, weight) -> (sums, scores,
-mean_abs_grad)`` is written with ``jax.grad`` and ``.at[idx].add`` and jitted once per session.
-Every batch is padded (repeating its last row with weight 0, scores dropped) so shapes are
-static: to ``batch_size`` rows in a session's first call, so XLA compiles the step once, and in
-later calls on a shared program to a short batch's own power of two once an earlier call asked
-for it too (``igkit.backends.base.RowSizes``: repeated calls stop paying full batches for
-``steps="auto"``'s small levels). For models whose
-trace cannot go stale (``jax.jit`` functions, partials of JAX/Flax functions over JAX arrays) the
-jitted step is also shared between sessions, so repeated calls on one model compile once.
+mean_abs_grad)`` is written with ``jax.grad`` and ``.at[idx].add`` and jitted. For models whose
+trace cannot go stale (``jax.jit`` functions, partials of JAX/Flax functions over JAX arrays)
+the jitted step is shared between sessions, so repeated calls on one model reuse it. Every
+batch is padded (repeating its last row with weight 0, scores dropped) so shapes are static: to
+``batch_size`` rows in a first call, so XLA compiles the step once, and in later calls on a
+shared step to a short batch's own power of two once an earlier call asked for it too
+(``igkit.backends.base.RowSizes``: repeated calls stop paying full batches for
+``steps="auto"``'s small levels).
 
 Dtype: JAX computes in float32 unless 64-bit mode is on (``jax.config.update("jax_enable_x64",
 True)``); with it on, a session computes in float64 when the inputs are float64 or the model's
