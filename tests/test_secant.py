@@ -488,3 +488,30 @@ def test_a_secant_call_leaves_no_tensor_to_the_garbage_collector(framework):
     assert res.method == "secant"
     arrays = [t for t in held if t in ("Tensor", "ArrayImpl", "EagerTensor", "ndarray")]
     assert not arrays, sorted(set(held))
+
+
+@pytest.mark.parametrize("kw", [dict(method="secant", steps=24), dict(steps="auto", tol=0.01),
+                                dict(method="gauss_legendre", steps="auto", tol=0.01)])
+def test_a_call_makes_no_numpy_blas_call(kw):
+    """igkit's own NumPy work between the model's batches calls no BLAS: OpenBLAS's threads
+    spin for a while after a call and take the cores from the model's next batch (default auto
+    on the zoo's ResNet-style net ran 2.5x slower; ``igkit.core.completeness.l2_norm``). BLAS is
+    entered through ``dot`` (``np.linalg.norm`` of a whole array and ``np.tensordot`` call it)."""
+    import sys
+
+    seen: list[str] = []
+
+    def spy(frame, event, arg):
+        if event == "c_call" and getattr(arg, "__name__", "") in ("dot", "vdot", "inner"):
+            owner = getattr(arg, "__self__", None)
+            if isinstance(owner, np.ndarray) or "numpy" in str(getattr(arg, "__module__", "")):
+                seen.append(f"{frame.f_code.co_filename}:{frame.f_lineno}")
+
+    model, x = _cnn(nn.ReLU(), nn.ReLU6()), _photos(1)
+    sys.setprofile(spy)
+    try:
+        res = igkit.integrated_gradients(model, x, target=1, **kw)
+    finally:
+        sys.setprofile(None)
+    assert res.attributions.shape == x.shape
+    assert not seen, sorted(set(seen))

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from igkit.backends.base import Session, Taken
+from igkit.core.completeness import l2_norm
 
 __all__ = ["AdaptivePlan", "allocate", "pilot_cells", "run_adaptive"]
 
@@ -191,7 +192,7 @@ def run_adaptive(
         _record_taken(record, paths, alphas, taken)
         attr = np.empty_like(diff)
         for p in paths:
-            edge = np.tensordot(plans[p].endpoint_weights(), d_g[p], axes=1)
+            edge = np.einsum("k,k...->...", plans[p].endpoint_weights(), d_g[p])  # no BLAS
             attr[p] = diff[p] * taken.sums[p] + edge
         n = np.full(n_paths, steps, dtype=np.int64)
         return attr, n, n.copy(), np.ones(n_paths, dtype=bool), np.full(n_paths, np.nan)
@@ -267,7 +268,7 @@ def _auto_cells(
             interior[p, c] += diff[p] * taken.sums[v]
             level[p, c] += 1
             refined = (h / 2.0 ** level[p, c]) * (interior[p, c] + ends[p, c])
-            err[p, c] = CHANGE_TO_ERROR * float(np.linalg.norm(refined - cells[p, c]))
+            err[p, c] = CHANGE_TO_ERROR * l2_norm(refined - cells[p, c])
             cells[p, c] = refined
             evals[p] += a.shape[0]
         active = list(chosen)
@@ -275,7 +276,7 @@ def _auto_cells(
         quota_all = max(1, -(-batch_size // max(1, len(active))))
         for p in active:
             total = cells[p].sum(axis=0)
-            norm = max(float(np.linalg.norm(total)), 1e-300)
+            norm = max(l2_norm(total), 1e-300)
             scale_gap = max(abs(float(gap[p])), 1e-300)
             residual = cells[p].reshape(m, -1).sum(axis=1) - d_f[p]
             attr_ok = float(np.sqrt(np.sum(err[p] ** 2))) <= tol * norm

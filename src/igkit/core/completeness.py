@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["completeness", "relative_change"]
+__all__ = ["completeness", "l2_norm", "relative_change"]
 
 
 def completeness(
@@ -31,11 +31,22 @@ def completeness(
     return delta, rel
 
 
+def l2_norm(x: np.ndarray) -> float:
+    """The L2 norm of all of ``x``, without BLAS.
+
+    ``np.linalg.norm`` of a whole array is a BLAS dot product, and OpenBLAS's threads keep
+    spinning for a while after one: the model's next batch (PyTorch, JAX, TensorFlow) then
+    shares the cores with them. Between the batches of a call that made a whole IG call on the
+    zoo's ResNet-style net up to 3x slower (``benchmarks/RESULTS.md``, model zoo, cost)."""
+    x = np.asarray(x)
+    return float(np.sqrt(np.square(x, dtype=np.float64).sum()))
+
+
 def relative_change(new: np.ndarray, old: np.ndarray) -> float:
     """``||new - old|| / ||new||`` (L2), the refinement's estimate of the attribution error."""
     new = np.asarray(new, dtype=np.float64)
-    norm = float(np.linalg.norm(new))
-    diff = float(np.linalg.norm(new - np.asarray(old, dtype=np.float64)))
+    norm = l2_norm(new)
+    diff = l2_norm(new - np.asarray(old, dtype=np.float64))
     if norm == 0.0:
         return 0.0 if diff == 0.0 else float("inf")
     return diff / norm

@@ -44,6 +44,7 @@ from collections.abc import Callable
 import numpy as np
 
 from igkit.backends.base import Taken
+from igkit.core.completeness import l2_norm
 from igkit.core.planner import RowBatch, all_rows
 
 __all__ = [
@@ -340,7 +341,7 @@ class SecantRun:
                     no_estimate)
         pilot_attr, rough = self.pilot(paths) if pilot is None else pilot
         if steps is None:
-            norms = [float(np.linalg.norm(a.sum(axis=0))) for a in pilot_attr]
+            norms = [l2_norm(a.sum(axis=0)) for a in pilot_attr]
             room = [max(MIN_PIECES_FOR_PILOT, max_steps - int(self.evaluations[p])) for p in paths]
             n = [plan_pieces(r, tol * s, MIN_PIECES_FOR_PILOT, high)
                  for r, s, high in zip(rough, norms, room, strict=True)]
@@ -356,7 +357,7 @@ class SecantRun:
             for j in active:
                 change = np.linalg.norm((pilot_attr[j] - final[j]).reshape(PILOT_PIECES, -1),
                                         axis=1)
-                scale = float(np.linalg.norm(final[j].sum(axis=0)))
+                scale = l2_norm(final[j].sum(axis=0))
                 error = region_error(change, rough[j], counts[j])
                 estimate[j] = error / scale if scale > 0 else (0.0 if error == 0 else np.inf)
                 if steps is not None:

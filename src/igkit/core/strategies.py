@@ -478,7 +478,8 @@ class PointRefinement:
         for paths, kept_alphas, kept in self._kept:
             at = np.abs(kept_alphas[:, None] - alphas[None, :]).argmin(axis=1)
             rows = np.searchsorted(paths, active)
-            integral += np.tensordot(weights[at], kept[rows], axes=(0, 1))
+            # einsum, not tensordot: no BLAS threads left spinning beside the model (l2_norm).
+            integral += np.einsum("k,pk...->p...", weights[at], kept[rows])
         return integral
 
     def accept(self, active: np.ndarray, level_attr: np.ndarray, n: int) -> None:
