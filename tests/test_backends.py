@@ -830,16 +830,18 @@ def test_row_sizes_pad_a_first_call_to_the_batch_and_later_calls_to_their_own_si
     size that holds it; never fewer rows than the batch has."""
     sizes = RowSizes()
     sizes.new_call()
-    assert [sizes.rows(n, 32) for n in (3, 4, 8, 16, 32)] == [32] * 5
+    assert [sizes.rows("point", n, 32) for n in (3, 4, 8, 16, 32)] == [32] * 5
     sizes.new_call()
-    assert [sizes.rows(n, 32) for n in (3, 4, 7, 16, 32)] == [4, 4, 8, 16, 32]
-    assert sizes.rows(5, 32) == 8  # the bucket asked for before (by 7) and compiled since
-    assert sizes.rows(17, 32) == 32  # bucket 32 holds it
-    assert sizes.rows(2, 32) == 4  # never asked before: the smallest compiled size
-    assert sizes.rows(40, 32) == 40  # more rows than the cap: as they are
+    assert [sizes.rows("point", n, 32) for n in (3, 4, 7, 16, 32)] == [4, 4, 8, 16, 32]
+    assert sizes.rows("point", 5, 32) == 8  # asked for before (by 7) and compiled since
+    assert sizes.rows("point", 17, 32) == 32  # bucket 32 holds it
+    assert sizes.rows("point", 2, 32) == 4  # never asked before: the smallest compiled size
+    assert sizes.rows("point", 40, 32) == 40  # more rows than the cap: as they are
     sizes.new_call()
-    assert sizes.rows(2, 32) == 2  # asked in the call before
-    assert sizes.rows(12, 12) == 12 and sizes.rows(9, 12) == 12  # a cap that is no power of 2
+    assert sizes.rows("point", 2, 32) == 2  # asked in the call before
+    assert sizes.rows("secant", 3, 32) == 32  # each step keeps its own record
+    # A cap that is no power of 2.
+    assert sizes.rows("point", 12, 12) == 12 and sizes.rows("point", 9, 12) == 12
 
 
 @pytest.mark.parametrize("framework", ["jax", "tensorflow"])

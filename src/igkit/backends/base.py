@@ -180,7 +180,8 @@ def check_output_shape(out, n: int):
 
 class RowSizes:
     """How many rows a batch is padded to before a compiled step (a JAX ``jit``, a TensorFlow
-    graph) runs it: one record per step, kept with the program that sessions share.
+    graph) runs it: one record per program that sessions share, per step (``"point"``,
+    ``"secant"``).
 
     A compiled step has a static batch size, so a short batch (a call's last, the levels of
     ``steps="auto"``, the 3, 4 and 8 new nodes of its Fejér probe, a secant pilot) is padded with
@@ -196,23 +197,24 @@ class RowSizes:
 
     def __init__(self) -> None:
         self._call = 0
-        self._first_asked: dict[int, int] = {}  # bucket -> the call that first asked for it
-        self._compiled: set[int] = set()
+        #: (step, bucket) -> the call that first asked for it
+        self._first_asked: dict[tuple[str, int], int] = {}
+        self._compiled: set[tuple[str, int]] = set()
 
     def new_call(self) -> None:
         """A session opened on the program: buckets asked for so far are "asked before"."""
         self._call += 1
 
-    def rows(self, n: int, cap: int) -> int:
-        """The rows to run a batch of ``n`` with, ``cap`` (the batch size) at most unless ``n``
-        is larger."""
+    def rows(self, step: str, n: int, cap: int) -> int:
+        """The rows to run a batch of ``n`` with through ``step``, ``cap`` (the batch size) at
+        most unless ``n`` is larger."""
         cap = max(n, cap)
         bucket = min(cap, 1 << max(0, n - 1).bit_length())
-        first = self._first_asked.setdefault(bucket, self._call)
-        if bucket not in self._compiled and first == self._call:
-            ready = [r for r in self._compiled if n <= r <= cap]
+        first = self._first_asked.setdefault((step, bucket), self._call)
+        if (step, bucket) not in self._compiled and first == self._call:
+            ready = [r for s, r in self._compiled if s == step and n <= r <= cap]
             bucket = min(ready) if ready else cap
-        self._compiled.add(bucket)
+        self._compiled.add((step, bucket))
         return bucket
 
 

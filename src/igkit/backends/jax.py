@@ -317,8 +317,7 @@ class _Program:
         self._secant: Any = None
         #: The batch sizes each jitted step runs with (``RowSizes``: padded to ``batch_size``
         #: in a first call, compiled at a batch's own size once calls repeat it).
-        self.point_rows = RowSizes()
-        self.secant_rows = RowSizes()
+        self.row_sizes = RowSizes()
         #: The operations the secant step's flags name, in order (set when it is traced).
         self.secant_names: list[str] = []
 
@@ -478,8 +477,7 @@ class JaxSession:
         self._opts = options
         self.dtype = _session_dtype(model, options, jax)
         self._program: _Program | None = _program_for(model, options.output, jax)
-        self._program.point_rows.new_call()
-        self._program.secant_rows.new_call()
+        self._program.row_sizes.new_call()
         self._pad_to = options.batch_size
         self._checked = False
         self._sums: Any = None
@@ -578,7 +576,7 @@ class JaxSession:
     def _accumulate(self, batch: RowBatch) -> None:
         prog = self._prog()
         n = len(batch)
-        padded = batch.padded(prog.point_rows.rows(n, self._pad_to))
+        padded = batch.padded(prog.row_sizes.rows("point", n, self._pad_to))
         path, alpha, weight = padded.path, padded.alpha, padded.weight
         idx, alpha_a = self._a(path, self._jnp.int32), self._a(alpha)
         if not self._checked:
@@ -640,7 +638,8 @@ class JaxSession:
         ``_pad_to``) with pieces of width 0; returns the scores at their starts and ends."""
         jnp = self._jnp
         m = k.shape[0]
-        pad = np.concatenate([k, np.full(prog.secant_rows.rows(m, self._pad_to) - m, k[-1])])
+        size = prog.row_sizes.rows("secant", m, self._pad_to)
+        pad = np.concatenate([k, np.full(size - m, k[-1])])
         width = np.zeros(pad.shape[0])
         width[:m] = rows.weight[k]
         i32 = jnp.int32

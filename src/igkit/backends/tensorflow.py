@@ -15,9 +15,9 @@ per-path tensors are traced with any number of paths, so neither a new number of
 nested rule's levels (Fejér's ``steps="auto"`` keeps each node as a path) retrace it (Keras
 EfficientNet-Lite0's first default call 12.3 -> 9.6 s). The traced step is shared by all
 sessions of one model (per output name), so a loop of calls traces once per batch size; the
-graph reads the model's variables when it
-runs, so weight updates between calls are seen. A model that cannot be traced (say it calls
-``.numpy()`` on its input) is run eagerly instead, without padding.
+graph reads the model's variables when it runs, so weight updates between calls are seen. A
+model that cannot be traced (say it calls ``.numpy()`` on its input) is run eagerly instead,
+without padding.
 
 Why one module: a backend is one framework's side of the ``Session`` contract; its session,
 the compiled step it shares between sessions and the model probing it relies on change together
@@ -298,8 +298,7 @@ class _Program:
         self._secant: dict[tuple, Any] = {}
         #: The batch sizes the traced steps run with (``RowSizes``: padded to ``batch_size`` in
         #: a first call, traced at a batch's own size once calls repeat it).
-        self.point_rows = RowSizes()
-        self.secant_rows = RowSizes()
+        self.row_sizes = RowSizes()
 
     def model_output(self, x: Any) -> Any:
         """The tensor ``method="secant"`` follows: the model's output (a signature's one
@@ -447,8 +446,7 @@ class TensorFlowSession:
         )
         self._graph = graph
         self._pad_to = options.batch_size
-        self._program.point_rows.new_call()
-        self._program.secant_rows.new_call()
+        self._program.row_sizes.new_call()
         self._sums: Any = None
         self._scores: list[Any] = []
         self._grads: list[Any] = []
@@ -525,7 +523,8 @@ class TensorFlowSession:
         prog = self._prog()
         n = len(batch)
         graph = prog.graph if self._graph else None
-        rows = batch.padded(prog.point_rows.rows(n, self._pad_to)) if graph is not None else batch
+        rows = (batch.padded(prog.row_sizes.rows("point", n, self._pad_to)) if graph is not None
+                else batch)
         path, alpha, weight = rows.path, rows.alpha, rows.weight
         args = (
             self._sums, self._base, self._diff, self._target,
@@ -589,7 +588,7 @@ class TensorFlowSession:
             w = width[at].copy()
             if start > 0:
                 w[0] = 0.0  # integrated by the previous batch
-            pad = prog.secant_rows.rows(at.shape[0], size + 1) - at.shape[0]
+            pad = prog.row_sizes.rows("secant", at.shape[0], size + 1) - at.shape[0]
             at_p = np.concatenate([at, np.full(pad, at[-1])])
             w = np.concatenate([w, np.zeros(pad)])
             idx = self._t(rows.path[at_p], tf.int64)
