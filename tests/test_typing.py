@@ -31,6 +31,7 @@ TYPED = [
     "src/igkit/methods",
     "src/igkit/metrics",
     "src/igkit/evaluation",
+    "src/igkit/process.py",
 ]
 
 

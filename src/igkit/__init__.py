@@ -18,6 +18,7 @@ from igkit.core.targets import labels_above as labels_above
 from igkit.methods import attribute as attribute
 from igkit.methods import attribution_methods as attribution_methods
 from igkit.models.sources import load_model as load_model
+from igkit.process import keep_freed_memory as keep_freed_memory
 from igkit.workflow import ExplainSettings as ExplainSettings
 from igkit.workflow import InputError as InputError
 from igkit.workflow import explain as explain

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from igkit.cli._base import EXIT_USAGE, Command, Parser, UsageError
+from igkit.process import keep_freed_memory
 
 __all__ = ["COMMAND_MODULES", "Command", "UsageError", "build_parser", "main"]
 
@@ -59,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     # TensorFlow's C++ start-up logging would bury the one-line messages; users can override.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # This process is igkit's: keep freed memory for the next batch (igkit.process).
+    keep_freed_memory()
     parser = build_parser()
     try:
         args = parser.parse_args(list(argv) if argv is not None else None)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from igkit.evaluation.job import EvaluatedBatch, EvaluateSettings, Evaluator
+from igkit.process import keep_freed_memory
 from igkit.workflow.inputs import Input, InputError, channel_inputs, photo_inputs
 
 __all__ = ["EvaluationSource", "open_source", "read_mask", "run_evaluation"]
@@ -208,6 +209,7 @@ class EvaluateActor:
     """A Ray Data callable class: one Evaluator per actor, batches of examples per call."""
 
     def __init__(self, settings: EvaluateSettings, source: EvaluationSource) -> None:
+        keep_freed_memory()  # the actor's process is igkit's (igkit.process)
         self.evaluator = Evaluator(settings)
         self.source = source
 

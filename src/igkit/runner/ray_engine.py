@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from igkit.process import keep_freed_memory
 from igkit.runner.engine import DatasetExplainer
 from igkit.runner.store import DatasetStore, Example
 from igkit.workflow.progress import Progress
@@ -43,6 +44,7 @@ class ExplainActor:
         threads: int | None = None,
         use_gpu: bool = False,
     ) -> None:
+        keep_freed_memory()  # the actor's process is igkit's (igkit.process)
         self.explainer = DatasetExplainer(
             settings, model_digest, threads=threads, device="cuda" if use_gpu else None
         )
