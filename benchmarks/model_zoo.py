@@ -240,6 +240,15 @@ class Cache:
             np.savez(path, **ref.__dict__)
 
 
+def top_target(unit: Unit, ref_steps: int, cache: Cache) -> int:
+    """The class a unit attributes (its reference's, or the model's top class at the input)."""
+    ref = cache.reference(f"ref/{unit.key}/gl{ref_steps}")
+    if ref is not None:
+        return ref.target
+    r, _ = _quiet_call(lambda: _ig(unit, method="gauss_legendre", steps=1))
+    return int(np.ravel(r.target)[0])
+
+
 def reference(unit: Unit, ref_steps: int, cache: Cache) -> Reference:
     key = f"ref/{unit.key}/gl{ref_steps}"
     ref = cache.reference(key)
@@ -494,7 +503,7 @@ def _igkit_call(unit: Unit, method: str, steps: int, target: int) -> Callable[[]
     return lambda: _quiet_call(lambda: _ig(unit, method=method, steps=steps, target=target))[0]
 
 
-def cost(units: list[Unit], refs: dict[str, Reference], rounds: int, pieces: int) -> list[str]:
+def cost(units: list[Unit], targets: dict[str, int], rounds: int, pieces: int) -> list[str]:
     """Per framework and case, milliseconds per evaluation of: a hand-written forward+backward
     (one full batch); a whole igkit call of Gauss-Legendre at ``pieces`` nodes and of the secant
     rule at ``pieces`` pieces (everything a call does over its gradient evaluations: the
@@ -512,7 +521,7 @@ def cost(units: list[Unit], refs: dict[str, Reference], rounds: int, pieces: int
         if (unit.case, unit.framework) in seen:
             continue
         seen.add((unit.case, unit.framework))
-        target = refs[unit.key].target
+        target = targets[unit.key]
         configs = {"hand": _hand_pass(unit, target, unit.batch_size)}
         rules = ["gl"] + (["secant"] if method_supported(FRAMEWORK_OF[unit.framework], "secant")
                           else [])
@@ -579,7 +588,11 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--photos", default=",".join(PHOTOS), help="EfficientNet's demo photos")
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     ap.add_argument("--out", default=None, help="also write the tables to this markdown file")
+    ap.add_argument("--malloc", choices=("kept", "system"), default="kept",
+                    help="kept: freed memory is kept for reuse, as in the igkit command "
+                         "(igkit.keep_freed_memory); system: glibc's own thresholds")
     args = ap.parse_args(argv)
+    allocator = igkit.keep_freed_memory() if args.malloc == "kept" else "system"
     cases = (args.cases or ("sequential" if args.quick else ",".join(ALL_CASES))).split(",")
     unknown = sorted(set(cases) - set(ALL_CASES))
     if unknown:
@@ -598,10 +611,12 @@ def main(argv: list[str] | None = None) -> str:
               f"; secant in torch / jax / tensorflow: "
               + " / ".join("yes" if method_supported(f, "secant") else "no"
                            for f in ("torch", "jax", "tensorflow")),
-              f"reference: igkit Gauss-Legendre {ref_steps}; igkit source {stamp}", ""]
+              f"reference: igkit Gauss-Legendre {ref_steps}; igkit source {stamp}; "
+              f"allocator: {allocator}", ""]
     print("\n".join(header), flush=True)
     units = build_units(cases, frameworks, args.quick, tuple(args.photos.split(",")))
     refs: dict[str, Reference] = {}
+    targets: dict[str, int] = {}
     results = []
     secant_64: dict[str, np.ndarray] = {}
     sections = args.sections.split(",")
@@ -611,11 +626,14 @@ def main(argv: list[str] | None = None) -> str:
                                                      or args.igkit_gl_on_torch):
             left_out.append(unit.name)
             continue
+        if "evaluations" not in sections:  # the cost section needs only each unit's target
+            if unit.key not in targets:
+                targets[unit.key] = top_target(unit, ref_steps, cache)
+            continue
         if unit.key not in refs:
             refs[unit.key] = reference(unit, ref_steps, cache)
         ref = refs[unit.key]
-        if "evaluations" not in sections:
-            continue
+        targets[unit.key] = ref.target
         fw = FRAMEWORK_OF[unit.framework]
         row = {
             "case": unit.case, "framework": unit.framework, "label": unit.label,
@@ -646,7 +664,7 @@ def main(argv: list[str] | None = None) -> str:
         chosen = [u for u in units if u.case in args.cost_cases.split(",")]
         if args.quick:
             chosen = units[:1]
-        report += cost(chosen, refs, 1 if args.quick else args.rounds,
+        report += cost(chosen, targets, 1 if args.quick else args.rounds,
                        16 if args.quick else 32) + [""]
     text = "\n".join(report)
     print(text, flush=True)
