@@ -214,7 +214,7 @@ class Cache:
         keys = [f"sweep/{unit.name}/captum/{grid[-1]}"] if unit.captum_forward else []
         if unit.framework != "torch" or gl_on_torch:
             keys.append(f"sweep/{unit.name}/igkit/{grid[-1]}")
-        ref = self._path(f"ref/{unit.key}/gl{ref_steps}", ".npz")
+        ref = self._path(_reference_key(unit, ref_steps), ".npz")
         return bool(ref and ref.exists()) and all(self.get(k) is not None for k in keys)
 
     def array(self, key: str) -> np.ndarray | None:
@@ -240,9 +240,14 @@ class Cache:
             np.savez(path, **ref.__dict__)
 
 
+def _reference_key(unit: Unit, ref_steps: int) -> str:
+    """Where ``Cache`` keeps a unit's reference."""
+    return f"ref/{unit.key}/gl{ref_steps}"
+
+
 def top_target(unit: Unit, ref_steps: int, cache: Cache) -> int:
     """The class a unit attributes (its reference's, or the model's top class at the input)."""
-    ref = cache.reference(f"ref/{unit.key}/gl{ref_steps}")
+    ref = cache.reference(_reference_key(unit, ref_steps))
     if ref is not None:
         return ref.target
     r, _ = _quiet_call(lambda: _ig(unit, method="gauss_legendre", steps=1))
@@ -250,7 +255,7 @@ def top_target(unit: Unit, ref_steps: int, cache: Cache) -> int:
 
 
 def reference(unit: Unit, ref_steps: int, cache: Cache) -> Reference:
-    key = f"ref/{unit.key}/gl{ref_steps}"
+    key = _reference_key(unit, ref_steps)
     ref = cache.reference(key)
     if ref is not None:
         return ref
