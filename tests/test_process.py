@@ -38,7 +38,7 @@ print(json.dumps({{"answer": answer, "kept_mib": (after - before + (64 << 20)) /
 
 def _probe(setup: str, **env: str) -> dict[str, object]:
     environment = {k: v for k, v in os.environ.items()
-                   if not k.startswith("MALLOC_") and k != "IGKIT_MALLOC"}
+                   if not k.startswith("MALLOC_") and k not in ("IGKIT_MALLOC", "GLIBC_TUNABLES")}
     environment.update(env)
     done = subprocess.run(
         [sys.executable, "-c", _PROBE.format(setup=setup)], env=environment,
@@ -69,6 +69,8 @@ def test_the_users_choice_stands() -> None:
     # also fixes glibc's mmap threshold at its default, so the block is unmapped).
     user = _probe(_ASK, MALLOC_TRIM_THRESHOLD_="131072")
     assert user["answer"] == "user" and user["kept_mib"] < 4
+    tunable = _probe(_ASK, GLIBC_TUNABLES="glibc.malloc.trim_threshold=131072")
+    assert tunable["answer"] == "user" and tunable["kept_mib"] < 4
 
 
 @pytest.mark.skipif(not GLIBC, reason="glibc's malloc only")

@@ -45,8 +45,8 @@ def keep_freed_memory() -> str:
     - ``"kept"``: both thresholds were raised (:data:`KEEP_MMAP_THRESHOLD`,
       :data:`KEEP_TRIM_THRESHOLD`); the process then holds up to about a batch's activations
       between batches and between calls.
-    - ``"user"``: the environment already sets one of glibc's ``MALLOC_*`` thresholds; the
-      user's choice stands.
+    - ``"user"``: the environment already sets one of glibc's ``MALLOC_*`` thresholds or a
+      ``glibc.malloc.*`` tunable (``GLIBC_TUNABLES``); the user's choice stands.
     - ``"off"``: ``IGKIT_MALLOC=system`` asks igkit to leave the allocator alone.
     - ``"unsupported"``: not Linux with glibc (macOS, musl, Windows), or glibc refused.
 
@@ -63,7 +63,8 @@ def keep_freed_memory() -> str:
 def _apply() -> str:
     if os.environ.get("IGKIT_MALLOC", "").strip().lower() == "system":
         return "off"
-    if any(name in os.environ for name in _USER_VARIABLES):
+    if any(name in os.environ for name in _USER_VARIABLES) or "glibc.malloc." in os.environ.get(
+            "GLIBC_TUNABLES", ""):
         return "user"
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return "unsupported"
