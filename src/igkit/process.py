@@ -3,9 +3,9 @@
 glibc's ``malloc`` hands large freed blocks back to the system at once: a block above its mmap
 threshold is unmapped when freed, and free memory at the top of the heap is trimmed. A framework
 on the CPU allocates and frees every batch's activations, so the next batch takes page faults on
-memory it just had: on 2 CPU cores the default call on EfficientNet-Lite0 and one photo spends
-about a third of its time there (``benchmarks/RESULTS.md``). :func:`keep_freed_memory` raises both
-thresholds so that the process keeps the memory it frees and reuses it.
+memory it just had: on 2 CPU cores the default call on EfficientNet-Lite0 and one photo spends a
+quarter to a third of its time there (``benchmarks/RESULTS.md``). :func:`keep_freed_memory`
+raises both thresholds so that the process keeps the memory it frees and reuses it.
 
 The ``igkit`` command calls it before it imports any framework, and so do the Ray actors of
 ``explain-dataset`` and ``evaluate``: igkit owns those processes. ``import igkit`` does not: a
